@@ -1,0 +1,2 @@
+//! berth-engine: Berth's own container engine (images, root filesystems, namespaces,
+//! cgroups, processes). See DESIGN.md, "engine". Grows with the engine issues.

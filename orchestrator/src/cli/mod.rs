@@ -1,0 +1,6 @@
+//! The `berth` verbs, one module each.
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    0
+}

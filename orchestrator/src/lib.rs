@@ -1,0 +1,9 @@
+//! berth-orchestrator: knows stacks, never syscalls.
+//!
+//! - [`stack`]: the stack file, from YAML text to a typed, normalized model.
+//! - [`graph`]: the service dependency graph (start and stop order).
+//! - [`cli`]: one module per `berth` verb.
+
+pub mod cli;
+pub mod graph;
+pub mod stack;

@@ -1,0 +1,1 @@
+//! The stack file: loading, interpolation, merging and the typed model.

@@ -1,1 +1,1 @@
-//! The service dependency graph.
+//! The service dependency graph (placeholder: being written).

@@ -5,7 +5,9 @@
 //! environment ([`dotenv`]), `include`d and `extends`-resolved, merged over the earlier
 //! files, then deserialized into the typed [`model`] and checked for consistency.
 
+pub mod de;
 pub mod dotenv;
 pub mod emit;
 pub mod interpolate;
 pub mod model;
+pub mod yaml;

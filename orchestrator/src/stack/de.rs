@@ -157,7 +157,7 @@ pub fn parse_bool(s: &str) -> Option<bool> {
 }
 
 /// A plain scalar's type under YAML 1.2's core schema.
-enum Resolved {
+pub(crate) enum Resolved {
     Bool(bool),
     Int(i64),
     Uint(u64),
@@ -165,7 +165,7 @@ enum Resolved {
     Str,
 }
 
-fn resolve_plain(s: &str) -> Resolved {
+pub(crate) fn resolve_plain(s: &str) -> Resolved {
     match s {
         "true" | "True" | "TRUE" => return Resolved::Bool(true),
         "false" | "False" | "FALSE" => return Resolved::Bool(false),

@@ -8,6 +8,8 @@
 pub mod de;
 pub mod dotenv;
 pub mod emit;
+pub mod error;
 pub mod interpolate;
+pub mod merge;
 pub mod model;
 pub mod yaml;

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use indexmap::IndexMap;
+
+use super::de::{resolve_plain, Resolved};
 use saphyr_parser::{Event, Parser, ScalarStyle, Span as RawSpan};
 
 /// Refuse files larger than this before parsing (a stack file is a few KiB; 16 MiB
@@ -105,6 +107,8 @@ pub enum Tag {
 pub struct Key {
     pub name: String,
     pub span: Span,
+    /// The key was a plain number, boolean or null (`123:`), which Compose refuses.
+    pub non_string: bool,
 }
 
 impl PartialEq for Key {
@@ -471,9 +475,15 @@ impl Builder {
                 merges.push(value);
                 continue;
             }
+            let non_string = match &key_node.value {
+                Value::Scalar(s, Style::Plain) => !matches!(resolve_plain(s), Resolved::Str),
+                Value::Null => true,
+                _ => false,
+            };
             let key = Key {
                 name,
                 span: key_node.span,
+                non_string,
             };
             if let Some((prev, _)) = map.get_key_value(key.name.as_str()) {
                 return Err(YamlError {

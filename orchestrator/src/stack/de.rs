@@ -139,7 +139,9 @@ impl<'a> NodeDe<'a> {
             Value::Seq(_) => "a sequence".to_string(),
             Value::Map(_) => "a mapping".to_string(),
         };
-        self.locate(de::Error::custom(format!("expected {expected}, found {found}")))
+        self.locate(de::Error::custom(format!(
+            "expected {expected}, found {found}"
+        )))
     }
 }
 
@@ -347,7 +349,11 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         }
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_seq(visitor)
     }
 
@@ -485,9 +491,9 @@ impl<'de> de::MapAccess<'de> for MapDe<'_> {
         for (key, node) in self.entries.by_ref() {
             if self.is_struct && key.name.starts_with("x-") {
                 if self.gather {
-                    let ext = self.extensions.get_or_insert_with(|| {
-                        Node::new(Value::Map(Map::new()), key.span.clone())
-                    });
+                    let ext = self
+                        .extensions
+                        .get_or_insert_with(|| Node::new(Value::Map(Map::new()), key.span.clone()));
                     if let Some(m) = ext.as_map_mut() {
                         m.insert(key.clone(), node.clone());
                     }

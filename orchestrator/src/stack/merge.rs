@@ -58,9 +58,21 @@ fn service_rule(path: &[&str]) -> Rule {
                 Rule::AsMap(Separator::Names)
             }
         }
-        ["dns"] | ["dns_search"] | ["dns_opt"] | ["env_file"] | ["label_file"] | ["tmpfs"]
-        | ["cap_add"] | ["cap_drop"] | ["expose"] | ["external_links"] | ["volumes_from"]
-        | ["security_opt"] | ["profiles"] | ["group_add"] | ["extra_hosts"]
+        ["dns"]
+        | ["dns_search"]
+        | ["dns_opt"]
+        | ["env_file"]
+        | ["label_file"]
+        | ["tmpfs"]
+        | ["cap_add"]
+        | ["cap_drop"]
+        | ["expose"]
+        | ["external_links"]
+        | ["volumes_from"]
+        | ["security_opt"]
+        | ["profiles"]
+        | ["group_add"]
+        | ["extra_hosts"]
         | ["device_cgroup_rules"] => Rule::AsList,
         ["volumes"] | ["devices"] => Rule::Unique(UniqueKey::MountTarget),
         ["ports"] => Rule::Unique(UniqueKey::Port),
@@ -188,7 +200,14 @@ fn to_map(node: Node, sep: Separator) -> Node {
                 }
             }
         };
-        map.insert(Key { name, span, non_string: false }, value);
+        map.insert(
+            Key {
+                name,
+                span,
+                non_string: false,
+            },
+            value,
+        );
     }
     Node {
         value: Value::Map(map),
@@ -242,7 +261,10 @@ fn merge_unique(base: Node, over: Node, key: UniqueKey) -> Node {
         (Value::Seq(mut b), Value::Seq(o)) => {
             for item in o {
                 let k = unique_key(&item, key);
-                match b.iter().position(|e| k.is_some() && unique_key(e, key) == k) {
+                match b
+                    .iter()
+                    .position(|e| k.is_some() && unique_key(e, key) == k)
+                {
                     Some(i) => b[i] = item,
                     None => b.push(item),
                 }
@@ -265,7 +287,10 @@ fn merge_unique(base: Node, over: Node, key: UniqueKey) -> Node {
 fn unique_key(item: &Node, key: UniqueKey) -> Option<String> {
     match (&item.value, key) {
         (Value::Scalar(s, _), UniqueKey::MountTarget) => Some(short_mount_target(s)),
-        (Value::Map(_), UniqueKey::MountTarget) => item.get("target").and_then(Node::as_str).map(str::to_string),
+        (Value::Map(_), UniqueKey::MountTarget) => item
+            .get("target")
+            .and_then(Node::as_str)
+            .map(str::to_string),
         (Value::Scalar(s, _), UniqueKey::SecretTarget) => Some(s.clone()),
         (Value::Map(_), UniqueKey::SecretTarget) => item
             .get("target")
@@ -369,8 +394,14 @@ mod tests {
             "services:\n  foo:\n    dns: [1.1.1.1]\n    command: [echo, foo]\n",
             "services:\n  foo:\n    dns: 8.8.8.8\n    command: [echo, bar]\n",
         );
-        assert_eq!(v["services"]["foo"]["dns"], serde_json::json!(["1.1.1.1", "8.8.8.8"]));
-        assert_eq!(v["services"]["foo"]["command"], serde_json::json!(["echo", "bar"]));
+        assert_eq!(
+            v["services"]["foo"]["dns"],
+            serde_json::json!(["1.1.1.1", "8.8.8.8"])
+        );
+        assert_eq!(
+            v["services"]["foo"]["command"],
+            serde_json::json!(["echo", "bar"])
+        );
     }
 
     #[test]
@@ -379,7 +410,10 @@ mod tests {
             "services:\n  foo:\n    volumes: ['foo:/work', '/a:/b']\n",
             "services:\n  foo:\n    volumes: ['bar:/work']\n",
         );
-        assert_eq!(v["services"]["foo"]["volumes"], serde_json::json!(["bar:/work", "/a:/b"]));
+        assert_eq!(
+            v["services"]["foo"]["volumes"],
+            serde_json::json!(["bar:/work", "/a:/b"])
+        );
     }
 
     #[test]
@@ -408,7 +442,10 @@ mod tests {
 
     #[test]
     fn windows_drive_letters_stay_in_the_source() {
-        assert_eq!(split_short_volume("C:\\data:/data:ro"), vec!["C:\\data", "/data", "ro"]);
+        assert_eq!(
+            split_short_volume("C:\\data:/data:ro"),
+            vec!["C:\\data", "/data", "ro"]
+        );
         assert_eq!(short_mount_target("/data"), "/data");
     }
 }

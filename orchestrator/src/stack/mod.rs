@@ -10,6 +10,8 @@ pub mod dotenv;
 pub mod emit;
 pub mod error;
 pub mod interpolate;
+pub mod load;
 pub mod merge;
 pub mod model;
+pub mod paths;
 pub mod yaml;

@@ -436,7 +436,8 @@ impl Builder {
 
     fn remember(&mut self, anchor: usize, node: &Node) {
         if anchor > 0 {
-            self.anchors.insert(anchor, (node.clone(), count_nodes(node)));
+            self.anchors
+                .insert(anchor, (node.clone(), count_nodes(node)));
         }
     }
 
@@ -514,8 +515,7 @@ impl Builder {
                 let Value::Map(entries) = source.value else {
                     return Err(YamlError {
                         span: source.span,
-                        message: "map merge requires map or sequence of maps as the value"
-                            .into(),
+                        message: "map merge requires map or sequence of maps as the value".into(),
                     });
                 };
                 for (k, v) in entries {
@@ -567,11 +567,23 @@ mod tests {
     #[test]
     fn plain_and_quoted_scalars_are_told_apart() {
         let n = one("a: 1\nb: '1'\nc: ~\nd: \"\"\ne: |\n  x\n");
-        assert_eq!(n.get("a").unwrap().value, Value::Scalar("1".into(), Style::Plain));
-        assert_eq!(n.get("b").unwrap().value, Value::Scalar("1".into(), Style::Quoted));
+        assert_eq!(
+            n.get("a").unwrap().value,
+            Value::Scalar("1".into(), Style::Plain)
+        );
+        assert_eq!(
+            n.get("b").unwrap().value,
+            Value::Scalar("1".into(), Style::Quoted)
+        );
         assert!(n.get("c").unwrap().is_null());
-        assert_eq!(n.get("d").unwrap().value, Value::Scalar("".into(), Style::Quoted));
-        assert_eq!(n.get("e").unwrap().value, Value::Scalar("x\n".into(), Style::Quoted));
+        assert_eq!(
+            n.get("d").unwrap().value,
+            Value::Scalar("".into(), Style::Quoted)
+        );
+        assert_eq!(
+            n.get("e").unwrap().value,
+            Value::Scalar("x\n".into(), Style::Quoted)
+        );
     }
 
     #[test]
@@ -586,7 +598,11 @@ mod tests {
     #[test]
     fn merge_key_to_a_scalar_is_refused() {
         let e = err("a: &a 1\nb:\n  <<: *a\n");
-        assert!(e.message.contains("map merge requires map"), "{}", e.message);
+        assert!(
+            e.message.contains("map merge requires map"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

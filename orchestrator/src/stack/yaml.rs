@@ -130,6 +130,9 @@ impl Borrow<str> for Key {
 
 pub type Map = IndexMap<Key, Node>;
 
+/// A function given each scalar's key path, text (to rewrite) and place.
+pub type ScalarVisitor<'f, E> = dyn FnMut(&[String], &mut String, &Span) -> Result<(), E> + 'f;
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     Null,
@@ -213,7 +216,7 @@ impl Node {
     pub fn walk_scalars_mut<E>(
         &mut self,
         path: &mut Vec<String>,
-        f: &mut dyn FnMut(&[String], &mut String, &Span) -> Result<(), E>,
+        f: &mut ScalarVisitor<'_, E>,
     ) -> Result<(), E> {
         match &mut self.value {
             Value::Scalar(s, _) => f(path, s, &self.span),

@@ -1,6 +1,143 @@
-//! The `berth` verbs, one module each.
+//! The `berth` verbs, one module each, with flags spelt as `docker compose` spells them.
+
+mod config;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::stack::load::Options;
+
+/// Runs multi-container stacks from a Compose-format stack file on Berth's own engine.
+#[derive(Parser, Debug)]
+#[command(name = "berth", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every verb takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Stack file(s), merged in order (default: compose.yaml, compose.yml,
+    /// docker-compose.yaml, docker-compose.yml, and the override file beside it)
+    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Project name (default: `name:` in the stack file, else the directory's name)
+    #[arg(short = 'p', long = "project-name", global = true, env = "BERTH_PROJECT_NAME")]
+    pub project_name: Option<String>,
+    /// Directory that relative paths and `.env` resolve from (default: the first file's)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub project_directory: Option<PathBuf>,
+    /// Enable services of this profile (repeatable; also BERTH_PROFILES=a,b)
+    #[arg(long = "profile", global = true, value_name = "PROFILE")]
+    pub profiles: Vec<String>,
+    /// Env file(s) to interpolate with, instead of the project's `.env` (repeatable)
+    #[arg(long = "env-file", global = true, value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// When to colour output
+    #[arg(long, global = true, value_enum, default_value_t = Ansi::Auto)]
+    pub ansi: Ansi,
+    /// More detail on stderr (-v: info, -vv: debug, -vvv: trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ansi {
+    Never,
+    Always,
+    Auto,
+}
+
+impl GlobalArgs {
+    /// The loader's options for these flags and, for verbs that take them, service names.
+    pub fn load_options(&self, services: &[String]) -> anyhow::Result<Options> {
+        // `-f -` reads the stack file from standard input, once.
+        let stdin = if self.files.iter().any(|f| crate::stack::load::is_stdin(f)) {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| anyhow::anyhow!("cannot read the stack file from standard input: {e}"))?;
+            Some(text)
+        } else {
+            None
+        };
+        Ok(Options {
+            stdin,
+            files: self.files.clone(),
+            project_directory: self.project_directory.clone(),
+            project_name: self.project_name.clone(),
+            env_files: self.env_files.clone(),
+            profiles: self.profiles.clone(),
+            services: services.to_vec(),
+            ..Options::default()
+        })
+    }
+
+    fn colour(&self) -> bool {
+        match self.ansi {
+            Ansi::Always => true,
+            Ansi::Never => false,
+            Ansi::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Parse, resolve and render the stack file in canonical form
+    Config(config::ConfigArgs),
+}
+
+/// Prints an error with its chain of causes and, for a stack-file error, the line at fault.
+pub fn report(error: &anyhow::Error, colour: bool) {
+    let label = if colour { "\x1b[1;31merror:\x1b[0m" } else { "error:" };
+    eprintln!("{label} {error}");
+    for cause in error.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+    if let Some(located) = error
+        .downcast_ref::<crate::stack::error::StackError>()
+        .and_then(|e| e.located())
+    {
+        if let Some(snippet) = located.snippet() {
+            eprintln!("{snippet}");
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
-    0
+    let cli = Cli::parse();
+    init_tracing(cli.global.verbose);
+    let colour = cli.global.colour();
+    let result = match &cli.command {
+        Command::Config(args) => config::run(&cli.global, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            report(&e, colour);
+            1
+        }
+    }
 }

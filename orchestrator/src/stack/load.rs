@@ -45,6 +45,8 @@ pub struct Options {
     pub remote_dir: Option<PathBuf>,
     /// Skip cross-reference checks (undeclared networks, volumes, services).
     pub skip_consistency: bool,
+    /// The text of the file named `-` (standard input, as in `-f -`), read by the caller.
+    pub stdin: Option<String>,
     /// Do not fall back to the directory's name for the project name (library callers
     /// that must supply one).
     pub no_directory_name: bool,
@@ -60,6 +62,8 @@ pub struct Tree {
     pub environment: IndexMap<String, String>,
     pub warnings: Vec<String>,
     pub active_profiles: Vec<String>,
+    /// Every profile named by any service, sorted, before profiles were applied.
+    pub all_profiles: Vec<String>,
 }
 
 /// Finds the default stack file (and its override) from `dir` up to the root.
@@ -114,7 +118,18 @@ fn check_project_name(name: &str) -> Result<(), StackError> {
     Ok(())
 }
 
-fn read(path: &Path) -> Result<Arc<SourceFile>, StackError> {
+/// The path that stands for standard input, as `-f -` spells it.
+pub fn is_stdin(path: &Path) -> bool {
+    path == Path::new("-")
+}
+
+fn read(path: &Path, stdin: Option<&str>) -> Result<Arc<SourceFile>, StackError> {
+    if is_stdin(path) {
+        return Ok(Arc::new(SourceFile {
+            path: PathBuf::from("<stdin>"),
+            text: stdin.unwrap_or_default().to_string(),
+        }));
+    }
     let text = std::fs::read(path).map_err(|source| StackError::Read {
         path: path.to_path_buf(),
         source,
@@ -129,8 +144,8 @@ fn read(path: &Path) -> Result<Arc<SourceFile>, StackError> {
 
 /// Parses a file into one top-level mapping (documents of a multi-document file merge in
 /// order). `None` for an empty file.
-fn parse_file(path: &Path) -> Result<Option<Node>, StackError> {
-    let file = read(path)?;
+fn parse_file(path: &Path, stdin: Option<&str>) -> Result<Option<Node>, StackError> {
+    let file = read(path, stdin)?;
     let docs = yaml::parse(Arc::clone(&file))?;
     let mut top: Option<Node> = None;
     for doc in docs {
@@ -205,10 +220,14 @@ fn interpolate_tree(
     warnings: &mut Vec<String>,
 ) -> Result<(), StackError> {
     let lookup = |name: &str| env.get(name).cloned();
-    node.walk_scalars_mut(&mut Vec::new(), &mut |path, text, span| {
+    node.walk_scalars_mut(&mut Vec::new(), &mut |path, text, style, span| {
         if !text.contains('$') {
             return Ok(());
         }
+        // What interpolation produces is text, whatever it looks like (compose-go
+        // casts it only where the schema wants a number or boolean, as the typed
+        // model does).
+        *style = yaml::Style::Quoted;
         let (value, unset) = interpolate::interpolate_report(text, &lookup)
             .map_err(|e| StackError::at(span, display_path(path), e.to_string()))?;
         for name in unset {
@@ -259,7 +278,7 @@ impl Loader<'_> {
     /// paths made absolute against `dir` (the project directory for `-f` files and
     /// includes, the file's own directory for an `extends` base in another file).
     fn load_file(&mut self, path: &Path, dir: &Path) -> Result<Option<Node>, StackError> {
-        let Some(mut top) = parse_file(path)? else {
+        let Some(mut top) = parse_file(path, self.opts.stdin.as_deref())? else {
             return Ok(None);
         };
         let env = self.env.clone();
@@ -647,10 +666,14 @@ pub fn load_tree(opts: &Options) -> Result<Tree, StackError> {
     let files: Vec<PathBuf> = if opts.files.is_empty() {
         discover(opts.project_directory.as_deref().unwrap_or(&cwd))?
     } else {
-        opts.files.iter().map(|f| cwd.join(f)).collect()
+        opts.files
+            .iter()
+            .map(|f| if is_stdin(f) { f.clone() } else { cwd.join(f) })
+            .collect()
     };
     let working_dir = match &opts.project_directory {
         Some(d) => cwd.join(d),
+        None if is_stdin(&files[0]) => cwd.clone(),
         None => files[0].parent().unwrap_or(Path::new("/")).to_path_buf(),
     };
     let mut env = environment(opts, &working_dir, &cwd)?;
@@ -660,7 +683,7 @@ pub fn load_tree(opts: &Options) -> Result<Tree, StackError> {
     // directory's name.
     let mut parsed = Vec::new();
     for f in &files {
-        parsed.push(parse_file(f)?);
+        parsed.push(parse_file(f, opts.stdin.as_deref())?);
     }
     if parsed.iter().all(Option::is_none) {
         return Err(StackError::Invalid(format!(
@@ -780,8 +803,10 @@ pub fn load_tree(opts: &Options) -> Result<Tree, StackError> {
                 .map(str::to_string),
         );
     }
+    let all_profiles = all_profiles(&root);
     apply_profiles(&mut root, &profiles, &opts.services)?;
     Ok(Tree {
+        all_profiles,
         root,
         name,
         working_dir,
@@ -839,6 +864,21 @@ fn check_sections(root: &Node) -> Result<(), StackError> {
         }
     }
     Ok(())
+}
+
+fn all_profiles(root: &Node) -> Vec<String> {
+    let mut out: Vec<String> = root
+        .get("services")
+        .and_then(Node::as_map)
+        .into_iter()
+        .flat_map(|s| s.values())
+        .filter_map(|svc| svc.get("profiles").and_then(Node::as_seq))
+        .flatten()
+        .filter_map(|p| p.as_str().map(str::to_string))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Keeps the services that the active profiles enable, those named on the command line,

@@ -5,6 +5,7 @@
 //! environment ([`dotenv`]), `include`d and `extends`-resolved, merged over the earlier
 //! files, then deserialized into the typed [`model`] and checked for consistency.
 
+pub mod config;
 pub mod de;
 pub mod dotenv;
 pub mod emit;
@@ -14,4 +15,9 @@ pub mod load;
 pub mod merge;
 pub mod model;
 pub mod paths;
+pub mod project;
+pub mod validate;
 pub mod yaml;
+
+pub use load::Options;
+pub use project::{load, Loaded};

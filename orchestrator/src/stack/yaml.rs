@@ -130,8 +130,9 @@ impl Borrow<str> for Key {
 
 pub type Map = IndexMap<Key, Node>;
 
-/// A function given each scalar's key path, text (to rewrite) and place.
-pub type ScalarVisitor<'f, E> = dyn FnMut(&[String], &mut String, &Span) -> Result<(), E> + 'f;
+/// A function given each scalar's key path, text and style (to rewrite) and place.
+pub type ScalarVisitor<'f, E> =
+    dyn FnMut(&[String], &mut String, &mut Style, &Span) -> Result<(), E> + 'f;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
@@ -219,7 +220,7 @@ impl Node {
         f: &mut ScalarVisitor<'_, E>,
     ) -> Result<(), E> {
         match &mut self.value {
-            Value::Scalar(s, _) => f(path, s, &self.span),
+            Value::Scalar(s, style) => f(path, s, style, &self.span),
             Value::Null => Ok(()),
             Value::Seq(items) => {
                 for (i, item) in items.iter_mut().enumerate() {

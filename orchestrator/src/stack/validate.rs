@@ -1,0 +1,219 @@
+//! Cross-reference checks on the typed project, before anything touches the host: every
+//! name a service uses must exist, no two services may publish the same host port, and
+//! the dependency graph must have no cycle.
+
+use std::collections::HashMap;
+
+use super::error::StackError;
+use super::model::{Project, VolumeType};
+use super::project::span_at;
+use super::yaml::Node;
+use crate::graph::{Condition, EdgeKind, GraphError, ServiceGraph};
+
+/// Checks the project and builds its dependency graph. With `strict` off (library
+/// callers that load partial stacks), references to unknown names are dropped instead
+/// of refused; a cycle is always refused.
+pub fn check(
+    project: &Project,
+    root: &Node,
+    strict: bool,
+    warnings: &mut Vec<String>,
+) -> Result<ServiceGraph, StackError> {
+    if strict {
+        check_resources(project, root)?;
+        check_ports(project, root)?;
+    }
+    let graph = build_graph(project, root, strict)?;
+    for dropped in graph.warnings() {
+        warnings.push(dropped.to_string());
+    }
+    Ok(graph)
+}
+
+fn edges(project: &Project, name: &str, strict: bool) -> Vec<(String, EdgeKind)> {
+    let svc = &project.services[name];
+    let mut out = Vec::new();
+    for (dep, d) in &svc.depends_on {
+        out.push((
+            dep.clone(),
+            EdgeKind::DependsOn {
+                condition: match d.condition.as_str() {
+                    "service_healthy" => Condition::Healthy,
+                    "service_completed_successfully" => Condition::CompletedSuccessfully,
+                    _ => Condition::Started,
+                },
+                required: d.required,
+                restart: d.restart,
+            },
+        ));
+    }
+    let service_ref = |v: &Option<String>| {
+        v.as_deref()
+            .and_then(|s| s.strip_prefix("service:"))
+            .map(str::to_string)
+    };
+    if let Some(s) = service_ref(&svc.network_mode) {
+        out.push((s, EdgeKind::NetworkMode));
+    }
+    if let Some(s) = service_ref(&svc.ipc) {
+        out.push((s, EdgeKind::Ipc));
+    }
+    if let Some(s) = service_ref(&svc.pid) {
+        out.push((s, EdgeKind::Pid));
+    }
+    for v in &svc.volumes_from {
+        if !v.starts_with("container:") {
+            out.push((v.split(':').next().unwrap_or(v).to_string(), EdgeKind::VolumesFrom));
+        }
+    }
+    for l in &svc.links {
+        out.push((l.split(':').next().unwrap_or(l).to_string(), EdgeKind::Links));
+    }
+    if !strict {
+        out.retain(|(dep, _)| project.services.contains_key(dep));
+    }
+    out
+}
+
+fn build_graph(project: &Project, root: &Node, strict: bool) -> Result<ServiceGraph, StackError> {
+    let input = project
+        .services
+        .keys()
+        .map(|name| (name.clone(), edges(project, name, strict)));
+    ServiceGraph::build(input).map_err(|e| match &e {
+        GraphError::UnknownService { service, kind, .. } => StackError::at(
+            &span_at(root, &["services", service, kind]),
+            format!("services.{service}.{kind}"),
+            e.to_string(),
+        ),
+        GraphError::Cycle { path } => StackError::at(
+            &span_at(root, &["services", &path[0], "depends_on"]),
+            format!("services.{}", path[0]),
+            e.to_string(),
+        ),
+        _ => StackError::Invalid(e.to_string()),
+    })
+}
+
+fn check_resources(project: &Project, root: &Node) -> Result<(), StackError> {
+    for (name, svc) in &project.services {
+        let at = |key: &str, message: String| {
+            StackError::at(
+                &span_at(root, &["services", name, key]),
+                format!("services.{name}.{key}"),
+                message,
+            )
+        };
+        if svc.image.is_none() && svc.build.is_none() && svc.provider.is_none() {
+            return Err(StackError::at(
+                &span_at(root, &["services", name]),
+                format!("services.{name}"),
+                format!("service {name:?} has neither an image nor a build context specified: add `image:` or `build:`"),
+            ));
+        }
+        if svc.network_mode.is_some() && svc.networks.keys().any(|n| n != "default") {
+            return Err(at(
+                "network_mode",
+                format!("service {name} declares mutually exclusive `network_mode` and `networks`: keep one"),
+            ));
+        }
+        for net in svc.networks.keys() {
+            if !project.networks.contains_key(net) {
+                return Err(at(
+                    "networks",
+                    format!("service {name:?} refers to undefined network {net:?}: declare it under the top-level `networks:`"),
+                ));
+            }
+        }
+        for vol in &svc.volumes {
+            match vol.kind {
+                VolumeType::Volume => {
+                    if let Some(src) = &vol.source {
+                        if !project.volumes.contains_key(src) {
+                            return Err(at(
+                                "volumes",
+                                format!("service {name:?} refers to undefined volume {src:?}: declare it under the top-level `volumes:`"),
+                            ));
+                        }
+                    }
+                }
+                VolumeType::Bind => {
+                    if vol.source.as_deref().is_none_or(str::is_empty) {
+                        return Err(at(
+                            "volumes",
+                            format!("invalid mount config for type \"bind\": the source of the bind mount at {} must not be empty", vol.target),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for secret in &svc.secrets {
+            if !project.secrets.contains_key(&secret.source) {
+                return Err(at(
+                    "secrets",
+                    format!("service {name:?} refers to undefined secret {:?}: declare it under the top-level `secrets:`", secret.source),
+                ));
+            }
+        }
+        for config in &svc.configs {
+            if !project.configs.contains_key(&config.source) {
+                return Err(at(
+                    "configs",
+                    format!("service {name:?} refers to undefined config {:?}: declare it under the top-level `configs:`", config.source),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A host port range one port entry binds: (host IP, protocol, first, last).
+fn host_ports(p: &super::model::Port) -> Option<(String, String, u16, u16)> {
+    let published = p.published.as_deref()?;
+    let (a, b) = match published.split_once('-') {
+        Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+        None => {
+            let v: u16 = published.parse().ok()?;
+            (v, v)
+        }
+    };
+    let ip = p.host_ip.clone().unwrap_or_default();
+    Some((ip, p.protocol.as_str().to_string(), a, b))
+}
+
+/// Two services binding the same host port on overlapping addresses cannot both start;
+/// say so now, not half-way through `up`. (A host range, `8000-8010:80`, is a pool to
+/// pick one port from, so only single ports are compared.)
+fn check_ports(project: &Project, root: &Node) -> Result<(), StackError> {
+    let mut taken: HashMap<(String, u16), Vec<(String, String)>> = HashMap::new();
+    for (name, svc) in &project.services {
+        for p in &svc.ports {
+            let Some((ip, proto, a, b)) = host_ports(p) else { continue };
+            if a != b {
+                continue;
+            }
+            let users = taken.entry((proto.clone(), a)).or_default();
+            for (other, other_ip) in users.iter() {
+                let overlap = ip.is_empty()
+                    || other_ip.is_empty()
+                    || ip == *other_ip
+                    || ip == "0.0.0.0"
+                    || other_ip == "0.0.0.0"
+                    || ip == "::"
+                    || other_ip == "::";
+                if overlap && other != name {
+                    return Err(StackError::at(
+                        &span_at(root, &["services", name, "ports"]),
+                        format!("services.{name}.ports"),
+                        format!(
+                            "host port {a}/{proto} is published by both {other:?} and {name:?}: give one of them another host port"
+                        ),
+                    ));
+                }
+            }
+            users.push((name.clone(), ip));
+        }
+    }
+    Ok(())
+}

@@ -84,7 +84,11 @@ fn main() {
     let berth_cli = time_command(berth, &["-p", "bench", "-f", f, "config", "-q"], 20)
         .expect("berth config runs");
     let compose = if Path::new("/usr/bin/docker-compose").exists() {
-        time_command("/usr/bin/docker-compose", &["-p", "bench", "-f", f, "config", "-q"], 5)
+        time_command(
+            "/usr/bin/docker-compose",
+            &["-p", "bench", "-f", f, "config", "-q"],
+            5,
+        )
     } else {
         eprintln!("docker-compose is not installed (scripts/bench installs it); no ratio");
         None
@@ -92,11 +96,21 @@ fn main() {
 
     println!("| what (1,000 services, medians) | ms | ratio |");
     println!("|---|---:|---:|");
-    println!("| berth: load + validate + graph, in process (30 runs) | {} | |", ms(in_process));
+    println!(
+        "| berth: load + validate + graph, in process (30 runs) | {} | |",
+        ms(in_process)
+    );
     match compose {
         Some(c) => {
-            println!("| `berth config -q` (20 runs) | {} | {:.1}x faster |", ms(berth_cli), c.as_secs_f64() / berth_cli.as_secs_f64());
-            println!("| `docker-compose config -q` 1.29 (5 runs) | {} | 1 |", ms(c));
+            println!(
+                "| `berth config -q` (20 runs) | {} | {:.1}x faster |",
+                ms(berth_cli),
+                c.as_secs_f64() / berth_cli.as_secs_f64()
+            );
+            println!(
+                "| `docker-compose config -q` 1.29 (5 runs) | {} | 1 |",
+                ms(c)
+            );
         }
         None => println!("| `berth config -q` (20 runs) | {} | |", ms(berth_cli)),
     }

@@ -41,7 +41,9 @@ impl Stack {
     fn error_with(&self, opts: Options) -> String {
         match stack::load(&opts) {
             Ok(_) => panic!("the stack loaded, but must be refused"),
-            Err(e) => e.to_string().replace(&self.dir.path().display().to_string(), "DIR"),
+            Err(e) => e
+                .to_string()
+                .replace(&self.dir.path().display().to_string(), "DIR"),
         }
     }
 }
@@ -74,10 +76,16 @@ fn unknown_keys_under_x_are_allowed() {
 #[test]
 fn wrong_types() {
     let e = refused("services:\n  web:\n    image: nginx\n    read_only: maybe\n");
-    assert!(e.starts_with("DIR/compose.yaml:4:16: services.web.read_only: "), "{e}");
+    assert!(
+        e.starts_with("DIR/compose.yaml:4:16: services.web.read_only: "),
+        "{e}"
+    );
     assert!(e.contains("boolean"), "{e}");
     let e = refused("services:\n  web:\n    image: [nginx]\n");
-    assert!(e.starts_with("DIR/compose.yaml:3:12: services.web.image: "), "{e}");
+    assert!(
+        e.starts_with("DIR/compose.yaml:3:12: services.web.image: "),
+        "{e}"
+    );
     let e = refused("services: [web]\n");
     assert!(e.contains("services must be a mapping"), "{e}");
 }
@@ -85,16 +93,26 @@ fn wrong_types() {
 #[test]
 fn malformed_ports() {
     let e = refused("services:\n  web:\n    image: nginx\n    ports:\n      - \"80:abc\"\n");
-    assert!(e.starts_with("DIR/compose.yaml:5:9: services.web.ports[0]: "), "{e}");
+    assert!(
+        e.starts_with("DIR/compose.yaml:5:9: services.web.ports[0]: "),
+        "{e}"
+    );
     assert!(e.contains("abc"), "{e}");
     let e = refused("services:\n  web:\n    image: nginx\n    ports: [\"70000:80\"]\n");
-    assert!(e.contains("services.web.ports[0]") && e.contains("70000"), "{e}");
+    assert!(
+        e.contains("services.web.ports[0]") && e.contains("70000"),
+        "{e}"
+    );
 }
 
 #[test]
 fn malformed_volumes() {
-    let e = refused("services:\n  web:\n    image: nginx\n    volumes:\n      - \"./a:/b:bogus\"\n");
-    assert!(e.starts_with("DIR/compose.yaml:5:9: services.web.volumes[0]: "), "{e}");
+    let e =
+        refused("services:\n  web:\n    image: nginx\n    volumes:\n      - \"./a:/b:bogus\"\n");
+    assert!(
+        e.starts_with("DIR/compose.yaml:5:9: services.web.volumes[0]: "),
+        "{e}"
+    );
     assert!(e.contains("bogus"), "{e}");
 }
 
@@ -103,10 +121,16 @@ fn malformed_durations_and_sizes() {
     let e = refused(
         "services:\n  web:\n    image: nginx\n    healthcheck:\n      test: [CMD, x]\n      interval: 10 parsecs\n",
     );
-    assert!(e.starts_with("DIR/compose.yaml:6:17: services.web.healthcheck.interval: "), "{e}");
+    assert!(
+        e.starts_with("DIR/compose.yaml:6:17: services.web.healthcheck.interval: "),
+        "{e}"
+    );
     assert!(e.contains("10 parsecs"), "{e}");
     let e = refused("services:\n  web:\n    image: nginx\n    mem_limit: 12 potatoes\n");
-    assert!(e.starts_with("DIR/compose.yaml:4:16: services.web.mem_limit: "), "{e}");
+    assert!(
+        e.starts_with("DIR/compose.yaml:4:16: services.web.mem_limit: "),
+        "{e}"
+    );
     assert!(e.contains("12 potatoes"), "{e}");
 }
 
@@ -118,10 +142,16 @@ fn references_to_unknown_services() {
         "DIR/compose.yaml:4:17: services.web.depends_on: service \"web\" depends on undefined service \"db\" (depends_on)"
     );
     let e = refused("services:\n  web:\n    image: nginx\n    network_mode: service:vpn\n");
-    assert!(e.starts_with("DIR/compose.yaml:4:19: services.web.network_mode: "), "{e}");
+    assert!(
+        e.starts_with("DIR/compose.yaml:4:19: services.web.network_mode: "),
+        "{e}"
+    );
     assert!(e.contains("undefined service \"vpn\""), "{e}");
     let e = refused("services:\n  web:\n    image: nginx\n    volumes_from: [data]\n");
-    assert!(e.contains("services.web.volumes_from") && e.contains("undefined service \"data\""), "{e}");
+    assert!(
+        e.contains("services.web.volumes_from") && e.contains("undefined service \"data\""),
+        "{e}"
+    );
 }
 
 #[test]
@@ -131,7 +161,11 @@ fn optional_dependency_on_unknown_service_is_a_warning() {
         "services:\n  web:\n    image: nginx\n    depends_on:\n      db:\n        condition: service_started\n        required: false\n",
     )]);
     let loaded = stack::load(&s.options()).unwrap();
-    assert!(loaded.warnings.iter().any(|w| w.contains("\"db\"")), "{:?}", loaded.warnings);
+    assert!(
+        loaded.warnings.iter().any(|w| w.contains("\"db\"")),
+        "{:?}",
+        loaded.warnings
+    );
 }
 
 #[test]
@@ -139,15 +173,34 @@ fn dependency_cycles_print_the_cycle() {
     let e = refused(
         "services:\n  a:\n    image: x\n    depends_on: [b]\n  b:\n    image: x\n    depends_on: [c]\n  c:\n    image: x\n    depends_on: [a]\n",
     );
-    assert!(e.ends_with("dependency cycle detected: a -> b -> c -> a"), "{e}");
+    assert!(
+        e.ends_with("dependency cycle detected: a -> b -> c -> a"),
+        "{e}"
+    );
     assert!(e.starts_with("DIR/compose.yaml:4:17: services.a: "), "{e}");
 }
 
 #[test]
 fn two_services_publishing_one_host_port() {
-    let e = refused(
+    // Legal Compose (it loads and `config` warns), refused before anything is brought up.
+    let s = Stack::new(&[(
+        "compose.yaml",
         "services:\n  a:\n    image: x\n    ports: [\"8080:80\"]\n  b:\n    image: x\n    ports: [\"8080:81\"]\n",
+    )]);
+    let loaded = stack::load(&s.options()).unwrap();
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("host port 8080/tcp")),
+        "{:?}",
+        loaded.warnings
     );
+    let e = loaded
+        .check_runnable()
+        .unwrap_err()
+        .to_string()
+        .replace(&s.dir.path().display().to_string(), "DIR");
     assert_eq!(
         e,
         "DIR/compose.yaml:7:12: services.b.ports: host port 8080/tcp is published by both \"a\" and \"b\": give one of them another host port"
@@ -157,7 +210,7 @@ fn two_services_publishing_one_host_port() {
         "compose.yaml",
         "services:\n  a:\n    image: x\n    ports: [\"127.0.0.1:8080:80\", \"53:53/udp\"]\n  b:\n    image: x\n    ports: [\"127.0.0.2:8080:80\", \"53:53/tcp\"]\n",
     )]);
-    stack::load(&s.options()).unwrap();
+    stack::load(&s.options()).unwrap().check_runnable().unwrap();
 }
 
 #[test]
@@ -186,10 +239,17 @@ fn missing_required_variable_prints_its_message() {
 #[test]
 fn missing_env_file_and_extends_file() {
     let e = refused("services:\n  web:\n    image: x\n    env_file: ./missing.env\n");
-    assert!(e.starts_with("DIR/compose.yaml:4:15: services.web.env_file: "), "{e}");
+    assert!(
+        e.starts_with("DIR/compose.yaml:4:15: services.web.env_file: "),
+        "{e}"
+    );
     assert!(e.contains("DIR/missing.env"), "{e}");
-    let e = refused("services:\n  web:\n    extends:\n      file: ./base.yaml\n      service: base\n");
-    assert!(e.starts_with("DIR/compose.yaml:4:7: services.web.extends: "), "{e}");
+    let e =
+        refused("services:\n  web:\n    extends:\n      file: ./base.yaml\n      service: base\n");
+    assert!(
+        e.starts_with("DIR/compose.yaml:4:7: services.web.extends: "),
+        "{e}"
+    );
     assert!(e.contains("DIR/base.yaml"), "{e}");
 }
 
@@ -207,7 +267,12 @@ fn alias_bombs_deep_nesting_and_huge_files_are_bounded() {
     let mut bomb = String::from("x-a: &a [l, l, l, l, l, l, l, l, l]\n");
     let names: Vec<char> = ('a'..='k').collect();
     for w in names.windows(2) {
-        bomb.push_str(&format!("x-{}: &{} [{}]\n", w[1], w[1], vec![format!("*{}", w[0]); 9].join(", ")));
+        bomb.push_str(&format!(
+            "x-{}: &{} [{}]\n",
+            w[1],
+            w[1],
+            vec![format!("*{}", w[0]); 9].join(", ")
+        ));
     }
     bomb.push_str("services:\n  web:\n    image: x\n");
     let started = std::time::Instant::now();
@@ -228,7 +293,10 @@ fn alias_bombs_deep_nesting_and_huge_files_are_bounded() {
 
 #[test]
 fn error_snippet_shows_the_line_and_a_caret() {
-    let s = Stack::new(&[("compose.yaml", "services:\n  web:\n    image: nginx\n    prots: [80]\n")]);
+    let s = Stack::new(&[(
+        "compose.yaml",
+        "services:\n  web:\n    image: nginx\n    prots: [80]\n",
+    )]);
     let e = stack::load(&s.options()).unwrap_err();
     let snippet = e.located().unwrap().snippet().unwrap();
     assert_eq!(snippet, "    4 |     prots: [80]\n      |     ^");

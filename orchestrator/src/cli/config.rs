@@ -73,14 +73,21 @@ pub fn run(global: &GlobalArgs, args: &ConfigArgs) -> anyhow::Result<i32> {
             project
                 .services
                 .iter()
-                .map(|(name, s)| s.image.clone().unwrap_or_else(|| format!("{}-{name}", loaded.name)))
+                .map(|(name, s)| {
+                    s.image
+                        .clone()
+                        .unwrap_or_else(|| format!("{}-{name}", loaded.name))
+                })
                 .collect(),
         )
     } else if let Some(spec) = &args.hash {
         let wanted: Vec<String> = if spec.trim() == "*" {
             project.services.keys().cloned().collect()
         } else {
-            spec.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+            spec.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
         };
         let mut out = String::new();
         for name in wanted {

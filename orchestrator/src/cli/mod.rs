@@ -27,13 +27,23 @@ pub struct GlobalArgs {
     #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Project name (default: `name:` in the stack file, else the directory's name)
-    #[arg(short = 'p', long = "project-name", global = true, env = "BERTH_PROJECT_NAME")]
+    #[arg(
+        short = 'p',
+        long = "project-name",
+        global = true,
+        env = "BERTH_PROJECT_NAME"
+    )]
     pub project_name: Option<String>,
     /// Directory that relative paths and `.env` resolve from (default: the first file's)
     #[arg(long, global = true, value_name = "DIR")]
     pub project_directory: Option<PathBuf>,
     /// Enable services of this profile (repeatable; also BERTH_PROFILES=a,b)
-    #[arg(long = "profile", global = true, value_name = "PROFILE")]
+    #[arg(
+        long = "profile",
+        id = "profile",
+        global = true,
+        value_name = "PROFILE"
+    )]
     pub profiles: Vec<String>,
     /// Env file(s) to interpolate with, instead of the project's `.env` (repeatable)
     #[arg(long = "env-file", global = true, value_name = "FILE")]
@@ -59,8 +69,9 @@ impl GlobalArgs {
         // `-f -` reads the stack file from standard input, once.
         let stdin = if self.files.iter().any(|f| crate::stack::load::is_stdin(f)) {
             let mut text = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-                .map_err(|e| anyhow::anyhow!("cannot read the stack file from standard input: {e}"))?;
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|e| {
+                anyhow::anyhow!("cannot read the stack file from standard input: {e}")
+            })?;
             Some(text)
         } else {
             None
@@ -94,7 +105,11 @@ pub enum Command {
 
 /// Prints an error with its chain of causes and, for a stack-file error, the line at fault.
 pub fn report(error: &anyhow::Error, colour: bool) {
-    let label = if colour { "\x1b[1;31merror:\x1b[0m" } else { "error:" };
+    let label = if colour {
+        "\x1b[1;31merror:\x1b[0m"
+    } else {
+        "error:"
+    };
     eprintln!("{label} {error}");
     for cause in error.chain().skip(1) {
         eprintln!("  caused by: {cause}");

@@ -55,7 +55,10 @@ pub fn to_value(loaded: &Loaded) -> Value {
         top.insert("configs".into(), section(&p.configs, |c| &c.extensions));
     }
     if !p.models.is_empty() {
-        top.insert("models".into(), serde_json::to_value(&p.models).expect("the model serializes"));
+        top.insert(
+            "models".into(),
+            serde_json::to_value(&p.models).expect("the model serializes"),
+        );
     }
     with_extensions(Value::Object(top), &p.extensions)
 }
@@ -101,7 +104,12 @@ fn canonical(value: Value) -> Value {
         Value::Object(map) => {
             let mut entries: Vec<(String, Value)> = map.into_iter().collect();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(entries.into_iter().map(|(k, v)| (k, canonical(v))).collect())
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, canonical(v)))
+                    .collect(),
+            )
         }
         Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
         other => other,

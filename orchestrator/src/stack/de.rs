@@ -37,7 +37,8 @@ impl std::error::Error for DeError {}
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
         DeError {
-            message: msg.to_string(),
+            // serde's words for YAML's null read oddly to a Compose user.
+            message: msg.to_string().replace("unit value", "null"),
             span: None,
             path: None,
             suggestion: None,

@@ -668,11 +668,17 @@ pub fn load_tree(opts: &Options) -> Result<Tree, StackError> {
     } else {
         opts.files
             .iter()
-            .map(|f| if is_stdin(f) { f.clone() } else { cwd.join(f) })
+            .map(|f| {
+                if is_stdin(f) {
+                    f.clone()
+                } else {
+                    PathBuf::from(paths::absolute(&cwd, &f.to_string_lossy(), None))
+                }
+            })
             .collect()
     };
     let working_dir = match &opts.project_directory {
-        Some(d) => cwd.join(d),
+        Some(d) => PathBuf::from(paths::absolute(&cwd, &d.to_string_lossy(), None)),
         None if is_stdin(&files[0]) => cwd.clone(),
         None => files[0].parent().unwrap_or(Path::new("/")).to_path_buf(),
     };
@@ -695,6 +701,30 @@ pub fn load_tree(opts: &Options) -> Result<Tree, StackError> {
                 .join(", ")
         )));
     }
+    for (top, file) in parsed.iter().zip(&files) {
+        let Some(m) = top.as_ref().and_then(Node::as_map) else {
+            continue;
+        };
+        let known = [
+            "version", "name", "services", "networks", "volumes", "secrets", "configs", "models",
+            "include",
+        ];
+        let unknown: Vec<&str> = m
+            .keys()
+            .map(|k| k.name.as_str())
+            .filter(|k| !k.starts_with("x-") && !known.contains(k))
+            .collect();
+        // A misspelt `services:` is a typo for the typed stage to point at, not v1.
+        let typo = unknown
+            .iter()
+            .any(|k| super::de::nearest(k, &known).is_some());
+        if !m.contains_key("services") && !unknown.is_empty() && !typo {
+            return Err(StackError::Invalid(format!(
+                "{}: no `services` key: Compose file format v1 is not supported; put the services under `services:`",
+                file.display()
+            )));
+        }
+    }
     let mut name: Option<String> = opts
         .project_name
         .clone()
@@ -705,6 +735,15 @@ pub fn load_tree(opts: &Options) -> Result<Tree, StackError> {
         for top in parsed.iter().flatten() {
             if let Some(n) = top.get("name") {
                 match &n.value {
+                    Value::Scalar(s, yaml::Style::Plain)
+                        if !matches!(super::de::resolve_plain(s), super::de::Resolved::Str) =>
+                    {
+                        return Err(StackError::at(
+                            &n.span,
+                            "name",
+                            format!("name must be a string, found {s}"),
+                        ));
+                    }
                     Value::Scalar(s, _) => {
                         let lookup = |k: &str| env.get(k).cloned();
                         let v = interpolate::interpolate(s, &lookup)
@@ -776,19 +815,6 @@ pub fn load_tree(opts: &Options) -> Result<Tree, StackError> {
             },
             Node::new(Value::Scalar(name.clone(), yaml::Style::Quoted), span),
         );
-        let known = [
-            "version", "name", "services", "networks", "volumes", "secrets", "configs", "models",
-            "include",
-        ];
-        if !m.contains_key("services")
-            && m.keys()
-                .any(|k| !k.name.starts_with("x-") && !known.contains(&k.name.as_str()))
-        {
-            return Err(StackError::Invalid(format!(
-                "{}: no `services` key: Compose file format v1 is not supported; put services under `services:`",
-                files[0].display()
-            )));
-        }
     }
     let mut profiles = opts.profiles.clone();
     if let Some(p) = loader
@@ -895,6 +921,13 @@ fn apply_profiles(
     else {
         return Ok(());
     };
+    for s in selected {
+        if !services.contains_key(s.as_str()) {
+            return Err(StackError::Invalid(format!("no such service: {s}")));
+        }
+    }
+    // Services named on the command line are what the user asked for, whatever their
+    // profiles; otherwise the active profiles decide.
     let all = profiles.iter().any(|p| p == "*");
     let mut enabled: HashSet<String> = HashSet::new();
     for (k, v) in services.iter() {
@@ -903,16 +936,15 @@ fn apply_profiles(
             .and_then(Node::as_seq)
             .map(|s| s.iter().filter_map(Node::as_str).collect())
             .unwrap_or_default();
-        let on = svc_profiles.is_empty()
-            || all
-            || svc_profiles.iter().any(|p| profiles.iter().any(|a| a == p));
-        if on || selected.contains(&k.name) {
+        let on = if selected.is_empty() {
+            svc_profiles.is_empty()
+                || all
+                || svc_profiles.iter().any(|p| profiles.iter().any(|a| a == p))
+        } else {
+            selected.contains(&k.name)
+        };
+        if on {
             enabled.insert(k.name.clone());
-        }
-    }
-    for s in selected {
-        if !services.contains_key(s.as_str()) {
-            return Err(StackError::Invalid(format!("no such service: {s}")));
         }
     }
     // Dependencies of enabled services are enabled too.

@@ -29,6 +29,17 @@ pub struct Loaded {
     /// Every profile any service names, sorted.
     pub all_profiles: Vec<String>,
     pub graph: ServiceGraph,
+    /// The merged tree the project was typed from: where each value was written, for
+    /// errors found after loading.
+    pub root: Node,
+}
+
+impl Loaded {
+    /// What must hold before the stack is brought up, beyond loading (see
+    /// [`validate::check_runnable`]).
+    pub fn check_runnable(&self) -> Result<(), StackError> {
+        validate::check_runnable(self)
+    }
 }
 
 /// Loads, merges, types, normalizes and checks a stack.
@@ -37,6 +48,10 @@ pub fn load(opts: &Options) -> Result<Loaded, StackError> {
     check_string_types(&tree.root)?;
     let mut project: Project = from_node(&tree.root, Path::Root)?;
     project.name = Some(tree.name.clone());
+    // Paths the files wrote are absolute already; this catches the ones the model filled
+    // in (a build context defaulting to `.`).
+    let home = tree.environment.get("HOME").map(PathBuf::from);
+    project.resolve_paths(&tree.working_dir, home.as_deref());
     let mut warnings = tree.warnings.clone();
     normalize(&mut project, &tree, &mut warnings)?;
     let graph = validate::check(&project, &tree.root, !opts.skip_consistency, &mut warnings)?;
@@ -49,6 +64,7 @@ pub fn load(opts: &Options) -> Result<Loaded, StackError> {
         warnings,
         all_profiles: tree.all_profiles,
         graph,
+        root: tree.root,
     })
 }
 
@@ -81,7 +97,11 @@ fn check_string_types(root: &Node) -> Result<(), StackError> {
             Value::Scalar(s, Style::Plain)
                 if !matches!(super::de::resolve_plain(s), super::de::Resolved::Str) =>
             {
-                Err(StackError::at(&node.span, path, format!("{path} must be a string, found {s}")))
+                Err(StackError::at(
+                    &node.span,
+                    path,
+                    format!("{path} must be a string, found {s}"),
+                ))
             }
             Value::Seq(_) | Value::Map(_) => Err(StackError::at(
                 &node.span,
@@ -91,9 +111,6 @@ fn check_string_types(root: &Node) -> Result<(), StackError> {
             _ => Ok(()),
         }
     };
-    if let Some(name) = root.get("name") {
-        strict(name, "name")?;
-    }
     if let Some(services) = root.get("services").and_then(Node::as_map) {
         for (k, svc) in services {
             for key in ["image", "container_name", "hostname", "platform"] {
@@ -162,9 +179,8 @@ fn normalize(
                 source,
             })?;
             let none = |_: &str| None;
-            let labels = dotenv::parse(&text, &none).map_err(|e| {
-                StackError::Invalid(format!("label file {file}: {e}"))
-            })?;
+            let labels = dotenv::parse(&text, &none)
+                .map_err(|e| StackError::Invalid(format!("label file {file}: {e}")))?;
             for (k, v) in labels {
                 svc.labels.entry(k).or_insert(v);
             }
@@ -178,11 +194,13 @@ fn normalize(
         }
     }
     if uses_default_network && !project.networks.contains_key("default") {
-        project.networks.insert("default".to_string(), Default::default());
+        project
+            .networks
+            .insert("default".to_string(), Default::default());
     }
     for (key, net) in project.networks.iter_mut() {
         if net.name.is_none() {
-            net.name = Some(if net.is_external() {
+            net.name = Some(if net.external == Some(true) {
                 key.clone()
             } else {
                 format!("{name}_{key}")
@@ -191,7 +209,7 @@ fn normalize(
     }
     for (key, vol) in project.volumes.iter_mut() {
         if vol.name.is_none() {
-            vol.name = Some(if vol.is_external() {
+            vol.name = Some(if vol.external == Some(true) {
                 key.clone()
             } else {
                 format!("{name}_{key}")

@@ -21,13 +21,24 @@ pub fn check(
 ) -> Result<ServiceGraph, StackError> {
     if strict {
         check_resources(project, root)?;
-        check_ports(project, root)?;
+    }
+    // A host-port clash is legal Compose (docker compose config prints it; the engine
+    // fails at start): `config` warns, and `up` refuses it before touching the host
+    // (see [`check_runnable`]).
+    if let Err(e) = check_ports(project, root) {
+        warnings.push(e.to_string());
     }
     let graph = build_graph(project, root, strict)?;
     for dropped in graph.warnings() {
         warnings.push(dropped.to_string());
     }
     Ok(graph)
+}
+
+/// What must hold before a stack is brought up, beyond loading: no two services bind the
+/// same host port.
+pub fn check_runnable(loaded: &super::Loaded) -> Result<(), StackError> {
+    check_ports(&loaded.project, &loaded.root)
 }
 
 fn edges(project: &Project, name: &str, strict: bool) -> Vec<(String, EdgeKind)> {
@@ -63,11 +74,17 @@ fn edges(project: &Project, name: &str, strict: bool) -> Vec<(String, EdgeKind)>
     }
     for v in &svc.volumes_from {
         if !v.starts_with("container:") {
-            out.push((v.split(':').next().unwrap_or(v).to_string(), EdgeKind::VolumesFrom));
+            out.push((
+                v.split(':').next().unwrap_or(v).to_string(),
+                EdgeKind::VolumesFrom,
+            ));
         }
     }
     for l in &svc.links {
-        out.push((l.split(':').next().unwrap_or(l).to_string(), EdgeKind::Links));
+        out.push((
+            l.split(':').next().unwrap_or(l).to_string(),
+            EdgeKind::Links,
+        ));
     }
     if !strict {
         out.retain(|(dep, _)| project.services.contains_key(dep));
@@ -137,13 +154,11 @@ fn check_resources(project: &Project, root: &Node) -> Result<(), StackError> {
                         }
                     }
                 }
-                VolumeType::Bind => {
-                    if vol.source.as_deref().is_none_or(str::is_empty) {
-                        return Err(at(
-                            "volumes",
-                            format!("invalid mount config for type \"bind\": the source of the bind mount at {} must not be empty", vol.target),
-                        ));
-                    }
+                VolumeType::Bind if vol.source.as_deref().is_none_or(str::is_empty) => {
+                    return Err(at(
+                        "volumes",
+                        format!("invalid mount config for type \"bind\": the source of the bind mount at {} must not be empty", vol.target),
+                    ));
                 }
                 _ => {}
             }
@@ -189,7 +204,9 @@ fn check_ports(project: &Project, root: &Node) -> Result<(), StackError> {
     let mut taken: HashMap<(String, u16), Vec<(String, String)>> = HashMap::new();
     for (name, svc) in &project.services {
         for p in &svc.ports {
-            let Some((ip, proto, a, b)) = host_ports(p) else { continue };
+            let Some((ip, proto, a, b)) = host_ports(p) else {
+                continue;
+            };
             if a != b {
                 continue;
             }

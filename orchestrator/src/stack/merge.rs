@@ -21,6 +21,8 @@ enum Rule {
     AsList,
     /// A list whose entries are identified by a unique key.
     Unique(UniqueKey),
+    /// `build: ./dir` is `build: {context: ./dir}`, so either form merges with the other.
+    Build,
     /// The generic rule: maps merge, sequences append, scalars replace.
     Default,
 }
@@ -76,6 +78,7 @@ fn service_rule(path: &[&str]) -> Rule {
         | ["device_cgroup_rules"] => Rule::AsList,
         ["volumes"] | ["devices"] => Rule::Unique(UniqueKey::MountTarget),
         ["ports"] => Rule::Unique(UniqueKey::Port),
+        ["build"] => Rule::Build,
         ["secrets"] | ["configs"] => Rule::Unique(UniqueKey::SecretTarget),
         _ => Rule::Default,
     }
@@ -111,6 +114,7 @@ fn merge(base: Node, over: Node, path: &mut Vec<String>) -> Node {
         Rule::AsMap(sep) => merge_maps(to_map(base, sep), to_map(over, sep), path),
         Rule::AsList => append_unique(to_list(base), to_list(over)),
         Rule::Unique(key) => merge_unique(base, over, key),
+        Rule::Build => merge_maps(build_map(base), build_map(over), path),
         Rule::Default => match (base.value, over.value) {
             (Value::Map(b), Value::Map(o)) => merge_maps_inner(b, o, over.span, over.tag, path),
             (Value::Seq(mut b), Value::Seq(o)) => {
@@ -213,6 +217,29 @@ fn to_map(node: Node, sep: Separator) -> Node {
         value: Value::Map(map),
         span: node.span,
         tag: node.tag,
+    }
+}
+
+fn build_map(node: Node) -> Node {
+    match node.value {
+        Value::Scalar(..) => {
+            let span = node.span.clone();
+            let mut map = Map::new();
+            map.insert(
+                Key {
+                    name: "context".into(),
+                    span: span.clone(),
+                    non_string: false,
+                },
+                Node::new(node.value, span),
+            );
+            Node {
+                value: Value::Map(map),
+                span: node.span,
+                tag: node.tag,
+            }
+        }
+        _ => node,
     }
 }
 
@@ -437,6 +464,82 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({"services": {"app": {"image": "myapp", "environment": {}, "dns": ["b"]}}})
+        );
+    }
+
+    #[test]
+    fn ports_merge_by_their_unique_key_and_secrets_by_target() {
+        let v = merged(
+            "services:\n  foo:\n    ports: ['8080:80', '9090:90']\n    secrets: [a, {source: b, target: t}]\n",
+            "services:\n  foo:\n    ports: ['8080:80', '7070:70']\n    secrets: [{source: c, target: t}]\n",
+        );
+        assert_eq!(
+            v["services"]["foo"]["ports"],
+            serde_json::json!(["8080:80", "9090:90", "7070:70"])
+        );
+        assert_eq!(
+            v["services"]["foo"]["secrets"],
+            serde_json::json!(["a", {"source": "c", "target": "t"}])
+        );
+    }
+
+    #[test]
+    fn depends_on_and_networks_merge_across_list_and_map_forms() {
+        let v = merged(
+            "services:\n  foo:\n    depends_on: [a]\n    networks: [front]\n",
+            "services:\n  foo:\n    depends_on: {b: {condition: service_healthy}}\n    networks: {back: {aliases: [x]}}\n",
+        );
+        assert_eq!(
+            v["services"]["foo"]["depends_on"],
+            serde_json::json!({"a": null, "b": {"condition": "service_healthy"}})
+        );
+        assert_eq!(
+            v["services"]["foo"]["networks"],
+            serde_json::json!({"front": null, "back": {"aliases": ["x"]}})
+        );
+    }
+
+    #[test]
+    fn build_string_and_map_merge() {
+        let v = merged(
+            "services:\n  foo:\n    build: ./app\n",
+            "services:\n  foo:\n    build: {dockerfile: Dockerfile.dev}\n",
+        );
+        assert_eq!(
+            v["services"]["foo"]["build"],
+            serde_json::json!({"context": "./app", "dockerfile": "Dockerfile.dev"})
+        );
+        let v = merged(
+            "services:\n  foo:\n    build: {context: ., args: {A: '0', C: '3'}}\n",
+            "services:\n  foo:\n    build: {args: [A=1, B=2]}\n",
+        );
+        assert_eq!(
+            v["services"]["foo"]["build"]["args"],
+            serde_json::json!({"A": "1", "C": "3", "B": "2"})
+        );
+    }
+
+    #[test]
+    fn labels_of_top_level_resources_merge_by_key() {
+        let v = merged(
+            "volumes:\n  data:\n    labels: [a=1]\n",
+            "volumes:\n  data:\n    labels: {b: '2'}\n    driver: local\n",
+        );
+        assert_eq!(
+            v["volumes"]["data"],
+            serde_json::json!({"labels": {"a": "1", "b": "2"}, "driver": "local"})
+        );
+    }
+
+    #[test]
+    fn healthcheck_test_is_replaced_but_its_other_keys_merge() {
+        let v = merged(
+            "services:\n  foo:\n    healthcheck: {test: [CMD, a], interval: 10s}\n",
+            "services:\n  foo:\n    healthcheck: {test: [CMD, b]}\n",
+        );
+        assert_eq!(
+            v["services"]["foo"]["healthcheck"],
+            serde_json::json!({"test": ["CMD", "b"], "interval": "10s"})
         );
     }
 

@@ -42,6 +42,7 @@ services:
     ports: ['8080:80']
     depends_on: [db]
     environment: ['MODE=${MODE}']
+    command: echo $$HOME
   db:
     image: postgres
     volumes: ['data:/var/lib/postgresql/data']
@@ -71,6 +72,8 @@ fn prints_the_resolved_stack_in_long_syntax() {
         "{name}"
     );
     assert!(out.contains("    image: nginx:1.27\n"), "{out}");
+    // A `$$` escape stays escaped, so the output means the same when loaded again.
+    assert!(out.contains("      - $$HOME\n"), "{out}");
     assert!(
         out.contains("    environment:\n      MODE: prod\n"),
         "{out}"

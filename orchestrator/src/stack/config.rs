@@ -65,7 +65,7 @@ pub fn to_value(loaded: &Loaded) -> Value {
 
 /// The text `berth config` prints: stable (same input, same bytes) and loadable again.
 pub fn render(loaded: &Loaded, format: Format) -> String {
-    let value = to_value(loaded);
+    let value = escape_dollars(to_value(loaded));
     match format {
         Format::Yaml => emit::to_yaml(&value),
         Format::Json => {
@@ -112,6 +112,21 @@ fn canonical(value: Value) -> Value {
             )
         }
         Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
+        other => other,
+    }
+}
+
+/// Values are printed interpolated; a `$` left in one (written `$$` in the file) is
+/// escaped again, so that the printed stack means the same when it is loaded.
+fn escape_dollars(value: Value) -> Value {
+    match value {
+        Value::String(s) if s.contains('$') => Value::String(s.replace('$', "$$")),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, escape_dollars(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(escape_dollars).collect()),
         other => other,
     }
 }

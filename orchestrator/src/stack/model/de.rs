@@ -16,8 +16,6 @@ use serde::de::{
 };
 use serde::Deserialize;
 
-use super::Extensions;
-
 /// The synthetic key under which the loader hands a struct its `x-` entries.
 pub(crate) const EXTENSIONS_KEY: &str = "__x";
 
@@ -239,8 +237,8 @@ impl<'de> Deserialize<'de> for OptText {
     }
 }
 
-/// A scalar as text; null is refused.
-struct Text(String);
+/// A scalar as text; null is refused. For list items that may be written as numbers.
+pub(crate) struct Text(pub(crate) String);
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -681,6 +679,7 @@ pub(crate) use string_enum;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stack::model::Extensions;
     use serde_json::json;
 
     #[derive(Debug, Deserialize, PartialEq, Default)]

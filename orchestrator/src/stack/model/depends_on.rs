@@ -12,16 +12,12 @@ use super::Extensions;
 
 string_enum! {
     /// What a dependency must reach before the dependent service starts.
+    #[derive(Default)]
     pub enum Condition ("depends_on condition") {
+        #[default]
         Started = "service_started",
         Healthy = "service_healthy",
         CompletedSuccessfully = "service_completed_successfully",
-    }
-}
-
-impl Default for Condition {
-    fn default() -> Self {
-        Condition::Started
     }
 }
 

@@ -16,6 +16,23 @@
 //!
 //! `x-` extensions are kept in each struct's `extensions` and not serialized: the printer
 //! adds them back.
+//!
+//! What the model asks of the deserializer that feeds it:
+//! - fields with one shape use the typed calls (`deserialize_u64`, `deserialize_bool`,
+//!   `deserialize_string` …); fields with several shapes use `deserialize_any`, and a
+//!   long form reached that way gathers its own `x-` keys (see `de.rs`);
+//! - values the Specification types as "string or number" inside mappings
+//!   (`environment`, `labels`, `driver_opts` …) come through `deserialize_any`, so a
+//!   plain YAML number becomes the text of that number (`1.10` → `"1.1"`), as in
+//!   Compose; quoting keeps the text exactly;
+//! - file modes (`mode: 0440`) are asked with `deserialize_str`, to read the digits as
+//!   written (octal), which YAML 1.2 would read as decimal.
+//!
+//! Types with a short syntax implement `Deserialize` by hand around a derived long form
+//! (`#[serde(remote = "Self")]`), which makes the derive an inherent
+//! `Type::deserialize` that knows only the long form. Call the trait
+//! (`<ServiceVolume as Deserialize>::deserialize`, `serde_json::from_value` …), never the
+//! inherent function, when deserializing such a type directly.
 
 pub(crate) mod de;
 
@@ -26,7 +43,9 @@ pub mod env;
 pub mod healthcheck;
 pub mod hooks;
 pub mod networks;
+pub mod options;
 pub mod paths;
+pub mod policies;
 pub mod ports;
 pub mod references;
 pub mod resources;
@@ -47,14 +66,14 @@ pub use env::{EnvFile, ExtraHosts};
 pub use healthcheck::Healthcheck;
 pub use hooks::{Develop, PreStartHook, ServiceHook, WatchAction, WatchRule};
 pub use networks::{ServiceModel, ServiceNetwork};
+pub use options::{CredentialSpec, Extends, Logging, Provider};
+pub use policies::{PullPolicy, RestartPolicy};
 pub use ports::{Port, PortMode, Protocol};
 pub use references::FileReference;
 pub use resources::{
     BlkioBytesLimit, BlkioConfig, BlkioIopsLimit, BlkioWeight, DeviceMapping, Ulimit,
 };
-pub use service::{
-    CgroupMode, CredentialSpec, Extends, Logging, Provider, PullPolicy, RestartPolicy, Service,
-};
+pub use service::{CgroupMode, Service};
 pub use top::{Config, FileObject, Ipam, IpamPool, Model, Network, Project, Secret, Volume};
 pub use units::{ByteSize, Duration, FileMode, Microseconds, SwapLimit};
 pub use volumes::{

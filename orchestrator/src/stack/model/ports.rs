@@ -22,30 +22,22 @@ use super::Extensions;
 
 string_enum! {
     /// Transport protocol of a port; Compose lower-cases what users write.
+    #[derive(Default)]
     pub enum Protocol ("port protocol") {
+        #[default]
         Tcp = "tcp",
         Udp = "udp",
         Sctp = "sctp",
     }
 }
 
-impl Default for Protocol {
-    fn default() -> Self {
-        Protocol::Tcp
-    }
-}
-
 string_enum! {
     /// `ingress` (the default) or `host`, as in Compose's long syntax.
+    #[derive(Default)]
     pub enum PortMode ("port mode") {
+        #[default]
         Ingress = "ingress",
         Host = "host",
-    }
-}
-
-impl Default for PortMode {
-    fn default() -> Self {
-        PortMode::Ingress
     }
 }
 

@@ -24,6 +24,8 @@ use std::fmt;
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
+use super::de::Text;
+
 /// Splits `line` into words. The error names the problem and quotes the line.
 pub fn split(line: &str) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
@@ -125,19 +127,11 @@ impl<'de> Visitor<'de> for CommandVisitor {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut args = Vec::new();
-        while let Some(ArgText(arg)) = seq.next_element()? {
+        // Numbers are taken as their text (`[sleep, 10]`).
+        while let Some(Text(arg)) = seq.next_element()? {
             args.push(arg);
         }
         Ok(Some(args))
-    }
-}
-
-/// One exec-form argument; numbers are taken as their text (`[sleep, 10]`).
-struct ArgText(String);
-
-impl<'de> serde::Deserialize<'de> for ArgText {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        super::de::text(d).map(ArgText)
     }
 }
 

@@ -41,7 +41,12 @@ pub struct Project {
         deserialize_with = "map_null_default"
     )]
     pub secrets: IndexMap<String, Secret>,
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    /// A service written as `name:` with no value is a service with every default.
+    #[serde(
+        default,
+        skip_serializing_if = "IndexMap::is_empty",
+        deserialize_with = "map_null_default"
+    )]
     pub services: IndexMap<String, Service>,
     /// Obsolete: accepted (so the loader can warn about it) and never printed.
     #[serde(default, skip_serializing)]
@@ -172,7 +177,7 @@ pub struct Network {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(rename = "Network", deny_unknown_fields)]
 struct NetworkRaw {
     #[serde(default)]
     attachable: Option<bool>,
@@ -293,7 +298,7 @@ pub struct Volume {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(rename = "Volume", deny_unknown_fields)]
 struct VolumeRaw {
     #[serde(default)]
     driver: Option<String>,
@@ -372,7 +377,7 @@ pub type Secret = FileObject;
 pub type Config = FileObject;
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(rename = "FileObject", deny_unknown_fields)]
 struct FileObjectRaw {
     #[serde(default)]
     content: Option<String>,
@@ -608,6 +613,40 @@ mod tests {
         assert_eq!(p.models["llm"].context_size, Some(1024));
         let err = project(json!({"models": {"llm": {"name": "x"}}})).unwrap_err();
         assert!(err.contains("missing field `model`"), "{err}");
+    }
+
+    #[test]
+    fn project_round_trips() {
+        let p = project(json!({
+            "name": "shop",
+            "services": {
+                "web": {"image": "nginx", "ports": ["8080:80"], "depends_on": ["db"], "networks": ["front", "back"],
+                        "secrets": ["token"], "configs": ["site"], "volumes": ["static:/srv"]},
+                "db": {"image": "postgres:16", "volumes": ["db-data:/var/lib/postgresql/data"], "networks": {"back": null},
+                       "healthcheck": {"test": "pg_isready", "interval": "5s"}, "models": ["llm"]},
+                "bare": null
+            },
+            "networks": {"front": null, "back": {"internal": true, "ipam": {"config": [{"subnet": "10.5.0.0/16"}]}},
+                         "outside": {"external": {"name": "corp"}}},
+            "volumes": {"db-data": {"driver": "local", "labels": {"backup": "daily"}}, "static": null},
+            "secrets": {"token": {"environment": "TOKEN"}},
+            "configs": {"site": {"file": "./site.conf"}},
+            "models": {"llm": {"model": "ai/smollm2"}}
+        }))
+        .unwrap();
+        assert_eq!(p.services["bare"], Service::default());
+        assert_eq!(p.networks["outside"].name.as_deref(), Some("corp"));
+        let printed = serde_json::to_value(&p).unwrap();
+        assert_eq!(project(printed.clone()).unwrap(), p);
+        assert_eq!(
+            printed["networks"]["outside"],
+            json!({"external": true, "name": "corp"})
+        );
+        let keys: Vec<&String> = printed.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["configs", "models", "name", "networks", "secrets", "services", "volumes"]
+        );
     }
 
     #[test]

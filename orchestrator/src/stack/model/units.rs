@@ -404,24 +404,24 @@ impl Serialize for Microseconds {
 
 /// A file permission mode (`secrets[].mode`, `configs[].mode`, `tmpfs.mode`).
 ///
-/// The Specification writes modes in octal (`0440`, `0o440`); YAML 1.2 would read a
-/// plain `0440` as decimal 440, so the mode is read from the text as written: a
-/// leading `0` or `0o` means octal, anything else decimal (as a YAML integer is).
-/// Printed in octal as a string (`"0440"`), as `docker compose config` does.
+/// The Specification gives these modes in octal (`0440`, `0o440`, `1777`), but YAML 1.2
+/// would read a plain `0440` as decimal 440. So the mode is read from the text as
+/// written, always in octal (with or without `0`/`0o`): the loader hands it over as
+/// text. (Compose reads an unquoted `440` as decimal 440, i.e. `0670`, which is never
+/// what was meant.) A deserializer that hands over a number has already chosen the
+/// base, so numbers are taken as they are. Printed in octal as a string (`"0440"`),
+/// as `docker compose config` does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct FileMode(pub u32);
 
 /// Parses a mode from its text.
 pub fn parse_file_mode(text: &str) -> Result<FileMode, String> {
     let s = text.trim();
-    let (digits, radix) = if let Some(oct) = s.strip_prefix("0o").or_else(|| s.strip_prefix("0O")) {
-        (oct, 8)
-    } else if s.len() > 1 && s.starts_with('0') {
-        (&s[1..], 8)
-    } else {
-        (s, 10)
-    };
-    let mode = u32::from_str_radix(digits, radix).map_err(|_| {
+    let digits = s
+        .strip_prefix("0o")
+        .or_else(|| s.strip_prefix("0O"))
+        .unwrap_or(s);
+    let mode = u32::from_str_radix(digits, 8).map_err(|_| {
         format!("invalid file mode {text:?}: expected an octal mode like \"0440\" or \"0o755\"")
     })?;
     if mode > 0o7777 {
@@ -655,7 +655,11 @@ mod tests {
     fn file_modes() {
         assert_eq!(parse_file_mode("0440").unwrap(), FileMode(0o440));
         assert_eq!(parse_file_mode("0o440").unwrap(), FileMode(0o440));
-        assert_eq!(parse_file_mode("288").unwrap(), FileMode(288));
+        assert_eq!(parse_file_mode("440").unwrap(), FileMode(0o440));
+        assert_eq!(parse_file_mode("1777").unwrap(), FileMode(0o1777));
+        assert!(parse_file_mode("288")
+            .unwrap_err()
+            .contains("expected an octal mode"));
         assert_eq!(parse_file_mode("0").unwrap(), FileMode(0));
         let err = parse_file_mode("0999").unwrap_err();
         assert!(

@@ -6,4 +6,5 @@
 
 pub mod cli;
 pub mod graph;
+pub mod reconcile;
 pub mod stack;

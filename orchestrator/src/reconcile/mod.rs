@@ -1,0 +1,6 @@
+//! Observe → diff → plan → execute (DESIGN.md, "reconcile/"). The plan is a pure
+//! function of what the stack wants and what exists ([`plan`]); the executor (with the
+//! engine and networking behind traits) comes with `berth up`.
+
+pub mod desired;
+pub mod plan;

@@ -3,4 +3,5 @@
 //! engine and networking behind traits) comes with `berth up`.
 
 pub mod desired;
+pub mod execute;
 pub mod plan;

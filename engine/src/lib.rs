@@ -5,3 +5,4 @@
 //! * [`runtime`]: an OCI runtime bundle in, an isolated process out.
 
 pub mod cgroups;
+pub mod runtime;

@@ -94,6 +94,10 @@ pub trait Manager {
     fn apply(&self, resources: &LinuxResources) -> Result<Vec<String>>;
     /// Move a process (and its threads) into the group.
     fn add_task(&self, pid: i32) -> Result<()>;
+    /// Moves the calling (single-threaded) process into the group. On v1 this writes
+    /// "0" to `tasks`, which the kernel does without the global threadgroup lock and so
+    /// without waiting for an RCU grace period (~10 ms per attach otherwise).
+    fn join_self(&self) -> Result<()>;
     /// Processes in the group now.
     fn pids(&self) -> Result<Vec<i32>>;
     /// Usage figures.

@@ -269,6 +269,13 @@ impl Manager for V1Manager {
         Ok(())
     }
 
+    fn join_self(&self) -> Result<()> {
+        for d in self.unique_dirs() {
+            write(&d.join("tasks"), "0")?;
+        }
+        Ok(())
+    }
+
     fn pids(&self) -> Result<Vec<i32>> {
         // The pids or freezer hierarchy holds every task; fall back to any.
         let d = self

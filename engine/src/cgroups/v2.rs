@@ -177,6 +177,10 @@ impl Manager for V2Manager {
         write(&self.file("cgroup.procs"), &pid.to_string())
     }
 
+    fn join_self(&self) -> Result<()> {
+        write(&self.file("cgroup.procs"), "0")
+    }
+
     fn pids(&self) -> Result<Vec<i32>> {
         read_pids(&self.file("cgroup.procs"))
     }

@@ -192,6 +192,7 @@ impl Runtime {
         let userns = ns.new.contains(nix::sched::CloneFlags::CLONE_NEWUSER);
         let (parent_chan, child_chan) = channel::pair()?;
         let init_ctx = InitContext {
+            mgr: mgr.as_ref(),
             bundle: &bundle,
             layout: &layout,
             start_sock: &sock,
@@ -211,14 +212,7 @@ impl Runtime {
             ForkResult::Parent { child } => child,
         };
         drop(child_chan);
-        let res = self.parent_side(
-            &parent_chan,
-            child,
-            mgr.as_ref(),
-            &bundle,
-            &mut rec,
-            &mut guard,
-        );
+        let res = self.parent_side(&parent_chan, child, &bundle, &mut rec, &mut guard);
         // Always reap the intermediate.
         let _ = waitpid(child, None);
         res?;
@@ -243,14 +237,10 @@ impl Runtime {
         &self,
         chan: &Channel,
         child: Pid,
-        mgr: &dyn Manager,
         bundle: &Bundle,
         rec: &mut Record,
         guard: &mut CreateGuard,
     ) -> Result<()> {
-        // Into the cgroup before any namespace or process of the container exists.
-        mgr.add_task(child.as_raw())?;
-        chan.send(&Msg::Go)?;
         let linux = bundle.spec.linux().as_ref().expect("validated");
         let userns = linux
             .namespaces()
@@ -469,7 +459,7 @@ impl Runtime {
             ForkResult::Child => {
                 drop(parent_chan);
                 child_main(&child_chan, || {
-                    child_chan.expect(&Msg::Go, "joining the container's cgroup")?;
+                    mgr.join_self()?;
                     for (t, fd, p) in &ns {
                         namespaces::join(*t, fd, p)?;
                     }
@@ -495,17 +485,13 @@ impl Runtime {
             ForkResult::Parent { child } => child,
         };
         drop(child_chan);
-        let res = (|| {
-            mgr.add_task(child.as_raw())?;
-            parent_chan.send(&Msg::Go)?;
-            match parent_chan.recv()? {
-                Some(Msg::InitPid(p)) => Ok(p),
-                Some(Msg::Error { stage, message }) => Err(RuntimeError::Child { stage, message }),
-                _ => Err(RuntimeError::Child {
-                    stage: "exec".into(),
-                    message: "the helper process exited without starting the process".into(),
-                }),
-            }
+        let res = (|| match parent_chan.recv()? {
+            Some(Msg::InitPid(p)) => Ok(p),
+            Some(Msg::Error { stage, message }) => Err(RuntimeError::Child { stage, message }),
+            _ => Err(RuntimeError::Child {
+                stage: "exec".into(),
+                message: "the helper process exited without starting the process".into(),
+            }),
         })();
         let _ = waitpid(child, None);
         let pid = res?;
@@ -650,6 +636,7 @@ impl Drop for CreateGuard<'_> {
 
 /// What the forked processes need; borrowed from the parent's memory (fork copies it).
 struct InitContext<'a> {
+    mgr: &'a dyn Manager,
     bundle: &'a Bundle,
     layout: &'a Layout,
     start_sock: &'a Path,
@@ -663,7 +650,8 @@ struct InitContext<'a> {
 
 /// The intermediate: enters the namespaces, forks the init, reports its pid, exits.
 fn intermediate(chan: &Channel, ns: namespaces::NsPlan, ctx: &InitContext) -> Result<Infallible> {
-    chan.expect(&Msg::Go, "waiting to join the cgroup")?;
+    // Into the cgroup before any namespace or process of the container exists.
+    ctx.mgr.join_self()?;
     if ctx.userns {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
             .map_err(errno("unshare user namespace"))?;

@@ -195,7 +195,8 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let res = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        // No fsync: the state root lives on a tmpfs (/run) and dies with the boot; the
+        // rename alone keeps readers from ever seeing a half-written record.
         std::fs::rename(&tmp, path)
     })();
     res.map_err(|e| StateRoot::err(path, e))

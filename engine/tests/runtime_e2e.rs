@@ -492,3 +492,153 @@ fn lifecycle_states_and_kill() {
     assert!(list.contains(&id) && list.contains("stopped"), "{list}");
     assert!(f.rt(&["delete", &id]).status.success());
 }
+
+#[test]
+fn user_namespace_maps_root_to_an_unprivileged_host_uid() {
+    let f = Fixture::new("userns");
+    let id = f.id("c");
+    let mut cfg = f.config(&id, &["sh", "-c", "id -u; cat /proc/self/uid_map; sleep 2"]);
+    cfg["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    cfg["linux"]["uidMappings"] = map.clone();
+    cfg["linux"]["gidMappings"] = map;
+    let b = f.bundle(&id, &cfg);
+    let child = f
+        .cmd(&["run", "--bundle", b.to_str().unwrap(), &id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While it sleeps, the host sees the init as uid 100000.
+    let mut host_uid = None;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(20));
+        let o = f.rt(&["state", &id]);
+        if let Ok(st) = serde_json::from_slice::<serde_json::Value>(&o.stdout) {
+            if let Some(pid) = st["pid"].as_i64() {
+                if st["status"] == "running" {
+                    let s = read(format!("/proc/{pid}/status"));
+                    host_uid = s
+                        .lines()
+                        .find(|l| l.starts_with("Uid:"))
+                        .map(|l| l.to_string());
+                    break;
+                }
+            }
+        }
+    }
+    let o = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("0"), "root inside: {out}");
+    let m: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(m, vec!["0", "100000", "65536"]);
+    let host_uid = host_uid.expect("saw the running container");
+    assert!(host_uid.contains("100000"), "{host_uid}");
+}
+
+#[test]
+fn hooks_run_at_their_points_with_the_state() {
+    let f = Fixture::new("hooks");
+    let id = f.id("c");
+    let out_dir = f.tmp.path().join("hookout");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let hook = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}/{name}.json", out_dir.display())]});
+    let mut cfg = f.config(&id, &["cat", "/tmp/started"]);
+    cfg["hooks"] = json!({
+        "createRuntime": [hook("createRuntime")],
+        "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /dev/null"]}],
+        "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "echo inside > /tmp/started"]}],
+        "poststart": [hook("poststart")],
+        "poststop": [hook("poststop")]
+    });
+    let (code, out, err) = f.run(&id, &cfg);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out, "inside\n",
+        "startContainer ran in the container before the process"
+    );
+    for name in ["createRuntime", "poststart", "poststop"] {
+        let v: serde_json::Value =
+            serde_json::from_str(&read(out_dir.join(format!("{name}.json")))).unwrap();
+        assert_eq!(v["id"], id.as_str(), "{name}");
+        assert!(v["pid"].as_i64().unwrap() > 0, "{name}");
+    }
+    // A failing createRuntime hook aborts create, with the hook named.
+    let id = f.id("bad");
+    let mut cfg = f.config(&id, &["true"]);
+    cfg["hooks"] = json!({"createRuntime": [{"path": "/bin/false"}]});
+    let (code, _, err) = f.run(&id, &cfg);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("createRuntime hook /bin/false failed"),
+        "{err}"
+    );
+    assert!(!f.root.join(&id).exists());
+}
+
+#[test]
+fn terminal_goes_to_the_console_socket() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::net::UnixListener;
+    let f = Fixture::new("tty");
+    let id = f.id("c");
+    let mut cfg = f.config(&id, &["sh", "-c", "tty; echo hello-from-tty"]);
+    cfg["process"]["terminal"] = json!(true);
+    let sock = f.tmp.path().join("console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let receiver = std::thread::spawn(move || -> OwnedFd {
+        let (conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 256];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = nix::sys::socket::recvmsg::<()>(
+            std::os::fd::AsRawFd::as_raw_fd(&conn),
+            &mut iov,
+            Some(&mut space),
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .unwrap();
+        for c in msg.cmsgs().unwrap() {
+            if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+                // SAFETY: the fd was just received and is owned by nobody else.
+                return unsafe { OwnedFd::from_raw_fd(fds[0]) };
+            }
+        }
+        panic!("no fd received");
+    });
+    let b = f.bundle(&id, &cfg);
+    let o = f
+        .cmd(&[
+            "create",
+            "--bundle",
+            b.to_str().unwrap(),
+            "--console-socket",
+            sock.to_str().unwrap(),
+            &id,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let master = receiver.join().unwrap();
+    assert!(f.rt(&["start", &id]).status.success());
+    let mut out = Vec::new();
+    let mut file = std::fs::File::from(master);
+    let mut buf = [0u8; 1024];
+    loop {
+        match std::io::Read::read(&mut file, &mut buf) {
+            Ok(0) | Err(_) => break, // EIO once the slave side is closed
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("/dev/pts/0"), "{out}");
+    assert!(out.contains("hello-from-tty"), "{out}");
+    f.delete(&id);
+}

@@ -172,6 +172,9 @@ impl Runtime {
                 self.warn(&w);
             }
         }
+        if process.apparmor_profile().is_some() || process.selinux_label().is_some() {
+            self.warn("apparmorProfile/selinuxLabel accepted but not enforced: this host has neither AppArmor nor SELinux");
+        }
         let (caps, dropped) = capabilities::masks(
             process.capabilities().as_ref(),
             capabilities::host_bounding(),
@@ -191,12 +194,21 @@ impl Runtime {
         let ns = namespaces::plan(&ns_list)?;
         let userns = ns.new.contains(nix::sched::CloneFlags::CLONE_NEWUSER);
         let (parent_chan, child_chan) = channel::pair()?;
+        let listener =
+            UnixListener::bind(&sock).map_err(sys(format!("binding {}", sock.display())))?;
+        let console = match &opts.console_socket {
+            Some(p) => Some(
+                UnixStream::connect(p)
+                    .map_err(sys(format!("connecting to console socket {}", p.display())))?,
+            ),
+            None => None,
+        };
         let init_ctx = InitContext {
             mgr: mgr.as_ref(),
             bundle: &bundle,
             layout: &layout,
-            start_sock: &sock,
-            console_socket: opts.console_socket.as_deref(),
+            listener,
+            console,
             caps,
             userns,
             preserve_fds: opts.preserve_fds,
@@ -212,6 +224,9 @@ impl Runtime {
             ForkResult::Parent { child } => child,
         };
         drop(child_chan);
+        // The init holds the listener and the console now; our copies would only keep
+        // `start` connecting to a dead container.
+        drop(init_ctx);
         let res = self.parent_side(&parent_chan, child, &bundle, &mut rec, &mut guard);
         // Always reap the intermediate.
         let _ = waitpid(child, None);
@@ -339,7 +354,7 @@ impl Runtime {
             if let Err(e) = hooks::run(
                 "poststart",
                 h.poststart().as_deref().unwrap_or_default(),
-                &rec.oci_state(),
+                &rec.oci_state_with("running"),
             ) {
                 self.warn(&e.to_string());
             }
@@ -639,8 +654,10 @@ struct InitContext<'a> {
     mgr: &'a dyn Manager,
     bundle: &'a Bundle,
     layout: &'a Layout,
-    start_sock: &'a Path,
-    console_socket: Option<&'a Path>,
+    /// Bound by the runtime before forking: in a new user namespace the init may no
+    /// longer reach the state directory.
+    listener: UnixListener,
+    console: Option<UnixStream>,
     caps: capabilities::CapMasks,
     userns: bool,
     preserve_fds: u32,
@@ -652,6 +669,10 @@ struct InitContext<'a> {
 fn intermediate(chan: &Channel, ns: namespaces::NsPlan, ctx: &InitContext) -> Result<Infallible> {
     // Into the cgroup before any namespace or process of the container exists.
     ctx.mgr.join_self()?;
+    // Join existing namespaces while we still hold the host's rights over them.
+    for (t, fd, p) in &ns.join {
+        namespaces::join(*t, fd, p)?;
+    }
     if ctx.userns {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
             .map_err(errno("unshare user namespace"))?;
@@ -661,9 +682,6 @@ fn intermediate(chan: &Channel, ns: namespaces::NsPlan, ctx: &InitContext) -> Re
             .map_err(errno("setgid 0 in the user namespace"))?;
         nix::unistd::setresuid(0.into(), 0.into(), 0.into())
             .map_err(errno("setuid 0 in the user namespace"))?;
-    }
-    for (t, fd, p) in &ns.join {
-        namespaces::join(*t, fd, p)?;
     }
     let flags = ns.new - nix::sched::CloneFlags::CLONE_NEWUSER;
     nix::sched::unshare(flags).map_err(errno(format!("unshare {flags:?}")))?;
@@ -686,15 +704,8 @@ fn init(chan: &Channel, ctx: &InitContext) -> Result<Infallible> {
     // Device nodes get exactly the modes the spec asks for.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     // Bound before pivot_root, while the state directory is reachable.
-    let listener = UnixListener::bind(ctx.start_sock)
-        .map_err(sys_err(format!("binding {}", ctx.start_sock.display())))?;
-    let console = match ctx.console_socket {
-        Some(p) => Some(UnixStream::connect(p).map_err(sys_err(format!(
-            "connecting to console socket {}",
-            p.display()
-        )))?),
-        None => None,
-    };
+    let listener = &ctx.listener;
+    let console = ctx.console.as_ref();
     let rctx = RootfsContext {
         rootfs: &ctx.bundle.rootfs,
         bundle: &ctx.bundle.dir,
@@ -743,7 +754,7 @@ fn init(chan: &Channel, ctx: &InitContext) -> Result<Infallible> {
         let p = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
         std::fs::write(&p, v).map_err(sys_err(format!("sysctl {k}={v}")))?;
     }
-    if let Some(c) = &console {
+    if let Some(c) = console {
         super::terminal::setup(c)?;
     }
     let _ = ctx.state_dir;
@@ -755,7 +766,6 @@ fn init(chan: &Channel, ctx: &InitContext) -> Result<Infallible> {
             r => break r.map_err(sys_err("waiting for start"))?,
         }
     };
-    drop(listener);
     let mut report = |e: RuntimeError| -> ! {
         let (stage, message) = match e {
             RuntimeError::Child { stage, message } => (stage, message),

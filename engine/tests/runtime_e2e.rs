@@ -642,3 +642,67 @@ fn terminal_goes_to_the_console_socket() {
     assert!(out.contains("hello-from-tty"), "{out}");
     f.delete(&id);
 }
+
+#[test]
+fn process_attributes_are_applied() {
+    let f = Fixture::new("procattr");
+    let id = f.id("c");
+    let script = "pwd; echo $FOO; umask; ulimit -n; cat /proc/self/oom_score_adj; grep NoNewPrivs /proc/self/status";
+    let mut cfg = f.config(&id, &["sh", "-c", script]);
+    cfg["process"]["cwd"] = json!("/tmp");
+    cfg["process"]["env"] = json!(["PATH=/bin:/sbin", "FOO=bar baz"]);
+    cfg["process"]["user"]["umask"] = json!(0o077);
+    cfg["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 512, "soft": 256}]);
+    cfg["process"]["oomScoreAdj"] = json!(300);
+    let (code, out, err) = f.run(&id, &cfg);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        vec!["/tmp", "bar baz", "0077", "256", "300", "NoNewPrivs:\t1"],
+        "{out}"
+    );
+}
+
+#[test]
+fn an_rlimit_above_the_hosts_hard_limit_is_a_clear_error() {
+    let f = Fixture::new("rlimit");
+    let id = f.id("c");
+    let mut cfg = f.config(&id, &["true"]);
+    let huge: u64 = 1 << 40;
+    cfg["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": huge, "soft": huge}]);
+    let (code, _, err) = f.run(&id, &cfg);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("RlimitNofile") && err.contains("CAP_SYS_RESOURCE"),
+        "{err}"
+    );
+    assert!(!f.root.join(&id).exists());
+}
+
+#[test]
+fn pause_freezes_and_resume_thaws_and_stats_report_usage() {
+    let f = Fixture::new("pause");
+    let id = f.id("c");
+    let cfg = f.config(&id, &["sh", "-c", "while :; do :; done"]);
+    f.start_detached(&id, &cfg);
+    let stats = |f: &Fixture| -> serde_json::Value {
+        let o = f.rt(&["stats", &id]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    assert!(f.rt(&["pause", &id]).status.success());
+    assert_eq!(f.state(&id)["status"], "paused");
+    let a = stats(&f)["cpu_usage_ns"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let b = stats(&f)["cpu_usage_ns"].as_u64().unwrap();
+    assert_eq!(a, b, "no CPU used while paused");
+    assert!(f.rt(&["resume", &id]).status.success());
+    assert_eq!(f.state(&id)["status"], "running");
+    std::thread::sleep(Duration::from_millis(300));
+    let s = stats(&f);
+    assert!(s["cpu_usage_ns"].as_u64().unwrap() > b);
+    assert_eq!(s["pids_current"], 1);
+    assert!(s["memory_usage"].as_u64().unwrap() > 0);
+    f.delete(&id);
+}

@@ -374,7 +374,7 @@ impl Runtime {
     pub fn kill(&self, id: &str, sig: Signal, all: bool) -> Result<()> {
         let rec = self.root.load(id)?;
         let status = rec.current_status();
-        if !matches!(status, Status::Created | Status::Running) {
+        if !matches!(status, Status::Created | Status::Running | Status::Paused) {
             return Err(RuntimeError::WrongState {
                 id: id.into(),
                 status: status.to_string(),
@@ -406,7 +406,7 @@ impl Runtime {
             Err(e) => return Err(e),
         };
         let status = rec.current_status();
-        let alive = matches!(status, Status::Created | Status::Running)
+        let alive = matches!(status, Status::Created | Status::Running | Status::Paused)
             || (status == Status::Creating && pid_start_time(rec.pid).is_some());
         if alive && !force {
             return Err(RuntimeError::WrongState {
@@ -417,7 +417,7 @@ impl Runtime {
             });
         }
         let (_, mgr) = self.cgroup_manager(&rec.cgroups_path)?;
-        if matches!(status, Status::Created | Status::Running) {
+        if matches!(status, Status::Created | Status::Running | Status::Paused) {
             let _ = nix::sys::signal::kill(Pid::from_raw(rec.pid), Signal::SIGKILL);
         }
         kill_cgroup(mgr.as_ref());
@@ -435,6 +435,49 @@ impl Runtime {
             }
         }
         Ok(())
+    }
+
+    /// `pause`: freezes every process of the container (cgroup freezer).
+    pub fn pause(&self, id: &str) -> Result<()> {
+        let mut rec = self.root.load(id)?;
+        let status = rec.current_status();
+        if status != Status::Running {
+            return Err(RuntimeError::WrongState {
+                id: id.into(),
+                status: status.to_string(),
+                op: "pause",
+                hint: " (only a running container can be paused)",
+            });
+        }
+        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path)?;
+        mgr.freeze()?;
+        rec.status = Status::Paused;
+        self.root.save(&rec)
+    }
+
+    /// `resume`: thaws a paused container.
+    pub fn resume(&self, id: &str) -> Result<()> {
+        let mut rec = self.root.load(id)?;
+        let status = rec.current_status();
+        if status != Status::Paused {
+            return Err(RuntimeError::WrongState {
+                id: id.into(),
+                status: status.to_string(),
+                op: "resume",
+                hint: " (only a paused container can be resumed)",
+            });
+        }
+        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path)?;
+        mgr.thaw()?;
+        rec.status = Status::Running;
+        self.root.save(&rec)
+    }
+
+    /// Resource usage of the container's cgroup.
+    pub fn stats(&self, id: &str) -> Result<cgroups::Stats> {
+        let rec = self.root.load(id)?;
+        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path)?;
+        Ok(mgr.stats()?)
     }
 
     /// `exec`: a new process in a running container's namespaces and cgroup. Returns

@@ -15,6 +15,8 @@ pub enum Status {
     Creating,
     Created,
     Running,
+    /// Frozen by `pause` (runc's extra state; the OCI spec has no word for it).
+    Paused,
     Stopped,
 }
 
@@ -24,6 +26,7 @@ impl std::fmt::Display for Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         })
     }
@@ -68,7 +71,7 @@ impl Record {
     /// Status as it is now: a created/running container whose init is gone is stopped.
     pub fn current_status(&self) -> Status {
         match self.status {
-            Status::Created | Status::Running if self.pid > 0 => {
+            Status::Created | Status::Running | Status::Paused if self.pid > 0 => {
                 if pid_start_time(self.pid) == Some(self.pid_start) {
                     self.status
                 } else {
@@ -89,7 +92,7 @@ impl Record {
             "bundle": self.bundle,
             "annotations": self.annotations,
         });
-        if matches!(status, Status::Created | Status::Running) {
+        if matches!(status, Status::Created | Status::Running | Status::Paused) {
             v["pid"] = self.pid.into();
         }
         v

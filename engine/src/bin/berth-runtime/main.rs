@@ -98,6 +98,12 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    /// Freeze every process of a running container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// Print the container's resource usage as JSON (memory, CPU, pids).
+    Stats { id: String },
     /// Write a default config.json into the bundle directory.
     Spec {
         #[arg(short, long, default_value = ".")]
@@ -162,6 +168,13 @@ fn run(cli: Cli) -> Result<i32, RuntimeError> {
             rt.kill(&id, sig, all).map(|_| 0)
         }
         Cmd::Delete { force, id } => rt.delete(&id, force).map(|_| 0),
+        Cmd::Pause { id } => rt.pause(&id).map(|_| 0),
+        Cmd::Resume { id } => rt.resume(&id).map(|_| 0),
+        Cmd::Stats { id } => {
+            let s = rt.stats(&id)?;
+            println!("{}", serde_json::to_string_pretty(&s).expect("json"));
+            Ok(0)
+        }
         Cmd::Run {
             bundle,
             pid_file,

@@ -1,0 +1,850 @@
+//! The lifecycle: create (two forks into new namespaces, the init waits), start (the
+//! init execs), state, kill, delete (nothing left behind), exec, run.
+//!
+//! Process tree during create:
+//!   runtime (parent) --fork--> intermediate: joins/unshares namespaces
+//!                                 --fork--> init (PID 1 in a new pid namespace):
+//!                                   mounts, pivot_root, waits on start.sock, execs
+//! The intermediate exists because unshare(CLONE_NEWPID) and setns into a pid
+//! namespace only affect children. No threads exist when we fork (no async runtime).
+
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+
+use super::capabilities;
+use super::channel::{self, Channel, Msg};
+use super::error::{errno, invalid, sys, Result, RuntimeError};
+use super::hooks;
+use super::namespaces;
+use super::process::{self, ExecPlan};
+use super::rootfs::{self, RootfsContext};
+use super::spec::{self, Bundle};
+use super::state::{pid_start_time, Record, StateRoot, Status};
+use super::syscall::{LinuxSyscall, Syscall};
+use crate::cgroups::{self, Layout, Manager};
+
+/// What `create` needs besides the bundle.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    /// Extra fds from 3 up passed to the container's process.
+    pub preserve_fds: u32,
+}
+
+/// Entry point of the library: containers under one state root.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub root: StateRoot,
+    /// Warnings for the caller to show (limits or capabilities the host cannot honour).
+    warn_to_stderr: bool,
+}
+
+const START_SOCK: &str = "start.sock";
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn default_cgroups_path(id: &str) -> String {
+    format!("/berth-{id}")
+}
+
+/// Runs `f` in a forked child; its error goes to the parent over `chan`. Never returns.
+fn child_main(chan: &Channel, f: impl FnOnce() -> Result<Infallible>) -> ! {
+    let err = match f() {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let (stage, message) = match err {
+        RuntimeError::Child { stage, message } => (stage, message),
+        e => ("setup".to_string(), e.to_string()),
+    };
+    let _ = chan.send(&Msg::Error { stage, message });
+    // SAFETY: _exit skips atexit handlers and buffers that belong to the parent.
+    unsafe { libc::_exit(1) }
+}
+
+impl Runtime {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Runtime {
+            root: StateRoot::new(root),
+            warn_to_stderr: true,
+        }
+    }
+
+    /// Keeps warnings off stderr (library callers that collect them differently).
+    pub fn quiet(mut self) -> Self {
+        self.warn_to_stderr = false;
+        self
+    }
+
+    fn warn(&self, w: &str) {
+        if self.warn_to_stderr {
+            eprintln!("berth-runtime: warning: {w}");
+        }
+    }
+
+    fn cgroup_manager(&self, path: &str) -> Result<(Layout, Box<dyn Manager>)> {
+        let layout = cgroups::layout::host_layout()?;
+        let mgr = cgroups::manager_for(&layout, path)?;
+        Ok((layout, mgr))
+    }
+
+    /// `create`: everything set up, the init waiting for `start`.
+    pub fn create(&self, opts: &CreateOptions) -> Result<Record> {
+        spec::validate_id(&opts.id)?;
+        let bundle = spec::load_bundle(&opts.bundle)?;
+        let process = bundle.spec.process().as_ref().expect("validated");
+        let terminal = process.terminal().unwrap_or(false);
+        if terminal && opts.console_socket.is_none() {
+            return Err(invalid(
+                "process.terminal",
+                "is true but no --console-socket was given to receive the terminal",
+            ));
+        }
+        if !terminal && opts.console_socket.is_some() {
+            return Err(invalid(
+                "process.terminal",
+                "is false but --console-socket was given; set terminal: true or drop the socket",
+            ));
+        }
+        let dir = self.root.claim(&opts.id)?;
+        let sock = dir.join(START_SOCK);
+        if sock.as_os_str().len() >= 108 {
+            let _ = self.root.remove(&opts.id);
+            return Err(RuntimeError::State {
+                path: sock,
+                message: "path too long for a unix socket (108 bytes); use a shorter --root or ID"
+                    .into(),
+            });
+        }
+        let cgroups_path = bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().clone())
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|| default_cgroups_path(&opts.id));
+        let mut rec = Record {
+            id: opts.id.clone(),
+            status: Status::Creating,
+            pid: 0,
+            pid_start: 0,
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            cgroups_path: cgroups_path.clone(),
+            created: now(),
+            annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+        };
+        let mut guard = CreateGuard {
+            rt: self,
+            id: opts.id.clone(),
+            pid: None,
+            cgroups_path: None,
+            armed: true,
+        };
+        self.root.save(&rec)?;
+        self.root.save_config(&opts.id, &bundle.spec)?;
+        let (layout, mgr) = self.cgroup_manager(&cgroups_path)?;
+        guard.cgroups_path = Some(cgroups_path.clone());
+        mgr.create()?;
+        if let Some(r) = bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+        {
+            for w in mgr.apply(r)? {
+                self.warn(&w);
+            }
+        }
+        if process.apparmor_profile().is_some() || process.selinux_label().is_some() {
+            self.warn("apparmorProfile/selinuxLabel accepted but not enforced: this host has neither AppArmor nor SELinux");
+        }
+        let (caps, dropped) = capabilities::masks(
+            process.capabilities().as_ref(),
+            capabilities::host_bounding(),
+        );
+        if !dropped.is_empty() {
+            self.warn(&format!(
+                "capabilities not in this host's bounding set are not granted: {}",
+                dropped.join(", ")
+            ));
+        }
+        let ns_list = bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().clone())
+            .unwrap_or_default();
+        let ns = namespaces::plan(&ns_list)?;
+        let userns = ns.new.contains(nix::sched::CloneFlags::CLONE_NEWUSER);
+        let (parent_chan, child_chan) = channel::pair()?;
+        let listener =
+            UnixListener::bind(&sock).map_err(sys(format!("binding {}", sock.display())))?;
+        let console = match &opts.console_socket {
+            Some(p) => Some(
+                UnixStream::connect(p)
+                    .map_err(sys(format!("connecting to console socket {}", p.display())))?,
+            ),
+            None => None,
+        };
+        let init_ctx = InitContext {
+            mgr: mgr.as_ref(),
+            bundle: &bundle,
+            layout: &layout,
+            listener,
+            console,
+            caps,
+            userns,
+            preserve_fds: opts.preserve_fds,
+            state_dir: &dir,
+            id: &opts.id,
+        };
+        // SAFETY: this process is single-threaded (the CLI never starts threads).
+        let child = match unsafe { fork() }.map_err(errno("fork"))? {
+            ForkResult::Child => {
+                drop(parent_chan);
+                child_main(&child_chan, || intermediate(&child_chan, ns, &init_ctx))
+            }
+            ForkResult::Parent { child } => child,
+        };
+        drop(child_chan);
+        // The init holds the listener and the console now; our copies would only keep
+        // `start` connecting to a dead container.
+        drop(init_ctx);
+        let res = self.parent_side(&parent_chan, child, &bundle, &mut rec, &mut guard);
+        // Always reap the intermediate.
+        let _ = waitpid(child, None);
+        res?;
+        if let Some(adj) = process.oom_score_adj() {
+            std::fs::write(format!("/proc/{}/oom_score_adj", rec.pid), adj.to_string())
+                .map_err(sys(format!("setting oom_score_adj {adj}")))?;
+        }
+        rec.status = Status::Created;
+        rec.pid_start = pid_start_time(rec.pid).ok_or_else(|| RuntimeError::Child {
+            stage: "create".into(),
+            message: "the container's init exited right after setup".into(),
+        })?;
+        self.root.save(&rec)?;
+        if let Some(pf) = &opts.pid_file {
+            super::state::write_atomic(pf, rec.pid.to_string().as_bytes())?;
+        }
+        guard.armed = false;
+        Ok(rec)
+    }
+
+    fn parent_side(
+        &self,
+        chan: &Channel,
+        child: Pid,
+        bundle: &Bundle,
+        rec: &mut Record,
+        guard: &mut CreateGuard,
+    ) -> Result<()> {
+        let linux = bundle.spec.linux().as_ref().expect("validated");
+        let userns = linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+        if userns {
+            chan.expect(&Msg::MapIds, "creating the user namespace")?;
+            write_id_maps(child.as_raw(), linux)?;
+            chan.send(&Msg::Go)?;
+        }
+        let pid = match chan.recv()? {
+            Some(Msg::InitPid(p)) => p,
+            Some(Msg::Error { stage, message }) => {
+                return Err(RuntimeError::Child { stage, message })
+            }
+            other => {
+                return Err(RuntimeError::Child {
+                    stage: "namespaces".into(),
+                    message: format!(
+                        "the intermediate process ended without starting init ({other:?})"
+                    ),
+                })
+            }
+        };
+        guard.pid = Some(pid);
+        rec.pid = pid;
+        loop {
+            match chan.recv()? {
+                Some(Msg::Ready) => return Ok(()),
+                Some(Msg::RunHooks) => {
+                    let st = rec.oci_state_with("creating");
+                    if let Some(h) = bundle.spec.hooks() {
+                        hooks::run("prestart", h.prestart().as_deref().unwrap_or_default(), &st)?;
+                        hooks::run(
+                            "createRuntime",
+                            h.create_runtime().as_deref().unwrap_or_default(),
+                            &st,
+                        )?;
+                    }
+                    chan.send(&Msg::Go)?;
+                }
+                Some(Msg::Error { stage, message }) => return Err(RuntimeError::Child { stage, message }),
+                Some(m) => {
+                    return Err(RuntimeError::Child {
+                        stage: "sync".into(),
+                        message: format!("unexpected {m:?} from init"),
+                    })
+                }
+                None => {
+                    return Err(RuntimeError::Child {
+                        stage: "init".into(),
+                        message: "the container's init exited during setup without reporting (killed by a signal?)".into(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// `start`: lets the waiting init exec the user's program. Errors of that last
+    /// step (exec, user, capabilities, seccomp) come back here with their cause.
+    pub fn start(&self, id: &str) -> Result<()> {
+        let mut rec = self.root.load(id)?;
+        let status = rec.current_status();
+        if status != Status::Created {
+            return Err(RuntimeError::WrongState {
+                id: id.into(),
+                status: status.to_string(),
+                op: "start",
+                hint: " (only a created container can be started)",
+            });
+        }
+        let sock = self.root.dir(id).join(START_SOCK);
+        let mut conn = UnixStream::connect(&sock).map_err(|e| RuntimeError::Child {
+            stage: "start".into(),
+            message: format!(
+                "cannot reach the container's init at {}: {e}",
+                sock.display()
+            ),
+        })?;
+        let mut report = String::new();
+        let _ = conn.read_to_string(&mut report);
+        if !report.is_empty() {
+            let (stage, message) = report
+                .split_once('\n')
+                .unwrap_or(("start", report.as_str()));
+            return Err(RuntimeError::Child {
+                stage: stage.into(),
+                message: message.into(),
+            });
+        }
+        rec.status = Status::Running;
+        self.root.save(&rec)?;
+        let spec = self.root.load_config(id)?;
+        if let Some(h) = spec.hooks() {
+            if let Err(e) = hooks::run(
+                "poststart",
+                h.poststart().as_deref().unwrap_or_default(),
+                &rec.oci_state_with("running"),
+            ) {
+                self.warn(&e.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn state(&self, id: &str) -> Result<serde_json::Value> {
+        Ok(self.root.load(id)?.oci_state())
+    }
+
+    pub fn list(&self) -> Result<Vec<Record>> {
+        self.root.list()
+    }
+
+    /// `kill`: a signal to the init, or with `all` to every process of the container.
+    pub fn kill(&self, id: &str, sig: Signal, all: bool) -> Result<()> {
+        let rec = self.root.load(id)?;
+        let status = rec.current_status();
+        if !matches!(status, Status::Created | Status::Running | Status::Paused) {
+            return Err(RuntimeError::WrongState {
+                id: id.into(),
+                status: status.to_string(),
+                op: "kill",
+                hint: " (it has no process left)",
+            });
+        }
+        if all {
+            let (_, mgr) = self.cgroup_manager(&rec.cgroups_path)?;
+            for p in mgr.pids()? {
+                let _ = nix::sys::signal::kill(Pid::from_raw(p), sig);
+            }
+        }
+        nix::sys::signal::kill(Pid::from_raw(rec.pid), sig)
+            .map_err(errno(format!("kill {sig} {}", rec.pid)))
+    }
+
+    /// `delete`: kills what is left (with `force`), removes the cgroup, runs poststop
+    /// hooks, and removes the state. Leaves no mount (the mount namespace dies with its
+    /// processes), no cgroup and no state file.
+    pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        spec::validate_id(id)?;
+        let rec = match self.root.load(id) {
+            Ok(r) => r,
+            Err(RuntimeError::NotFound(_)) if self.root.dir(id).exists() => {
+                // A create that died half-way: remove what it left.
+                return self.root.remove(id);
+            }
+            Err(e) => return Err(e),
+        };
+        let status = rec.current_status();
+        let alive = matches!(status, Status::Created | Status::Running | Status::Paused)
+            || (status == Status::Creating && pid_start_time(rec.pid).is_some());
+        if alive && !force {
+            return Err(RuntimeError::WrongState {
+                id: id.into(),
+                status: status.to_string(),
+                op: "delete",
+                hint: " (stop it with `kill` first, or use `delete --force`)",
+            });
+        }
+        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path)?;
+        if matches!(status, Status::Created | Status::Running | Status::Paused) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(rec.pid), Signal::SIGKILL);
+        }
+        kill_cgroup(mgr.as_ref());
+        cgroups::poll_until(Duration::from_secs(5), || {
+            pid_start_time(rec.pid) != Some(rec.pid_start)
+        });
+        mgr.destroy(Duration::from_secs(10))?;
+        let spec = self.root.load_config(id).ok();
+        let st = rec.oci_state_with("stopped");
+        self.root.remove(id)?;
+        if let Some(h) = spec.as_ref().and_then(|s| s.hooks().as_ref()) {
+            if let Err(e) = hooks::run("poststop", h.poststop().as_deref().unwrap_or_default(), &st)
+            {
+                self.warn(&e.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// `pause`: freezes every process of the container (cgroup freezer).
+    pub fn pause(&self, id: &str) -> Result<()> {
+        let mut rec = self.root.load(id)?;
+        let status = rec.current_status();
+        if status != Status::Running {
+            return Err(RuntimeError::WrongState {
+                id: id.into(),
+                status: status.to_string(),
+                op: "pause",
+                hint: " (only a running container can be paused)",
+            });
+        }
+        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path)?;
+        mgr.freeze()?;
+        rec.status = Status::Paused;
+        self.root.save(&rec)
+    }
+
+    /// `resume`: thaws a paused container.
+    pub fn resume(&self, id: &str) -> Result<()> {
+        let mut rec = self.root.load(id)?;
+        let status = rec.current_status();
+        if status != Status::Paused {
+            return Err(RuntimeError::WrongState {
+                id: id.into(),
+                status: status.to_string(),
+                op: "resume",
+                hint: " (only a paused container can be resumed)",
+            });
+        }
+        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path)?;
+        mgr.thaw()?;
+        rec.status = Status::Running;
+        self.root.save(&rec)
+    }
+
+    /// Resource usage of the container's cgroup.
+    pub fn stats(&self, id: &str) -> Result<cgroups::Stats> {
+        let rec = self.root.load(id)?;
+        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path)?;
+        Ok(mgr.stats()?)
+    }
+
+    /// `exec`: a new process in a running container's namespaces and cgroup. Returns
+    /// its pid; with `wait`, waits and returns its exit code instead.
+    pub fn exec(&self, id: &str, proc_spec: &Process, wait: bool) -> Result<ExecResult> {
+        let rec = self.root.load(id)?;
+        let status = rec.current_status();
+        if !matches!(status, Status::Created | Status::Running) {
+            return Err(RuntimeError::WrongState {
+                id: id.into(),
+                status: status.to_string(),
+                op: "exec",
+                hint: " (exec needs a running container)",
+            });
+        }
+        let spec = self.root.load_config(id)?;
+        if proc_spec.args().as_ref().is_none_or(|a| a.is_empty()) {
+            return Err(invalid("process.args", "must name the program to run"));
+        }
+        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path)?;
+        let (caps, dropped) = capabilities::masks(
+            proc_spec.capabilities().as_ref(),
+            capabilities::host_bounding(),
+        );
+        if !dropped.is_empty() {
+            self.warn(&format!(
+                "capabilities not granted (not in the host's bounding set): {}",
+                dropped.join(", ")
+            ));
+        }
+        let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+        let ns = namespaces::of_process(rec.pid)?;
+        set_subreaper();
+        let (parent_chan, child_chan) = channel::pair()?;
+        // SAFETY: single-threaded process.
+        let child = match unsafe { fork() }.map_err(errno("fork"))? {
+            ForkResult::Child => {
+                drop(parent_chan);
+                child_main(&child_chan, || {
+                    mgr.join_self()?;
+                    for (t, fd, p) in &ns {
+                        namespaces::join(*t, fd, p)?;
+                    }
+                    // SAFETY: still single-threaded.
+                    match unsafe { fork() }.map_err(errno("fork"))? {
+                        ForkResult::Parent { child } => {
+                            child_chan.send(&Msg::InitPid(child.as_raw()))?;
+                            // SAFETY: leave without running the parent's exit handlers.
+                            unsafe { libc::_exit(0) }
+                        }
+                        ForkResult::Child => {
+                            let plan = ExecPlan {
+                                process: proc_spec,
+                                seccomp: seccomp.as_ref(),
+                                caps,
+                                preserve_fds: 0,
+                            };
+                            process::finalize_and_exec(&plan)
+                        }
+                    }
+                })
+            }
+            ForkResult::Parent { child } => child,
+        };
+        drop(child_chan);
+        let res = (|| match parent_chan.recv()? {
+            Some(Msg::InitPid(p)) => Ok(p),
+            Some(Msg::Error { stage, message }) => Err(RuntimeError::Child { stage, message }),
+            _ => Err(RuntimeError::Child {
+                stage: "exec".into(),
+                message: "the helper process exited without starting the process".into(),
+            }),
+        })();
+        let _ = waitpid(child, None);
+        let pid = res?;
+        // EOF (close-on-exec) means exec succeeded; a message means it did not.
+        match parent_chan.recv()? {
+            None => {}
+            Some(Msg::Error { stage, message }) => {
+                let _ = waitpid(Pid::from_raw(pid), None);
+                return Err(RuntimeError::Child { stage, message });
+            }
+            Some(m) => {
+                return Err(RuntimeError::Child {
+                    stage: "exec".into(),
+                    message: format!("unexpected {m:?}"),
+                })
+            }
+        }
+        if let Some(adj) = proc_spec.oom_score_adj() {
+            let _ = std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string());
+        }
+        if !wait {
+            return Ok(ExecResult::Started(pid));
+        }
+        Ok(ExecResult::Exited(wait_exit(Pid::from_raw(pid))?))
+    }
+
+    /// `run`: create, start, wait for the init, delete. Returns the exit code.
+    pub fn run(&self, opts: &CreateOptions, detach: bool) -> Result<i32> {
+        set_subreaper();
+        let rec = self.create(opts)?;
+        if let Err(e) = self.start(&opts.id) {
+            let _ = self.delete(&opts.id, true);
+            return Err(e);
+        }
+        if detach {
+            return Ok(0);
+        }
+        let code = wait_exit(Pid::from_raw(rec.pid));
+        let del = self.delete(&opts.id, true);
+        let code = code?;
+        del?;
+        Ok(code)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecResult {
+    Started(i32),
+    Exited(i32),
+}
+
+impl Record {
+    fn oci_state_with(&self, status: &str) -> serde_json::Value {
+        let mut v = self.oci_state();
+        v["status"] = status.into();
+        v["pid"] = self.pid.into();
+        v
+    }
+}
+
+/// Orphans of our children come to us, so `run` and `exec` can wait for them.
+fn set_subreaper() {
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+}
+
+/// Waits for `pid` and returns a shell-style exit code (128+signal when killed).
+fn wait_exit(pid: Pid) -> Result<i32> {
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, c)) => return Ok(c),
+            Ok(WaitStatus::Signaled(_, s, _)) => return Ok(128 + s as i32),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(errno(format!("waiting for {pid}"))(e)),
+        }
+    }
+}
+
+/// SIGKILL every process of the group; freezing first stops a fork loop from racing.
+fn kill_cgroup(mgr: &dyn Manager) {
+    for _ in 0..10 {
+        let pids = mgr.pids().unwrap_or_default();
+        if pids.is_empty() {
+            return;
+        }
+        let frozen = mgr.freeze().is_ok();
+        for p in mgr.pids().unwrap_or_default() {
+            let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+        if frozen {
+            let _ = mgr.thaw();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn write_id_maps(pid: i32, linux: &oci_spec::runtime::Linux) -> Result<()> {
+    let fmt = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect::<String>()
+    };
+    std::fs::write(format!("/proc/{pid}/uid_map"), fmt(linux.uid_mappings()))
+        .map_err(sys("writing uid_map (check linux.uidMappings)"))?;
+    std::fs::write(format!("/proc/{pid}/gid_map"), fmt(linux.gid_mappings()))
+        .map_err(sys("writing gid_map (check linux.gidMappings)"))?;
+    Ok(())
+}
+
+/// Undoes a failed create: kills the init, removes the cgroup and the state.
+struct CreateGuard<'a> {
+    rt: &'a Runtime,
+    id: String,
+    pid: Option<i32>,
+    cgroups_path: Option<String>,
+    armed: bool,
+}
+
+impl Drop for CreateGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(p) = self.pid {
+            let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
+            // Reap it if it is ours (run), else wait for it to go.
+            let _ = waitpid(Pid::from_raw(p), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        }
+        if let Some(Ok((_, m))) = self
+            .cgroups_path
+            .as_ref()
+            .map(|p| self.rt.cgroup_manager(p))
+        {
+            kill_cgroup(m.as_ref());
+            let _ = m.destroy(Duration::from_secs(5));
+        }
+        let _ = self.rt.root.remove(&self.id);
+    }
+}
+
+/// What the forked processes need; borrowed from the parent's memory (fork copies it).
+struct InitContext<'a> {
+    mgr: &'a dyn Manager,
+    bundle: &'a Bundle,
+    layout: &'a Layout,
+    /// Bound by the runtime before forking: in a new user namespace the init may no
+    /// longer reach the state directory.
+    listener: UnixListener,
+    console: Option<UnixStream>,
+    caps: capabilities::CapMasks,
+    userns: bool,
+    preserve_fds: u32,
+    state_dir: &'a Path,
+    id: &'a str,
+}
+
+/// The intermediate: enters the namespaces, forks the init, reports its pid, exits.
+fn intermediate(chan: &Channel, ns: namespaces::NsPlan, ctx: &InitContext) -> Result<Infallible> {
+    // Into the cgroup before any namespace or process of the container exists.
+    ctx.mgr.join_self()?;
+    // Join existing namespaces while we still hold the host's rights over them.
+    for (t, fd, p) in &ns.join {
+        namespaces::join(*t, fd, p)?;
+    }
+    if ctx.userns {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
+            .map_err(errno("unshare user namespace"))?;
+        chan.send(&Msg::MapIds)?;
+        chan.expect(&Msg::Go, "waiting for uid/gid maps")?;
+        nix::unistd::setresgid(0.into(), 0.into(), 0.into())
+            .map_err(errno("setgid 0 in the user namespace"))?;
+        nix::unistd::setresuid(0.into(), 0.into(), 0.into())
+            .map_err(errno("setuid 0 in the user namespace"))?;
+    }
+    let flags = ns.new - nix::sched::CloneFlags::CLONE_NEWUSER;
+    nix::sched::unshare(flags).map_err(errno(format!("unshare {flags:?}")))?;
+    // SAFETY: single-threaded.
+    match unsafe { fork() }.map_err(errno("fork init"))? {
+        ForkResult::Parent { child } => {
+            chan.send(&Msg::InitPid(child.as_raw()))?;
+            // SAFETY: leave without the parent's exit handlers.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Child => init(chan, ctx),
+    }
+}
+
+/// The container's init: filesystem, identity, then wait for `start` and exec.
+fn init(chan: &Channel, ctx: &InitContext) -> Result<Infallible> {
+    let spec: &Spec = &ctx.bundle.spec;
+    let sys = LinuxSyscall;
+    nix::unistd::setsid().map_err(errno("setsid"))?;
+    // Device nodes get exactly the modes the spec asks for.
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    // Bound before pivot_root, while the state directory is reachable.
+    let listener = &ctx.listener;
+    let console = ctx.console.as_ref();
+    let rctx = RootfsContext {
+        rootfs: &ctx.bundle.rootfs,
+        bundle: &ctx.bundle.dir,
+        cgroups: Some(ctx.layout),
+        in_userns: ctx.userns,
+    };
+    rootfs::prepare(&sys, spec, &rctx)?;
+    let hooks = spec.hooks().as_ref();
+    let has = |l: Option<&Vec<oci_spec::runtime::Hook>>| l.is_some_and(|v| !v.is_empty());
+    if hooks.is_some_and(|h| {
+        has(h.prestart().as_ref())
+            || has(h.create_runtime().as_ref())
+            || has(h.create_container().as_ref())
+    }) {
+        chan.send(&Msg::RunHooks)?;
+        chan.expect(&Msg::Go, "running createRuntime hooks")?;
+        let st = serde_json::json!({
+            "ociVersion": "1.2.0", "id": ctx.id, "status": "creating",
+            "pid": std::process::id(), "bundle": ctx.bundle.dir,
+        });
+        if let Some(h) = hooks {
+            hooks::run(
+                "createContainer",
+                h.create_container().as_deref().unwrap_or_default(),
+                &st,
+            )?;
+        }
+    }
+    rootfs::pivot(&sys, &ctx.bundle.rootfs)?;
+    rootfs::finish(&sys, spec)?;
+    if let Some(h) = spec.hostname() {
+        sys.sethostname(h)
+            .map_err(sys_err(format!("sethostname {h:?}")))?;
+    }
+    if let Some(d) = spec.domainname() {
+        sys.setdomainname(d)
+            .map_err(sys_err(format!("setdomainname {d:?}")))?;
+    }
+    for (k, v) in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.sysctl().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let p = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
+        std::fs::write(&p, v).map_err(sys_err(format!("sysctl {k}={v}")))?;
+    }
+    if let Some(c) = console {
+        super::terminal::setup(c)?;
+    }
+    let _ = ctx.state_dir;
+    chan.send(&Msg::Ready)?;
+    // Wait for `start`.
+    let (mut conn, _) = loop {
+        match listener.accept() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => break r.map_err(sys_err("waiting for start"))?,
+        }
+    };
+    let mut report = |e: RuntimeError| -> ! {
+        let (stage, message) = match e {
+            RuntimeError::Child { stage, message } => (stage, message),
+            e => ("start".into(), e.to_string()),
+        };
+        let _ = conn.write_all(format!("{stage}\n{message}").as_bytes());
+        // SAFETY: leave at once; the caller has the report.
+        unsafe { libc::_exit(127) }
+    };
+    let process = spec.process().as_ref().expect("validated");
+    if let Some(h) = hooks {
+        let st = serde_json::json!({
+            "ociVersion": "1.2.0", "id": ctx.id, "status": "created",
+            "pid": std::process::id(), "bundle": ctx.bundle.dir,
+        });
+        if let Err(e) = hooks::run(
+            "startContainer",
+            h.start_container().as_deref().unwrap_or_default(),
+            &st,
+        ) {
+            report(e);
+        }
+    }
+    let plan = ExecPlan {
+        process,
+        seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()),
+        caps: ctx.caps,
+        preserve_fds: ctx.preserve_fds,
+    };
+    let e = match process::finalize_and_exec(&plan) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    report(e)
+}
+
+fn sys_err(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
+    sys(op)
+}

@@ -16,3 +16,6 @@ pub mod images;
 pub mod import;
 
 pub use images::{Image, Images, PruneReport};
+pub mod registry;
+
+pub use registry::{pull, push, Progress, PullReport, PushReport, RegistryOptions};

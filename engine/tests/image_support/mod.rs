@@ -330,7 +330,15 @@ impl Registry {
         let cfg_path = dir.path().join("config.yml");
         std::fs::write(&cfg_path, cfg).unwrap();
         let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new("/usr/bin/docker-registry")
+        let mut cmd = Command::new("/usr/bin/docker-registry");
+        // If the test process is killed (a timeout), the registry dies with it.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
             .arg("serve")
             .arg(&cfg_path)
             .stdout(Stdio::null())
@@ -431,4 +439,184 @@ pub fn files_under(p: &Path) -> usize {
 
 pub fn path_of(p: &Path, rel: &str) -> PathBuf {
     p.join(rel)
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A token service on 127.0.0.1 of the kind Docker Hub runs: it answers `GET /token`
+/// with a JWT (RS256, signed by a throw-away certificate the registry trusts) when the
+/// request carries the right basic credentials, and 401 otherwise.
+pub struct TokenServer {
+    pub realm: String,
+    pub cert: PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    addr: String,
+    _dir: tempfile::TempDir,
+    pub requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+pub const TOKEN_SERVICE: &str = "berth-test-registry";
+pub const TOKEN_ISSUER: &str = "berth-test-issuer";
+
+impl TokenServer {
+    pub fn start(user: &str, password: &str) -> TokenServer {
+        use base64::Engine as _;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key.pem");
+        let cert = dir.path().join("cert.pem");
+        run(Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=berth-test-token",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert));
+        let der = Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(&cert)
+            .output()
+            .unwrap()
+            .stdout;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let header = serde_json::json!({"typ": "JWT", "alg": "RS256",
+            "x5c": [base64::engine::general_purpose::STANDARD.encode(&der)]});
+        let claims = serde_json::json!({"iss": TOKEN_ISSUER, "sub": user, "aud": TOKEN_SERVICE,
+            "exp": now + 3600, "nbf": now - 60, "iat": now, "jti": "berth-test",
+            "access": [{"type": "repository", "name": "*", "actions": ["pull", "push"]},
+                       {"type": "repository", "name": "lab/busybox", "actions": ["pull", "push"]},
+                       {"type": "repository", "name": "lab/copy", "actions": ["pull", "push"]}]});
+        let signing_input = format!(
+            "{}.{}",
+            b64url(header.to_string().as_bytes()),
+            b64url(claims.to_string().as_bytes())
+        );
+        let input = dir.path().join("input");
+        std::fs::write(&input, &signing_input).unwrap();
+        let sig = Command::new("openssl")
+            .args(["dgst", "-sha256", "-sign"])
+            .arg(&key)
+            .arg(&input)
+            .output()
+            .unwrap();
+        assert!(sig.status.success());
+        let jwt = format!("{signing_input}.{}", b64url(&sig.stdout));
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (stop2, req2) = (stop.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut s) = conn else { continue };
+                req2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match std::io::Read::read(&mut s, &mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&buf);
+                let authorized = text.lines().any(|l| {
+                    l.split_once(':').is_some_and(|(k, v)| {
+                        k.eq_ignore_ascii_case("authorization") && v.trim() == expected
+                    })
+                });
+                let (status, body) = if authorized {
+                    (
+                        "200 OK",
+                        serde_json::json!({"token": jwt, "access_token": jwt, "expires_in": 3600})
+                            .to_string(),
+                    )
+                } else {
+                    (
+                        "401 Unauthorized",
+                        r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#
+                            .to_string(),
+                    )
+                };
+                let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            }
+        });
+        TokenServer {
+            realm: format!("http://{addr}/token"),
+            cert,
+            stop,
+            addr,
+            _dir: dir,
+            requests,
+        }
+    }
+
+    /// The registry's `auth:` section for this service.
+    pub fn registry_auth(&self) -> String {
+        format!(
+            "  token:\n    realm: {}\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+            self.realm,
+            self.cert.display()
+        )
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(&self.addr);
+    }
+}
+
+/// Pushes the busybox image to `registry` as `repo:tag` with skopeo; returns the
+/// manifest digest the registry serves.
+pub fn skopeo_push_busybox(registry: &str, repo: &str, creds: Option<&str>) -> String {
+    let layout = tempfile::tempdir().unwrap();
+    busybox_layout(layout.path());
+    skopeo_push_layout(layout.path(), "latest", registry, repo, creds)
+}
+
+pub fn skopeo_push_layout(
+    layout: &Path,
+    tag: &str,
+    registry: &str,
+    repo: &str,
+    creds: Option<&str>,
+) -> String {
+    let mut c = Command::new("skopeo");
+    c.args(["copy", "--quiet", "--all", "--dest-tls-verify=false"]);
+    if let Some(cr) = creds {
+        c.arg("--dest-creds").arg(cr);
+    }
+    c.arg(format!("oci:{}:{tag}", layout.display()))
+        .arg(format!("docker://{registry}/{repo}"));
+    run(&mut c);
+    let mut i = Command::new("skopeo");
+    i.args(["inspect", "--tls-verify=false", "--raw"]);
+    if let Some(cr) = creds {
+        i.arg("--creds").arg(cr);
+    }
+    let raw = run(i.arg(format!("docker://{registry}/{repo}")));
+    sha(raw.as_bytes())
 }

@@ -1,0 +1,571 @@
+//! Pull and push over the OCI distribution spec, with `oci-client` doing HTTP, the
+//! `WWW-Authenticate` bearer-token dance and basic auth. Berth keeps the parts that
+//! decide what lands on disk: manifests are stored byte for byte (so digests hold and
+//! a push gives back the same image), indexes are resolved to this host here, every
+//! blob is verified before it is renamed into the store, a partial download is kept
+//! and resumed with a range request, and a blob already stored is never fetched again.
+
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures_util::{StreamExt, TryStreamExt};
+use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, RegistryOperation};
+
+use super::digest::{Digest, HashingWriter};
+use super::error::{io_err, ImageError, Result};
+use super::images::{Image, Images};
+use super::manifest::{self, Kind, ACCEPTED};
+use super::reference::Reference;
+use super::store::{ImageRecord, Store};
+use super::unpack;
+
+/// How to reach registries.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// Registries (`host[:port]`) that may be reached over plain HTTP. Loopback
+    /// registries (`localhost`, `127.0.0.1`, `[::1]`) always may.
+    pub insecure: Vec<String>,
+    /// A Docker-style `config.json` with `auths`; default `$REGISTRY_AUTH_FILE`, else
+    /// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+    pub auth_file: Option<PathBuf>,
+    /// Explicit credentials, used before any file.
+    pub credentials: Option<(String, String)>,
+    /// Blobs fetched or sent at once (default 4).
+    pub max_concurrent: usize,
+}
+
+/// Told what a pull or push does, layer by layer (the CLI draws bars from it).
+pub trait Progress: Send + Sync {
+    /// A blob is about to move; `size` as the manifest says.
+    fn start(&self, _digest: &Digest, _size: u64, _what: &str) {}
+    /// `done` bytes of it have moved so far.
+    fn advance(&self, _digest: &Digest, _done: u64) {}
+    /// Finished; `note` says how ("downloaded", "already present", "pushed", …).
+    fn finish(&self, _digest: &Digest, _note: &str) {}
+}
+
+/// Reports nothing.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+/// What a pull did.
+#[derive(Debug, Clone)]
+pub struct PullReport {
+    pub record: ImageRecord,
+    /// Blobs downloaded by this pull (manifests not counted).
+    pub fetched: Vec<Digest>,
+    /// Bytes downloaded (including a resumed remainder only).
+    pub bytes: u64,
+}
+
+/// What a push did.
+#[derive(Debug, Clone)]
+pub struct PushReport {
+    pub reference: String,
+    pub manifest: Digest,
+    pub sent: Vec<Digest>,
+    pub skipped: Vec<Digest>,
+}
+
+fn reg_err(r: &Reference) -> impl Fn(oci_client::errors::OciDistributionError) -> ImageError + '_ {
+    move |e| ImageError::Registry {
+        registry: r.registry.clone(),
+        message: e.to_string(),
+    }
+}
+
+fn client_for(r: &Reference, opts: &RegistryOptions) -> Client {
+    let plain = r.is_loopback() || opts.insecure.iter().any(|i| i == &r.registry);
+    // ring is the TLS provider (no C toolchain needed for aws-lc); installing it twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::new(ClientConfig {
+        protocol: if plain {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        },
+        platform_resolver: None,
+        max_concurrent_download: opts.max_concurrent.max(1),
+        max_concurrent_upload: opts.max_concurrent.max(1),
+        connect_timeout: Some(std::time::Duration::from_secs(30)),
+        ..Default::default()
+    })
+}
+
+/// Credentials for a registry: explicit ones, else the auth file's `auths` entry.
+pub fn credentials_for(r: &Reference, opts: &RegistryOptions) -> RegistryAuth {
+    if let Some((u, p)) = &opts.credentials {
+        return RegistryAuth::Basic(u.clone(), p.clone());
+    }
+    let file = opts.auth_file.clone().or_else(|| {
+        std::env::var_os("REGISTRY_AUTH_FILE")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("DOCKER_CONFIG").map(|d| PathBuf::from(d).join("config.json"))
+            })
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
+            })
+    });
+    let Some(file) = file else {
+        return RegistryAuth::Anonymous;
+    };
+    let Ok(bytes) = fs::read(&file) else {
+        return RegistryAuth::Anonymous;
+    };
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        tracing::warn!("{}: not JSON; pulling anonymously", file.display());
+        return RegistryAuth::Anonymous;
+    };
+    let Some(auths) = doc.get("auths").and_then(|a| a.as_object()) else {
+        return RegistryAuth::Anonymous;
+    };
+    for (key, entry) in auths {
+        let host = key
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or("");
+        let host = match host {
+            "index.docker.io" | "registry-1.docker.io" => "docker.io",
+            h => h,
+        };
+        if host != r.registry {
+            continue;
+        }
+        if let (Some(u), Some(p)) = (
+            entry.get("username").and_then(|v| v.as_str()),
+            entry.get("password").and_then(|v| v.as_str()),
+        ) {
+            return RegistryAuth::Basic(u.into(), p.into());
+        }
+        if let Some(a) = entry.get("auth").and_then(|v| v.as_str()) {
+            use base64::Engine as _;
+            if let Ok(dec) = base64::engine::general_purpose::STANDARD.decode(a.trim()) {
+                if let Some((u, p)) = String::from_utf8_lossy(&dec).split_once(':') {
+                    return RegistryAuth::Basic(u.into(), p.into());
+                }
+            }
+        }
+    }
+    RegistryAuth::Anonymous
+}
+
+/// Pulls `reference` into the store, unpacks its layers, and names it.
+pub async fn pull(
+    images: &Images,
+    reference: &str,
+    opts: &RegistryOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<PullReport> {
+    let r = Reference::parse(reference)?;
+    let client = client_for(&r, opts);
+    let auth = credentials_for(&r, opts);
+    let oref = r.to_oci();
+    client
+        .auth(&oref, &auth, RegistryOperation::Pull)
+        .await
+        .map_err(reg_err(&r))?;
+    let store = images.store().clone();
+    // Readers' lock for the whole fetch: prune waits until this pull has named its image.
+    let shared = {
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.lock_shared())
+            .await
+            .map_err(|e| join_err(&r, e))??
+    };
+
+    let (bytes, digest) = client
+        .pull_manifest_raw(&oref, &auth, ACCEPTED)
+        .await
+        .map_err(reg_err(&r))?;
+    let mut digest = check_manifest_digest(&bytes, &digest, r.digest.as_ref())?;
+    let (mut kind, mut media_type) = manifest::kind_of(&bytes, None)?;
+    let mut manifest_bytes = bytes.to_vec();
+    let mut index = None;
+    if kind == Kind::Index {
+        store.put_blob_bytes(Some(&digest), &manifest_bytes)?;
+        let idx = manifest::parse_index(&manifest_bytes)?;
+        let chosen = manifest::choose_platform(&idx, &r.to_string())?;
+        let want = manifest::descriptor_digest(&chosen)?;
+        let by_digest = oci_client::Reference::with_digest(
+            r.registry.clone(),
+            r.repository.clone(),
+            want.to_string(),
+        );
+        let (b, d) = client
+            .pull_manifest_raw(&by_digest, &auth, ACCEPTED)
+            .await
+            .map_err(reg_err(&r))?;
+        index = Some(digest);
+        digest = check_manifest_digest(&b, &d, Some(&want))?;
+        (kind, media_type) = manifest::kind_of(&b, Some(chosen.media_type().as_ref()))?;
+        if kind != Kind::Manifest {
+            return Err(ImageError::Unsupported {
+                what: "image index",
+                detail: "an index inside an index".into(),
+            });
+        }
+        manifest_bytes = b.to_vec();
+    }
+    store.put_blob_bytes(Some(&digest), &manifest_bytes)?;
+    let m = manifest::parse_manifest(&manifest_bytes)?;
+
+    let mut fetched = Vec::new();
+    let mut total = 0u64;
+    let config_digest = manifest::descriptor_digest(m.config())?;
+    if let Some(n) = fetch_blob(
+        &client,
+        &r,
+        &store,
+        &config_digest,
+        m.config().size(),
+        &*progress,
+        "config",
+    )
+    .await?
+    {
+        fetched.push(config_digest.clone());
+        total += n;
+    }
+    let config = manifest::parse_config(&store.read_blob(&config_digest)?)?;
+    if config.rootfs.diff_ids.len() != m.layers().len() {
+        return Err(super::error::malformed(
+            format!("image {r}"),
+            "the manifest and the config disagree on the number of layers",
+        ));
+    }
+    // Layers in parallel: each is fetched (unless stored) then unpacked (unless done).
+    let jobs = m
+        .layers()
+        .iter()
+        .zip(config.rootfs.diff_ids.iter())
+        .map(|(l, diff_id)| {
+            let client = &client;
+            let store = store.clone();
+            let r = &r;
+            let progress = progress.clone();
+            let diff_id = diff_id.clone();
+            async move {
+                let d = manifest::descriptor_digest(l)?;
+                let got = fetch_blob(client, r, &store, &d, l.size(), &*progress, "layer").await?;
+                let (s, bd, did) = (store.clone(), d.clone(), diff_id.clone());
+                tokio::task::spawn_blocking(move || unpack::ensure_layer(&s, &bd, &did))
+                    .await
+                    .map_err(|e| join_err(r, e))??;
+                progress.finish(
+                    &d,
+                    if got.is_some() {
+                        "pull complete"
+                    } else {
+                        "already exists"
+                    },
+                );
+                Ok::<_, ImageError>(got.map(|n| (d, n)))
+            }
+        });
+    let results: Vec<Option<(Digest, u64)>> = futures_util::stream::iter(jobs)
+        .buffer_unordered(opts.max_concurrent.max(1).max(4))
+        .try_collect()
+        .await?;
+    for (d, n) in results.into_iter().flatten() {
+        fetched.push(d);
+        total += n;
+    }
+    drop(shared);
+    let name = match (&r.tag, &r.digest) {
+        (Some(_), Some(_)) | (None, Some(_)) => {
+            format!(
+                "{}@{}",
+                r.name(),
+                r.digest.as_ref().map(|d| d.to_string()).unwrap_or_default()
+            )
+        }
+        _ => r.to_string(),
+    };
+    let record = ImageRecord {
+        name,
+        manifest: digest,
+        media_type,
+        index,
+    };
+    // Off the async thread: waiting for the exclusive lock must not stall other pulls
+    // sharing this runtime (they hold the shared lock until they finish).
+    {
+        let (s, rec) = (store.clone(), record.clone());
+        tokio::task::spawn_blocking(move || s.put_records(std::slice::from_ref(&rec)))
+            .await
+            .map_err(|e| join_err(&r, e))??;
+    }
+    Ok(PullReport {
+        record,
+        fetched,
+        bytes: total,
+    })
+}
+
+fn join_err(r: &Reference, e: tokio::task::JoinError) -> ImageError {
+    ImageError::Registry {
+        registry: r.registry.clone(),
+        message: format!("a worker failed: {e}"),
+    }
+}
+
+fn check_manifest_digest(bytes: &[u8], reported: &str, wanted: Option<&Digest>) -> Result<Digest> {
+    let actual = Digest::of(bytes);
+    if let Some(w) = wanted {
+        if *w != actual {
+            return Err(ImageError::DigestMismatch {
+                expected: w.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+    }
+    if !reported.is_empty() && reported.starts_with("sha256:") && reported != actual.as_str() {
+        return Err(ImageError::DigestMismatch {
+            expected: reported.to_string(),
+            actual: actual.to_string(),
+        });
+    }
+    Ok(actual)
+}
+
+/// Fetches one blob into the store unless it is there. Returns the bytes downloaded, or
+/// `None` when nothing was fetched. A partial file from an interrupted pull is resumed.
+async fn fetch_blob(
+    client: &Client,
+    r: &Reference,
+    store: &Store,
+    d: &Digest,
+    size: u64,
+    progress: &dyn Progress,
+    what: &str,
+) -> Result<Option<u64>> {
+    if store.has_blob(d) {
+        return Ok(None);
+    }
+    // One fetcher per blob across threads and processes; the others wait, then find it.
+    let lock = {
+        let (s, d) = (store.clone(), d.clone());
+        tokio::task::spawn_blocking(move || s.lock_item("blob", &d))
+            .await
+            .map_err(|e| join_err(r, e))??
+    };
+    if store.has_blob(d) {
+        return Ok(None);
+    }
+    progress.start(d, size, what);
+    let partial = store.tmp_dir().join(format!("{}.partial", d.hex()));
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&partial)
+        .map_err(io_err("opening", &partial))?;
+    let have = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let oref = r.to_oci();
+    let desc = oci_client::manifest::OciDescriptor {
+        digest: d.to_string(),
+        size: size as i64,
+        ..Default::default()
+    };
+    let mut hw = HashingWriter::new(std::io::BufWriter::with_capacity(
+        1 << 20,
+        file.try_clone().map_err(io_err("opening", &partial))?,
+    ));
+    let stream = if have > 0 && have < size {
+        match client
+            .pull_blob_stream_partial(&oref, &desc, have, None)
+            .await
+            .map_err(reg_err(r))?
+        {
+            BlobResponse::Partial(s) => {
+                // Hash what is already on disk, then append.
+                let mut buf = vec![0u8; 1 << 20];
+                file.seek(SeekFrom::Start(0))
+                    .map_err(io_err("reading", &partial))?;
+                loop {
+                    let n = file.read(&mut buf).map_err(io_err("reading", &partial))?;
+                    if n == 0 {
+                        break;
+                    }
+                    hw.absorb(&buf[..n]);
+                }
+                hw.inner
+                    .get_mut()
+                    .seek(SeekFrom::End(0))
+                    .map_err(io_err("seeking", &partial))?;
+                tracing::info!("resuming {d} at byte {have}");
+                s.stream
+            }
+            BlobResponse::Full(s) => {
+                file.set_len(0).map_err(io_err("truncating", &partial))?;
+                hw.inner
+                    .get_mut()
+                    .seek(SeekFrom::Start(0))
+                    .map_err(io_err("seeking", &partial))?;
+                s.stream
+            }
+        }
+    } else {
+        file.set_len(0).map_err(io_err("truncating", &partial))?;
+        // Our own verification below covers the digest; the client's is skipped so a
+        // mismatch is reported as Berth's typed error after the file is discarded.
+        client
+            .pull_blob_stream(&oref, &desc)
+            .await
+            .map_err(reg_err(r))?
+            .stream
+    };
+    let resumed_from = hw.count;
+    let mut stream = stream;
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            // The client checks the digest itself and fails the stream's end; all bytes
+            // are here then, and our own check below names the fault.
+            Err(_) if hw.count >= size => break,
+            Err(e) => {
+                // Keep what arrived: the next pull resumes from here.
+                let _ = hw.flush();
+                return Err(ImageError::Registry {
+                    registry: r.registry.clone(),
+                    message: format!(
+                        "download of {d} broke off after {} bytes ({e}); pull again to resume",
+                        hw.count
+                    ),
+                });
+            }
+        };
+        hw.write_all(&chunk).map_err(io_err("writing", &partial))?;
+        progress.advance(d, hw.count);
+    }
+    hw.flush().map_err(io_err("writing", &partial))?;
+    let actual = hw.digest();
+    let got = hw.count - resumed_from;
+    drop(hw);
+    if actual != *d {
+        let _ = fs::remove_file(&partial);
+        return Err(ImageError::DigestMismatch {
+            expected: d.to_string(),
+            actual: actual.to_string(),
+        });
+    }
+    file.sync_all().map_err(io_err("syncing", &partial))?;
+    let dest = store.blob_path(d);
+    fs::rename(&partial, &dest).map_err(io_err("storing blob", &dest))?;
+    drop(lock);
+    Ok(Some(got))
+}
+
+/// Pushes image `source` (a name in the store) to `dest` (default: its own name).
+/// Blobs the registry already has are not sent; the manifest goes up byte for byte.
+pub async fn push(
+    images: &Images,
+    source: &str,
+    dest: Option<&str>,
+    opts: &RegistryOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<PushReport> {
+    let img: Image = images.resolve(source)?;
+    let r = Reference::parse(dest.unwrap_or(&img.record.name))?;
+    if r.tag.is_none() {
+        return Err(ImageError::BadReference {
+            reference: r.to_string(),
+            reason: "push needs a tag to name the image by".into(),
+        });
+    }
+    let r = Reference { digest: None, ..r };
+    let client = client_for(&r, opts);
+    let auth = credentials_for(&r, opts);
+    let oref = r.to_oci();
+    client
+        .auth(&oref, &auth, RegistryOperation::Push)
+        .await
+        .map_err(reg_err(&r))?;
+    let store = images.store();
+    let mut blobs: Vec<(Digest, u64)> = Vec::new();
+    for l in img.manifest.layers() {
+        blobs.push((manifest::descriptor_digest(l)?, l.size()));
+    }
+    blobs.push((img.config_digest.clone(), img.manifest.config().size()));
+    let mut sent = Vec::new();
+    let mut skipped = Vec::new();
+    let jobs = blobs.into_iter().map(|(d, size)| {
+        let client = &client;
+        let oref = &oref;
+        let r = &r;
+        let progress = progress.clone();
+        async move {
+            if client
+                .blob_exists(oref, d.as_str())
+                .await
+                .map_err(reg_err(r))?
+            {
+                progress.finish(&d, "layer already exists");
+                return Ok::<_, ImageError>((d, false));
+            }
+            progress.start(&d, size, "push");
+            let path = store.blob_path(&d);
+            let file = fs::File::open(&path).map_err(io_err("opening blob", &path))?;
+            let stream = file_stream(file);
+            client
+                .push_blob_stream(oref, stream, d.as_str(), Some(size))
+                .await
+                .map_err(reg_err(r))?;
+            progress.finish(&d, "pushed");
+            Ok((d, true))
+        }
+    });
+    let results: Vec<(Digest, bool)> = futures_util::stream::iter(jobs)
+        .buffer_unordered(opts.max_concurrent.max(1).max(4))
+        .try_collect()
+        .await?;
+    for (d, was_sent) in results {
+        if was_sent {
+            sent.push(d)
+        } else {
+            skipped.push(d)
+        }
+    }
+    let bytes = store.read_blob(&img.record.manifest)?;
+    let ct = img
+        .record
+        .media_type
+        .parse()
+        .map_err(|_| ImageError::Unsupported {
+            what: "media type",
+            detail: img.record.media_type.clone(),
+        })?;
+    client
+        .push_manifest_raw(&oref, bytes, ct)
+        .await
+        .map_err(reg_err(&r))?;
+    Ok(PushReport {
+        reference: r.to_string(),
+        manifest: img.record.manifest.clone(),
+        sent,
+        skipped,
+    })
+}
+
+/// A file as a stream of 1 MiB chunks, read on demand (layers are not buffered whole).
+fn file_stream(
+    file: fs::File,
+) -> impl futures_util::Stream<Item = oci_client::errors::Result<bytes::Bytes>> + Send + 'static {
+    futures_util::stream::try_unfold(file, |mut f| async move {
+        let mut buf = vec![0u8; 1 << 20];
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.truncate(n);
+        Ok(Some((bytes::Bytes::from(buf), f)))
+    })
+}

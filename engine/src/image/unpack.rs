@@ -1,0 +1,427 @@
+//! Unpacks one layer tarball into its own directory, once, with overlayfs whiteouts.
+//!
+//! The `tar` crate parses; every file-system change is Berth's, because the crate knows
+//! nothing of whiteouts and its own unpacker would follow links a hostile layer planted.
+//! The rules, in the spirit of umoci and containers/storage:
+//! - paths are made relative; a `..` component is refused (it can only mean an escape);
+//! - no entry is written through a symlink or a non-directory: every ancestor is
+//!   `lstat`ed and must be a real directory of this layer (missing ones are made);
+//! - a hard link must name a file already unpacked in this layer;
+//! - symlink targets are stored verbatim: they are resolved inside the container's root
+//!   at run time and never followed here;
+//! - `.wh.NAME` becomes a 0/0 character device `NAME`, `.wh..wh..opq` the
+//!   `trusted.overlay.opaque=y` xattr on its directory: what overlayfs reads as whiteouts.
+//!
+//! The uncompressed stream is hashed as it is read and must match the image config's
+//! diff_id; the layer is unpacked into `tmp/` and renamed into `layers/` only when whole.
+
+use std::ffi::CString;
+use std::fs::{self, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use nix::libc;
+use nix::sys::stat::{mknod, Mode, SFlag};
+
+use super::digest::{Digest, HashingReader};
+use super::error::{io_err, ImageError, Result};
+use super::store::Store;
+
+pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+/// Opens a layer blob with the right decompressor, chosen by its magic bytes (media
+/// types lie more often than magic does).
+pub fn decompressed(file: fs::File) -> io::Result<Box<dyn Read + Send>> {
+    let mut r = BufReader::with_capacity(1 << 20, file);
+    let head = r.fill_buf()?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(r)))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Ok(Box::new(zstd::stream::read::Decoder::with_buffer(r)?))
+    } else {
+        Ok(Box::new(r))
+    }
+}
+
+/// Makes sure layer `diff_id` (stored as blob `blob`) is unpacked under `layers/`.
+/// Returns whether this call did the work (false: it was already there).
+pub fn ensure_layer(store: &Store, blob: &Digest, diff_id: &Digest) -> Result<bool> {
+    if store.has_layer(diff_id) {
+        return Ok(false);
+    }
+    let _lock = store.lock_item("layer", diff_id)?;
+    if store.has_layer(diff_id) {
+        return Ok(false); // another process unpacked it while we waited
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("layer-")
+        .tempdir_in(store.tmp_dir())
+        .map_err(io_err("creating a temp dir in", store.tmp_dir()))?;
+    let file = store.open_blob(blob)?;
+    let reader = decompressed(file).map_err(io_err("reading layer", store.blob_path(blob)))?;
+    let actual = unpack_into(reader, tmp.path(), diff_id.as_str())?;
+    if actual != *diff_id {
+        return Err(ImageError::DiffIdMismatch {
+            layer: blob.to_string(),
+            expected: diff_id.to_string(),
+            actual: actual.to_string(),
+        });
+    }
+    let dest = store.layer_path(diff_id);
+    let kept = tmp.keep();
+    if let Err(e) = fs::rename(&kept, &dest) {
+        let _ = fs::remove_dir_all(&kept);
+        return Err(io_err("moving the unpacked layer to", dest)(e));
+    }
+    Ok(true)
+}
+
+/// Unpacks a tar stream into `root` (an empty directory) and returns the sha256 of the
+/// whole uncompressed stream.
+pub fn unpack_into(reader: impl Read, root: &Path, layer: &str) -> Result<Digest> {
+    let mut archive = tar::Archive::new(HashingReader::new(reader));
+    let mut dir_times = Vec::new();
+    let bad_tar = |e: io::Error| ImageError::UnsafeEntry {
+        layer: layer.to_string(),
+        entry: String::new(),
+        reason: format!("not a readable tar stream: {e}"),
+    };
+    for entry in archive.entries().map_err(bad_tar)? {
+        let mut entry = entry.map_err(bad_tar)?;
+        unpack_entry(&mut entry, root, layer, &mut dir_times)?;
+    }
+    // Directory times last: creating their children changed them.
+    for (p, t) in dir_times.iter().rev() {
+        set_mtime(p, *t);
+    }
+    let (digest, _) = archive
+        .into_inner()
+        .finish()
+        .map_err(io_err("reading the end of layer", root))?;
+    Ok(digest)
+}
+
+/// Turns a tar path into a clean relative path, refusing any escape.
+pub fn sanitize(raw: &[u8], layer: &str) -> Result<PathBuf> {
+    let shown = String::from_utf8_lossy(raw).into_owned();
+    let refuse = |reason: &str| ImageError::UnsafeEntry {
+        layer: layer.to_string(),
+        entry: shown.clone(),
+        reason: reason.to_string(),
+    };
+    if raw.contains(&0) {
+        return Err(refuse("the path contains a NUL byte"));
+    }
+    let mut out = PathBuf::new();
+    for c in Path::new(std::ffi::OsStr::from_bytes(raw)).components() {
+        match c {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => {
+                return Err(refuse(
+                    "the path contains `..`, which would leave the layer",
+                ))
+            }
+            Component::Normal(n) => out.push(n),
+        }
+    }
+    Ok(out)
+}
+
+/// Checks that every ancestor of `rel` under `root` is a real directory, making
+/// missing ones, so nothing is ever written through a symlink.
+fn prepare_parents(root: &Path, rel: &Path, layer: &str) -> Result<()> {
+    let mut cur = root.to_path_buf();
+    let Some(parent) = rel.parent() else {
+        return Ok(());
+    };
+    for c in parent.components() {
+        cur.push(c);
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) => {
+                return Err(ImageError::UnsafeEntry {
+                    layer: layer.to_string(),
+                    entry: rel.display().to_string(),
+                    reason: format!(
+                        "its parent {} is a {} in this layer, not a directory",
+                        cur.strip_prefix(root).unwrap_or(&cur).display(),
+                        if m.file_type().is_symlink() {
+                            "symlink"
+                        } else {
+                            "file"
+                        }
+                    ),
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(&cur).map_err(io_err("creating directory", &cur))?;
+                let _ = fs::set_permissions(&cur, fs::Permissions::from_mode(0o755));
+            }
+            Err(e) => return Err(io_err("inspecting", &cur)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Removes whatever is at `path` (not following links), unless it is a directory and
+/// `keep_dir` is set.
+fn clear(path: &Path, keep_dir: bool) -> Result<bool> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            if keep_dir {
+                return Ok(true);
+            }
+            fs::remove_dir_all(path).map_err(io_err("replacing", path))?;
+        }
+        Ok(_) => fs::remove_file(path).map_err(io_err("replacing", path))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("inspecting", path)(e)),
+    }
+    Ok(false)
+}
+
+fn unpack_entry<R: Read>(
+    entry: &mut tar::Entry<R>,
+    root: &Path,
+    layer: &str,
+    dir_times: &mut Vec<(PathBuf, i64)>,
+) -> Result<()> {
+    let raw = entry.path_bytes().into_owned();
+    let rel = sanitize(&raw, layer)?;
+    let kind = entry.header().entry_type();
+    if rel.as_os_str().is_empty() {
+        // `./` itself: the layer root keeps its own metadata.
+        return Ok(());
+    }
+    let name = rel
+        .file_name()
+        .map(|n| n.as_bytes().to_vec())
+        .unwrap_or_default();
+    prepare_parents(root, &rel, layer)?;
+    let full = root.join(&rel);
+
+    if name.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+        let parent = full.parent().unwrap_or(root).to_path_buf();
+        if name == OPAQUE_MARKER.as_bytes() {
+            set_xattr(&parent, OPAQUE_XATTR, b"y")?;
+        } else {
+            let hidden = &name[WHITEOUT_PREFIX.len()..];
+            if hidden.is_empty() || hidden == b"." || hidden == b".." {
+                return Err(ImageError::UnsafeEntry {
+                    layer: layer.into(),
+                    entry: rel.display().to_string(),
+                    reason: "a whiteout must name a file".into(),
+                });
+            }
+            let target = parent.join(std::ffi::OsStr::from_bytes(hidden));
+            clear(&target, false)?;
+            mknod(&target, SFlag::S_IFCHR, Mode::empty(), 0).map_err(|e| ImageError::Mount {
+                what: "making whiteout",
+                path: target.clone(),
+                source: e,
+            })?;
+        }
+        return Ok(());
+    }
+
+    let header = entry.header().clone();
+    let mode = header.mode().unwrap_or(0o644) & 0o7777;
+    let mtime = header.mtime().unwrap_or(0) as i64;
+    let (mut uid, mut gid) = (
+        header.uid().unwrap_or(0) as u32,
+        header.gid().unwrap_or(0) as u32,
+    );
+    let mut xattrs: Vec<(String, Vec<u8>)> = Vec::new();
+    if let Ok(Some(exts)) = entry.pax_extensions() {
+        for ext in exts.flatten() {
+            let Ok(key) = ext.key() else { continue };
+            if let Some(x) = key.strip_prefix("SCHILY.xattr.") {
+                xattrs.push((x.to_string(), ext.value_bytes().to_vec()));
+            } else if key == "uid" {
+                uid = ext.value().ok().and_then(|v| v.parse().ok()).unwrap_or(uid);
+            } else if key == "gid" {
+                gid = ext.value().ok().and_then(|v| v.parse().ok()).unwrap_or(gid);
+            }
+        }
+    }
+
+    use tar::EntryType as T;
+    match kind {
+        T::Directory => {
+            if !clear(&full, true)? {
+                fs::create_dir(&full).map_err(io_err("creating directory", &full))?;
+            }
+        }
+        T::Regular | T::Continuous | T::GNUSparse => {
+            clear(&full, false)?;
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .mode(0o600)
+                .open(&full)
+                .map_err(io_err("creating", &full))?;
+            io::copy(entry, &mut f).map_err(io_err("writing", &full))?;
+        }
+        T::Symlink => {
+            let target = entry
+                .link_name_bytes()
+                .ok_or_else(|| ImageError::UnsafeEntry {
+                    layer: layer.into(),
+                    entry: rel.display().to_string(),
+                    reason: "a symlink without a target".into(),
+                })?;
+            clear(&full, false)?;
+            std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &full)
+                .map_err(io_err("creating symlink", &full))?;
+        }
+        T::Link => {
+            let target_raw = entry.link_name_bytes().unwrap_or_default().into_owned();
+            let target_rel = sanitize(&target_raw, layer)?;
+            prepare_parents(root, &target_rel, layer)?;
+            let target = root.join(&target_rel);
+            match fs::symlink_metadata(&target) {
+                Ok(m) if !m.is_dir() => {}
+                _ => {
+                    return Err(ImageError::UnsafeEntry {
+                        layer: layer.into(),
+                        entry: rel.display().to_string(),
+                        reason: format!(
+                            "hard link to {}, which is not a file earlier in this layer",
+                            String::from_utf8_lossy(&target_raw)
+                        ),
+                    })
+                }
+            }
+            if target == full {
+                return Ok(());
+            }
+            clear(&full, false)?;
+            // linkat without AT_SYMLINK_FOLLOW: a link to a symlink links the symlink.
+            fs::hard_link(&target, &full).map_err(io_err("creating hard link", &full))?;
+            return Ok(()); // the inode's metadata came with its first name
+        }
+        T::Char | T::Block | T::Fifo => {
+            clear(&full, false)?;
+            let (sflag, dev) = match kind {
+                T::Char => (SFlag::S_IFCHR, dev_of(&header)),
+                T::Block => (SFlag::S_IFBLK, dev_of(&header)),
+                _ => (SFlag::S_IFIFO, 0),
+            };
+            mknod(&full, sflag, Mode::from_bits_truncate(0o600), dev).map_err(|e| {
+                ImageError::Mount {
+                    what: "making device node",
+                    path: full.clone(),
+                    source: e,
+                }
+            })?;
+        }
+        other => {
+            tracing::warn!(layer, entry = %rel.display(), "skipping tar entry of type {other:?}");
+            return Ok(());
+        }
+    }
+
+    // Owner first (chown clears set-id bits and file capabilities), then mode, then
+    // xattrs (security.capability among them), then times.
+    std::os::unix::fs::lchown(&full, Some(uid), Some(gid)).map_err(io_err("chown", &full))?;
+    if kind != T::Symlink {
+        fs::set_permissions(&full, fs::Permissions::from_mode(mode))
+            .map_err(io_err("chmod", &full))?;
+    }
+    for (k, v) in &xattrs {
+        if let Err(e) = set_xattr(&full, k, v) {
+            // A tmpfs or a kernel without user xattrs refuses some names; that must not
+            // stop the pull, but it is worth a line.
+            tracing::warn!("{e}");
+        }
+    }
+    if kind == T::Directory {
+        dir_times.push((full, mtime));
+    } else {
+        set_mtime(&full, mtime);
+    }
+    Ok(())
+}
+
+fn dev_of(h: &tar::Header) -> u64 {
+    let major = h.device_major().ok().flatten().unwrap_or(0) as u64;
+    let minor = h.device_minor().ok().flatten().unwrap_or(0) as u64;
+    nix::sys::stat::makedev(major, minor)
+}
+
+pub fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<()> {
+    let p = CString::new(path.as_os_str().as_bytes()).expect("paths have no NUL");
+    let n = CString::new(name).map_err(|_| ImageError::Unsupported {
+        what: "xattr name",
+        detail: name.escape_debug().to_string(),
+    })?;
+    // SAFETY: both strings are NUL-terminated and live across the call.
+    let rc = unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(io_err("setting xattr", path)(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+pub fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let p = CString::new(path.as_os_str().as_bytes()).ok()?;
+    let n = CString::new(name).ok()?;
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: buffer and strings are valid for the call.
+    let rc = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if rc < 0 {
+        return None;
+    }
+    buf.truncate(rc as usize);
+    Some(buf)
+}
+
+fn set_mtime(path: &Path, secs: i64) {
+    let Ok(p) = CString::new(path.as_os_str().as_bytes()) else {
+        return;
+    };
+    let t = libc::timespec {
+        tv_sec: secs,
+        tv_nsec: 0,
+    };
+    let times = [t, t];
+    // SAFETY: valid path and a two-element array as utimensat requires.
+    unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitize_refuses_escapes() {
+        assert_eq!(sanitize(b"./a/b", "l").unwrap(), PathBuf::from("a/b"));
+        assert_eq!(
+            sanitize(b"/etc/passwd", "l").unwrap(),
+            PathBuf::from("etc/passwd")
+        );
+        assert!(sanitize(b"../x", "l").is_err());
+        assert!(sanitize(b"a/../../x", "l").is_err());
+        assert!(sanitize(b"a\0b", "l").is_err());
+    }
+}

@@ -296,9 +296,10 @@ impl Server {
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
-                    Ok((mut c, _)) => {
+                    Ok((mut c, peer)) => {
                         let _ = c.set_nonblocking(false);
-                        let _ = c.write_all(greeting.as_bytes());
+                        let g = greeting.replace("{peer}", &peer.ip().to_string());
+                        let _ = c.write_all(g.as_bytes());
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -310,6 +311,7 @@ impl Server {
         }
     }
 
+    /// (`{peer}` in the greeting is replaced by the client's address as the server saw it.)
     /// A UDP echo server that answers `greeting` to every datagram.
     pub fn udp(ns: &Netns, port: u16, greeting: &str) -> Server {
         let sock = ns

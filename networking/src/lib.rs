@@ -9,6 +9,8 @@
 //! Kernel objects are made through netlink (never by running `ip`), firewall rules in an
 //! nftables table of Berth's own. Every interface name contains `berth`.
 
+pub mod dns;
+mod dns_process;
 mod error;
 mod fault;
 pub mod firewall;
@@ -21,6 +23,7 @@ mod ports;
 mod state;
 mod sysctl;
 
+pub use dns_process::DnsOptions;
 pub use error::{NetError, Result, TeardownError};
 pub use firewall::{FirewallDriver, FirewallNetwork, Nftables, NoFirewall};
 pub use ipam::{IpamConfig, Pool};

@@ -79,6 +79,9 @@ pub struct AttachRequest {
     /// `priority`: the highest non-internal one gives the default route; ties go to the
     /// first listed.
     pub priority: i32,
+    /// Names the network's DNS responder answers with this address: the service name,
+    /// its `aliases` on this network, the container name, its `hostname`.
+    pub dns_names: Vec<String>,
 }
 
 /// One interface made in the namespace.
@@ -318,6 +321,11 @@ impl Networking {
                     if let (Some(ifname), Some(_)) =
                         (&lease.interface, host.link_by_name(&host_if)?)
                     {
+                        if !req.dns_names.is_empty() && req.dns_names != lease.dns_names {
+                            let l = state.leases.get_mut(ns.name()).expect("present");
+                            l.dns_names = req.dns_names.clone();
+                            self.store.save(&lock, state)?;
+                        }
                         out.push(Attachment {
                             network: state.name.clone(),
                             interface: ifname.clone(),
@@ -366,6 +374,7 @@ impl Networking {
                         netns_path: ns.path().to_path_buf(),
                         ports: existing.map(|l| l.ports).unwrap_or_default(),
                         fixed: req.ipv4_address.is_some(),
+                        dns_names: req.dns_names.clone(),
                     },
                 );
                 self.store.save(&lock, state)?;
@@ -606,6 +615,9 @@ impl Networking {
         if let Err(e) = host.delete_link(&bridge) {
             errors.push(e.into());
         }
+        if let Err(e) = crate::dns_process::stop(&self.config.run, name) {
+            errors.push(e);
+        }
         let fw = FirewallNetwork {
             name,
             bridge: &bridge,
@@ -621,6 +633,29 @@ impl Networking {
             }
         }
         TeardownError::check(errors)
+    }
+
+    /// Starts the network's DNS responder on its gateway, port 53 (see [`crate::dns`]), or
+    /// leaves the running one alone. Returns the address containers use as nameserver.
+    pub fn start_dns(
+        &self,
+        network: &str,
+        opts: &crate::DnsOptions,
+    ) -> Result<std::net::SocketAddr> {
+        let state = {
+            let lock = self.store.lock()?;
+            self.store
+                .load(&lock, network)?
+                .ok_or_else(|| NetError::UnknownNetwork(network.to_string()))?
+        };
+        let listen = std::net::SocketAddr::from((state.gateway, 53));
+        crate::dns_process::start(&self.config.run, &self.config.root, network, listen, opts)?;
+        Ok(listen)
+    }
+
+    /// Whether the network's DNS responder is running.
+    pub fn dns_running(&self, network: &str) -> bool {
+        crate::dns_process::running(&self.config.run, network).is_some()
     }
 
     /// The networks on record (including ones a crashed run left), for `down` to remove.

@@ -45,6 +45,9 @@ pub struct Lease {
     /// Whether the lease was a static `ipv4_address`.
     #[serde(default)]
     pub fixed: bool,
+    /// Names the DNS responder answers with this address.
+    #[serde(default)]
+    pub dns_names: Vec<String>,
 }
 
 /// The on-disk store under `BERTH_ROOT/networks`.

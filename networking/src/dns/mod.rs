@@ -1,0 +1,22 @@
+//! Service discovery: a DNS responder on a network's gateway address, plus the
+//! `/etc/resolv.conf` and `/etc/hosts` each container gets.
+//!
+//! The responder is a small process of its own (Berth has no daemon, and the containers
+//! outlive the `berth` command): [`crate::Networking::start_dns`] starts it, detached,
+//! running [`run_from_args`] — either the `berth-dns` binary of this crate or any program
+//! that calls that function (the `berth` CLI can, from a hidden verb). It answers from the
+//! network's lease file, re-read whenever it changes, so attaching and detaching need no
+//! signal; it exits by itself when the network's record is removed.
+//!
+//! Answers: A records for every name of every lease on the network (service name,
+//! aliases, container name, hostname — all replicas of a service); for a known name with no
+//! IPv6 address an empty NOERROR to AAAA (so resolvers do not treat the name as missing);
+//! NXDOMAIN for an unknown single-label name (a name "in the stack"); everything else is
+//! forwarded to the upstream resolvers (the host's, from its `/etc/resolv.conf`).
+
+mod files;
+mod server;
+
+pub use files::{hosts_file, resolv_conf, ExtraHost};
+pub(crate) use server::ready_file as server_ready_file;
+pub use server::{answer, run_from_args, serve, Decision, Records, ServeOptions};

@@ -1,0 +1,183 @@
+//! Service discovery on the real kernel: the responder process on the gateway answers
+//! names of the stack, NXDOMAIN for unknown ones, and forwards the rest — here to a fake
+//! upstream on 127.0.0.1 that the test runs, so no query ever leaves the machine.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::str::FromStr;
+use std::time::Duration;
+
+use berth_networking::{AttachRequest, DnsOptions, Netns, NetworkInfo};
+use common::*;
+use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
+use hickory_proto::rr::{rdata::A, Name, RData, Record, RecordType};
+
+fn ask(ns: &Netns, server: SocketAddr, name: &str, t: RecordType) -> Message {
+    let name = name.to_string();
+    ns.run(move || {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut q = Message::new();
+        q.set_id(4242)
+            .set_recursion_desired(true)
+            .add_query(Query::query(Name::from_str(&name).unwrap(), t));
+        s.send_to(&q.to_vec().unwrap(), server).unwrap();
+        let mut buf = [0u8; 4096];
+        let (n, _) = s.recv_from(&mut buf).unwrap();
+        Message::from_vec(&buf[..n]).unwrap()
+    })
+    .unwrap()
+}
+
+fn ips(m: &Message) -> Vec<Ipv4Addr> {
+    let mut v: Vec<Ipv4Addr> = m
+        .answers()
+        .iter()
+        .filter_map(|r| match r.data() {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn attach_named(env: &TestEnv, ns: &Netns, net: &NetworkInfo, names: &[&str]) -> Ipv4Addr {
+    env.net
+        .attach(
+            ns,
+            &[AttachRequest {
+                network: net.name.clone(),
+                dns_names: names.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            }],
+        )
+        .unwrap()[0]
+        .address
+        .addr()
+}
+
+/// A stand-in for the host's resolver, on 127.0.0.1: answers every A query with
+/// `answer`.
+fn fake_upstream(port: u16, answer: Ipv4Addr) -> std::thread::JoinHandle<()> {
+    let s = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok((n, from)) = s.recv_from(&mut buf) {
+            let Ok(q) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut r = Message::new();
+            r.set_id(q.id()).set_message_type(MessageType::Response);
+            for query in q.queries() {
+                r.add_query(query.clone());
+                r.add_answer(Record::from_rdata(
+                    query.name().clone(),
+                    60,
+                    RData::A(A(answer)),
+                ));
+            }
+            let _ = s.send_to(&r.to_vec().unwrap(), from);
+        }
+    })
+}
+
+#[test]
+fn names_resolve_through_the_responder_and_reach_by_name() {
+    let env = TestEnv::new(30);
+    let net = env.network("dns", 0, false);
+    let upstream_port = env.port(5);
+    let upstream_answer = Ipv4Addr::new(10, 213, 120, 200); // data only: never contacted
+    let _up = fake_upstream(upstream_port, upstream_answer);
+    let server = env
+        .net
+        .start_dns(
+            &net.name,
+            &DnsOptions {
+                program: env!("CARGO_BIN_EXE_berth-dns").into(),
+                args: vec![],
+                upstreams: Some(vec![SocketAddr::from((Ipv4Addr::LOCALHOST, upstream_port))]),
+            },
+        )
+        .unwrap();
+    assert_eq!(server, SocketAddr::from((net.gateway, 53)));
+    assert!(env.net.dns_running(&net.name));
+
+    let web1 = env.netns("web1");
+    let web2 = env.netns("web2");
+    let db = env.netns("db");
+    let ip1 = attach_named(&env, &web1, &net, &["web", "www", "proj-web-1"]);
+    let ip2 = attach_named(&env, &web2, &net, &["web", "proj-web-2"]);
+    let ipdb = attach_named(&env, &db, &net, &["db", "proj-db-1", "dbhost"]);
+
+    // Every replica of a scaled service.
+    let mut want = vec![ip1, ip2];
+    want.sort();
+    assert_eq!(ips(&ask(&db, server, "web", RecordType::A)), want);
+    // Aliases, container names, hostnames, any case.
+    assert_eq!(ips(&ask(&db, server, "WWW.", RecordType::A)), vec![ip1]);
+    assert_eq!(
+        ips(&ask(&web1, server, "proj-db-1", RecordType::A)),
+        vec![ipdb]
+    );
+    assert_eq!(
+        ips(&ask(&web1, server, "dbhost", RecordType::A)),
+        vec![ipdb]
+    );
+    // AAAA of a known name: exists, no data.
+    let r = ask(&web1, server, "db", RecordType::AAAA);
+    assert_eq!(r.response_code(), ResponseCode::NoError);
+    assert!(r.answers().is_empty());
+    // An unknown name of the stack.
+    let r = ask(&web1, server, "nosuch", RecordType::A);
+    assert_eq!(r.response_code(), ResponseCode::NXDomain);
+    // Anything else goes upstream.
+    let r = ask(&web1, server, "example.org", RecordType::A);
+    assert_eq!(ips(&r), vec![upstream_answer]);
+
+    // Reach by name: resolve, then connect.
+    let _srv = Server::tcp(&db, 5432, "db here");
+    let got = ips(&ask(&web1, server, "db", RecordType::A))[0];
+    assert_eq!(
+        tcp_get(Some(&web1), SocketAddr::from((got, 5432))).unwrap(),
+        "db here"
+    );
+
+    // A detached replica drops out of the answers at once.
+    env.net.detach(&web2, None).unwrap();
+    assert_eq!(ips(&ask(&db, server, "web", RecordType::A)), vec![ip1]);
+
+    // Removing the network stops the responder.
+    env.net.detach(&web1, None).unwrap();
+    env.net.detach(&db, None).unwrap();
+    env.net.remove_network(&net.name).unwrap();
+    assert!(!env.net.dns_running(&net.name));
+    assert!(!env.net.config().run.join("dns").exists());
+}
+
+#[test]
+fn internal_networks_resolve_too() {
+    let env = TestEnv::new(31);
+    let net = env.network("idns", 0, true);
+    let server = env
+        .net
+        .start_dns(
+            &net.name,
+            &DnsOptions {
+                program: env!("CARGO_BIN_EXE_berth-dns").into(),
+                args: vec![],
+                upstreams: Some(vec![]),
+            },
+        )
+        .unwrap();
+    let a = env.netns("a");
+    let b = env.netns("b");
+    let ia = attach_named(&env, &a, &net, &["api"]);
+    attach_named(&env, &b, &net, &["worker"]);
+    assert_eq!(ips(&ask(&b, server, "api", RecordType::A)), vec![ia]);
+    // No upstream on an internal network: outside names fail, they are not leaked.
+    let r = ask(&b, server, "example.org", RecordType::A);
+    assert_eq!(r.response_code(), ResponseCode::ServFail);
+}

@@ -10,23 +10,27 @@
 //! nftables table of Berth's own. Every interface name contains `berth`.
 
 pub mod dns;
-mod dns_process;
 mod error;
 mod fault;
 pub mod firewall;
+mod helper;
 pub mod ipam;
 mod manager;
 mod names;
 pub mod netlink;
 mod netns;
 mod ports;
+pub mod proxy;
 mod state;
 mod sysctl;
 
-pub use dns_process::DnsOptions;
+pub use dns::DnsOptions;
 pub use error::{NetError, Result, TeardownError};
 pub use firewall::{FirewallDriver, FirewallNetwork, Nftables, NoFirewall};
+pub use helper::HelperProgram;
 pub use ipam::{IpamConfig, Pool};
-pub use manager::{AttachRequest, Attachment, Config, NetworkInfo, NetworkSpec, Networking};
+pub use manager::{
+    AttachRequest, Attachment, Config, NetworkInfo, NetworkSpec, Networking, PublishMode,
+};
 pub use netns::Netns;
 pub use ports::{PortMapping, Protocol};

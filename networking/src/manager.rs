@@ -12,6 +12,7 @@ use ipnet::Ipv4Net;
 
 use crate::error::{NetError, Result, TeardownError};
 use crate::firewall::{FirewallDriver, FirewallNetwork, Nftables, NoFirewall};
+use crate::helper::Helper;
 use crate::ipam::{self, IpamConfig, Pool, Taken};
 use crate::netlink::Netlink;
 use crate::netns::{validate_name, Netns};
@@ -99,6 +100,19 @@ pub struct Attachment {
     pub default_route: bool,
 }
 
+/// How published ports reach their containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PublishMode {
+    /// nftables DNAT (the firewall driver) only.
+    #[default]
+    Kernel,
+    /// DNAT, and the userspace proxy where the firewall driver cannot publish (no
+    /// nftables NAT on this host).
+    KernelElseProxy,
+    /// The userspace proxy only.
+    Proxy,
+}
+
 /// The entry point. Cheap to make; holds no kernel resources between calls.
 ///
 /// Calls must come from a thread in the host's network namespace (any ordinary thread:
@@ -124,6 +138,8 @@ pub struct Networking {
     config: Config,
     store: Store,
     firewall: Box<dyn FirewallDriver>,
+    publish_mode: PublishMode,
+    proxy: Option<crate::HelperProgram>,
 }
 
 impl Networking {
@@ -134,7 +150,17 @@ impl Networking {
             config,
             store,
             firewall,
+            publish_mode: PublishMode::Kernel,
+            proxy: None,
         }
+    }
+
+    /// Publishes ports through the userspace proxy `program` (the `berth-port-proxy`
+    /// binary, or a program calling [`crate::proxy::run_from_args`]) as `mode` says.
+    pub fn with_port_proxy(mut self, program: crate::HelperProgram, mode: PublishMode) -> Self {
+        self.proxy = Some(program);
+        self.publish_mode = mode;
+        self
     }
 
     /// With rules in the nftables table `berth`.
@@ -494,12 +520,42 @@ impl Networking {
         // Recorded first so removal finds the rules even if the process dies right after.
         state.leases.get_mut(ns.name()).expect("checked").ports = all_ports.clone();
         self.store.save(&lock, &state)?;
-        self.firewall.publish(
-            &fw_net(&state),
-            &lease.host_interface,
-            lease.address,
-            &all_ports,
-        )
+        let net = fw_net(&state);
+        let use_proxy = match (self.publish_mode, &self.proxy) {
+            (PublishMode::Kernel, _) | (_, None) => false,
+            (PublishMode::Proxy, Some(_)) => true,
+            (PublishMode::KernelElseProxy, Some(_)) => {
+                match self
+                    .firewall
+                    .publish(&net, &lease.host_interface, lease.address, &all_ports)
+                {
+                    Ok(()) => false,
+                    Err(NetError::Firewall(why)) => {
+                        tracing::warn!(
+                            "kernel port publishing unavailable ({why}); using the userspace proxy"
+                        );
+                        true
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        if !use_proxy {
+            return self
+                .firewall
+                .publish(&net, &lease.host_interface, lease.address, &all_ports);
+        }
+        let program = self.proxy.as_ref().expect("checked");
+        let helper = proxy_helper(&self.config.run, &state.bridge, &lease.host_interface);
+        // New ports: a new process with all of them (the old one lets go of its ports).
+        helper.stop()?;
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["--state".into(), self.store.path_of(&state.name).into()];
+        for p in &all_ports {
+            args.push("--map".into());
+            args.push(crate::proxy::map_arg(p, lease.address).into());
+        }
+        helper.start(program, &args)
     }
 
     /// Takes namespace `ns` off `networks` (every network it is on when `None`): deletes
@@ -543,9 +599,22 @@ impl Networking {
                     names::host_veth_name(&self.config.root, &state.name, ns.name())
                 });
             let mut ok = true;
-            if let Err(e) = self.firewall.unpublish(&fw_net(&state), &host_if) {
-                errors.push(e);
-                ok = false;
+            // Ports are recorded before their rules are made, so a lease without ports
+            // has no rules to remove (and the `nft` round trips are skipped). Without a
+            // lease (a crash before it was written) look anyway.
+            let has_ports = state
+                .leases
+                .get(ns.name())
+                .is_none_or(|l| !l.ports.is_empty());
+            if has_ports {
+                if let Err(e) = self.firewall.unpublish(&fw_net(&state), &host_if) {
+                    errors.push(e);
+                    ok = false;
+                }
+                if let Err(e) = proxy_helper(&self.config.run, &state.bridge, &host_if).stop() {
+                    errors.push(e);
+                    ok = false;
+                }
             }
             // Deleting one end of a veth pair deletes the other, wherever it is.
             if let Err(e) = host.delete_link(&host_if) {
@@ -615,8 +684,13 @@ impl Networking {
         if let Err(e) = host.delete_link(&bridge) {
             errors.push(e.into());
         }
-        if let Err(e) = crate::dns_process::stop(&self.config.run, name) {
+        if let Err(e) = dns_helper(&self.config.run, name).stop() {
             errors.push(e);
+        }
+        for proxy in Helper::list(&self.config.run, &format!("proxy-{bridge}-")) {
+            if let Err(e) = proxy.stop() {
+                errors.push(e);
+            }
         }
         let fw = FirewallNetwork {
             name,
@@ -649,13 +723,31 @@ impl Networking {
                 .ok_or_else(|| NetError::UnknownNetwork(network.to_string()))?
         };
         let listen = std::net::SocketAddr::from((state.gateway, 53));
-        crate::dns_process::start(&self.config.run, &self.config.root, network, listen, opts)?;
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "--root".into(),
+            self.config.root.clone().into(),
+            "--network".into(),
+            network.into(),
+            "--listen".into(),
+            listen.to_string().into(),
+        ];
+        match &opts.upstreams {
+            None => {}
+            Some(u) if u.is_empty() => args.push("--no-upstream".into()),
+            Some(u) => {
+                for up in u {
+                    args.push("--upstream".into());
+                    args.push(up.to_string().into());
+                }
+            }
+        }
+        dns_helper(&self.config.run, network).start(&opts.program, &args)?;
         Ok(listen)
     }
 
     /// Whether the network's DNS responder is running.
     pub fn dns_running(&self, network: &str) -> bool {
-        crate::dns_process::running(&self.config.run, network).is_some()
+        dns_helper(&self.config.run, network).running().is_some()
     }
 
     /// The networks on record (including ones a crashed run left), for `down` to remove.
@@ -683,6 +775,14 @@ fn fw_net(state: &NetworkState) -> FirewallNetwork<'_> {
         subnet: state.subnet,
         internal: state.internal,
     }
+}
+
+fn proxy_helper(run: &std::path::Path, bridge: &str, host_if: &str) -> Helper {
+    Helper::new(run, &format!("proxy-{bridge}-{host_if}"))
+}
+
+fn dns_helper(run: &std::path::Path, network: &str) -> Helper {
+    Helper::new(run, &format!("dns-{network}"))
 }
 
 fn host_netlink() -> Result<Netlink> {

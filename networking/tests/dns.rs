@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::str::FromStr;
 use std::time::Duration;
 
-use berth_networking::{AttachRequest, DnsOptions, Netns, NetworkInfo};
+use berth_networking::{AttachRequest, DnsOptions, HelperProgram, Netns, NetworkInfo};
 use common::*;
 use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::{rdata::A, Name, RData, Record, RecordType};
@@ -96,8 +96,10 @@ fn names_resolve_through_the_responder_and_reach_by_name() {
         .start_dns(
             &net.name,
             &DnsOptions {
-                program: env!("CARGO_BIN_EXE_berth-dns").into(),
-                args: vec![],
+                program: HelperProgram {
+                    program: env!("CARGO_BIN_EXE_berth-dns").into(),
+                    args: vec![],
+                },
                 upstreams: Some(vec![SocketAddr::from((Ipv4Addr::LOCALHOST, upstream_port))]),
             },
         )
@@ -154,7 +156,7 @@ fn names_resolve_through_the_responder_and_reach_by_name() {
     env.net.detach(&db, None).unwrap();
     env.net.remove_network(&net.name).unwrap();
     assert!(!env.net.dns_running(&net.name));
-    assert!(!env.net.config().run.join("dns").exists());
+    assert!(!env.net.config().run.join("helpers").exists());
 }
 
 #[test]
@@ -166,8 +168,10 @@ fn internal_networks_resolve_too() {
         .start_dns(
             &net.name,
             &DnsOptions {
-                program: env!("CARGO_BIN_EXE_berth-dns").into(),
-                args: vec![],
+                program: HelperProgram {
+                    program: env!("CARGO_BIN_EXE_berth-dns").into(),
+                    args: vec![],
+                },
                 upstreams: Some(vec![]),
             },
         )

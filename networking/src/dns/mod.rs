@@ -3,7 +3,7 @@
 //!
 //! The responder is a small process of its own (Berth has no daemon, and the containers
 //! outlive the `berth` command): [`crate::Networking::start_dns`] starts it, detached,
-//! running [`run_from_args`] — either the `berth-dns` binary of this crate or any program
+//! running [`run_from_args`] (a [`crate::HelperProgram`]) — either the `berth-dns` binary of this crate or any program
 //! that calls that function (the `berth` CLI can, from a hidden verb). It answers from the
 //! network's lease file, re-read whenever it changes, so attaching and detaching need no
 //! signal; it exits by itself when the network's record is removed.
@@ -18,5 +18,18 @@ mod files;
 mod server;
 
 pub use files::{hosts_file, resolv_conf, ExtraHost};
-pub(crate) use server::ready_file as server_ready_file;
 pub use server::{answer, run_from_args, serve, Decision, Records, ServeOptions};
+
+use std::net::SocketAddr;
+
+use crate::helper::HelperProgram;
+
+/// How to run a network's responder.
+#[derive(Debug, Clone)]
+pub struct DnsOptions {
+    /// The `berth-dns` binary, or a program that calls [`run_from_args`].
+    pub program: HelperProgram,
+    /// Upstream resolvers; `None`: the host's (its /etc/resolv.conf); `Some(vec![])`:
+    /// none (names outside the stack get SERVFAIL).
+    pub upstreams: Option<Vec<SocketAddr>>,
+}

@@ -27,8 +27,8 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct ServeOptions {
     /// `BERTH_ROOT`, where the network's lease file is.
     pub root: PathBuf,
-    /// `BERTH_RUN`, where the ready file goes.
-    pub run: PathBuf,
+    /// Written with our pid once serving (see `helper`).
+    pub ready: Option<PathBuf>,
     pub network: String,
     /// The gateway address, port 53.
     pub listen: SocketAddr,
@@ -160,11 +160,11 @@ impl Cache {
 }
 
 /// Parses the responder's command line and serves until the network is removed:
-/// `--root DIR --run DIR --network NAME --listen IP:PORT [--upstream IP:PORT]...`
-/// (without `--upstream`: the nameservers of the host's /etc/resolv.conf).
+/// `--root DIR --network NAME --listen IP:PORT [--upstream IP:PORT]... [--no-upstream]
+/// [--ready FILE]` (without `--upstream`: the nameservers of the host's /etc/resolv.conf).
 pub fn run_from_args(args: impl IntoIterator<Item = OsString>) -> Result<()> {
     let mut root = None;
-    let mut run = None;
+    let mut ready = None;
     let mut network = None;
     let mut listen = None;
     let mut upstreams = Vec::new();
@@ -187,7 +187,7 @@ pub fn run_from_args(args: impl IntoIterator<Item = OsString>) -> Result<()> {
             .to_string();
         match a.as_str() {
             "--root" => root = Some(PathBuf::from(v)),
-            "--run" => run = Some(PathBuf::from(v)),
+            "--ready" => ready = Some(PathBuf::from(v)),
             "--network" => network = Some(v),
             "--listen" => listen = Some(v.parse().map_err(|_| bad(format!("bad --listen {v}")))?),
             "--upstream" => {
@@ -201,7 +201,7 @@ pub fn run_from_args(args: impl IntoIterator<Item = OsString>) -> Result<()> {
     }
     serve(ServeOptions {
         root: root.ok_or_else(|| bad("--root is required".into()))?,
-        run: run.ok_or_else(|| bad("--run is required".into()))?,
+        ready,
         network: network.ok_or_else(|| bad("--network is required".into()))?,
         listen: listen.ok_or_else(|| bad("--listen is required".into()))?,
         upstreams,
@@ -219,10 +219,6 @@ pub(crate) fn host_resolvers(path: &Path) -> Vec<SocketAddr> {
         .collect()
 }
 
-pub(crate) fn ready_file(run: &Path, network: &str) -> PathBuf {
-    run.join("dns").join(format!("{network}.ready"))
-}
-
 /// Serves until the network's lease file is gone.
 pub fn serve(opts: ServeOptions) -> Result<()> {
     let state_path = crate::state::Store::new(&opts.root).path_of(&opts.network);
@@ -232,12 +228,9 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         .map_err(|e| NetError::io(format!("bind tcp {}", opts.listen), e))?;
     udp.set_read_timeout(Some(Duration::from_secs(1)))
         .map_err(|e| NetError::io("set timeout", e))?;
-    let ready = ready_file(&opts.run, &opts.network);
-    if let Some(d) = ready.parent() {
-        let _ = fs::create_dir_all(d);
+    if let Some(ready) = &opts.ready {
+        crate::helper::signal_ready(ready)?;
     }
-    fs::write(&ready, std::process::id().to_string())
-        .map_err(|e| NetError::io(format!("write {}", ready.display()), e))?;
     let cache = Arc::new(Mutex::new(Cache {
         path: state_path.clone(),
         seen: None,
@@ -261,7 +254,9 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
     loop {
         if !state_path.exists() {
             // The network was removed (maybe by a run that could not reach us): go.
-            let _ = fs::remove_file(&ready);
+            if let Some(ready) = &opts.ready {
+                let _ = fs::remove_file(ready);
+            }
             return Ok(());
         }
         let (n, from) = match udp.recv_from(&mut buf) {

@@ -229,6 +229,15 @@ impl Networking {
                         });
                     }
                 }
+                if spec.internal != state.internal {
+                    return Err(NetError::InvalidIpam {
+                        network: spec.name.clone(),
+                        problem: format!(
+                            "it exists with internal: {}; remove it (berth down) to change that",
+                            state.internal
+                        ),
+                    });
+                }
                 state
             }
             None => {
@@ -257,10 +266,12 @@ impl Networking {
                 // Recorded before the bridge exists: a crash from here on is found by
                 // remove_network through this file.
                 self.store.save(&lock, &state)?;
+                crate::fault::point("ensure-after-record");
                 state
             }
         };
         self.make_bridge(&mut nl, &state)?;
+        crate::fault::point("ensure-after-bridge");
         if !state.internal {
             // Published ports and the way out are forwarded by the host.
             sysctl::enable_ip_forward()?;
@@ -343,84 +354,94 @@ impl Networking {
             for (i, (req, state)) in requests.iter().zip(states.iter_mut()).enumerate() {
                 let host_if = names::host_veth_name(&self.config.root, &state.name, ns.name());
                 let existing = state.leases.get(ns.name()).cloned();
-                if let Some(lease) = &existing {
-                    if let (Some(ifname), Some(_)) =
-                        (&lease.interface, host.link_by_name(&host_if)?)
-                    {
-                        if !req.dns_names.is_empty() && req.dns_names != lease.dns_names {
-                            let l = state.leases.get_mut(ns.name()).expect("present");
-                            l.dns_names = req.dns_names.clone();
-                            self.store.save(&lock, state)?;
+                let host_link = host.link_by_name(&host_if)?;
+                // Already attached (a restarted container, or `up` run again): keep the
+                // pair and the address, and make sure the inside is configured (a crash may
+                // have come between making the pair and configuring it).
+                let reuse = match &existing {
+                    Some(l) if l.interface.is_some() && host_link.is_some() => {
+                        if req.ipv4_address.is_some_and(|want| want != l.address) {
+                            return Err(NetError::InvalidIpam {
+                                network: state.name.clone(),
+                                problem: format!(
+                                    "namespace {} is attached with address {}; detach it to change its address",
+                                    ns.name(),
+                                    l.address
+                                ),
+                            });
                         }
-                        out.push(Attachment {
-                            network: state.name.clone(),
-                            interface: ifname.clone(),
-                            address: Ipv4Net::new(lease.address, state.subnet.prefix_len())
-                                .expect("prefix"),
-                            gateway: state.gateway,
-                            host_interface: host_if.clone(),
-                            default_route: default_idx == Some(i),
-                        });
-                        continue;
+                        Some(l.clone())
                     }
-                }
-                // A lease without its link is a crash's leftover: keep its address.
-                let address = match (&existing, req.ipv4_address) {
-                    (Some(l), None) => l.address,
-                    (Some(l), Some(want)) if l.address == want => want,
-                    _ => {
-                        let used: Vec<(Ipv4Addr, String)> = state
-                            .leases
-                            .iter()
-                            .filter(|(k, _)| k.as_str() != ns.name())
-                            .map(|(k, l)| (l.address, k.clone()))
-                            .collect();
-                        ipam::allocate(
-                            &state.name,
-                            state.subnet,
-                            state.gateway,
-                            state.ip_range,
-                            req.ipv4_address,
-                            &used,
-                        )?
-                    }
+                    _ => None,
                 };
-                let taken_names: BTreeSet<String> =
-                    inner.links()?.into_iter().map(|l| l.name).collect();
-                let ifname = (0..100)
-                    .map(|n| format!("eth{n}"))
-                    .find(|n| !taken_names.contains(n))
-                    .ok_or_else(|| NetError::NoInterfaceName(ns.name().to_string()))?;
-                state.leases.insert(
-                    ns.name().to_string(),
-                    Lease {
-                        address,
-                        host_interface: host_if.clone(),
-                        interface: Some(ifname.clone()),
-                        netns_path: ns.path().to_path_buf(),
-                        ports: existing.map(|l| l.ports).unwrap_or_default(),
-                        fixed: req.ipv4_address.is_some(),
-                        dns_names: req.dns_names.clone(),
-                    },
-                );
-                self.store.save(&lock, state)?;
-                made.push((state.name.clone(), host_if.clone()));
-                crate::fault::point("attach-after-lease");
-                let bridge = host.link_by_name(&state.bridge)?.ok_or_else(|| {
-                    NetError::UnknownNetwork(format!(
-                        "{} (its bridge {} is gone: ensure the network again)",
-                        state.name, state.bridge
-                    ))
-                })?;
-                // A host end left by a crash (lease lost or link half-made) is replaced.
-                host.delete_link(&host_if)?;
-                host.create_veth(
-                    &host_if,
-                    Some(bridge.index),
-                    &ifname,
-                    ns_file.as_fd(),
-                    state.mtu,
-                )?;
+                let (address, ifname) = if let Some(lease) = reuse {
+                    if !req.dns_names.is_empty() && req.dns_names != lease.dns_names {
+                        let l = state.leases.get_mut(ns.name()).expect("present");
+                        l.dns_names = req.dns_names.clone();
+                        self.store.save(&lock, state)?;
+                    }
+                    (lease.address, lease.interface.expect("checked"))
+                } else {
+                    // A lease without its link is a crash's leftover: keep its address.
+                    let address = match (&existing, req.ipv4_address) {
+                        (Some(l), None) => l.address,
+                        (Some(l), Some(want)) if l.address == want => want,
+                        _ => {
+                            let used: Vec<(Ipv4Addr, String)> = state
+                                .leases
+                                .iter()
+                                .filter(|(k, _)| k.as_str() != ns.name())
+                                .map(|(k, l)| (l.address, k.clone()))
+                                .collect();
+                            ipam::allocate(
+                                &state.name,
+                                state.subnet,
+                                state.gateway,
+                                state.ip_range,
+                                req.ipv4_address,
+                                &used,
+                            )?
+                        }
+                    };
+                    let taken_names: BTreeSet<String> =
+                        inner.links()?.into_iter().map(|l| l.name).collect();
+                    let ifname = (0..100)
+                        .map(|n| format!("eth{n}"))
+                        .find(|n| !taken_names.contains(n))
+                        .ok_or_else(|| NetError::NoInterfaceName(ns.name().to_string()))?;
+                    state.leases.insert(
+                        ns.name().to_string(),
+                        Lease {
+                            address,
+                            host_interface: host_if.clone(),
+                            interface: Some(ifname.clone()),
+                            netns_path: ns.path().to_path_buf(),
+                            ports: existing.map(|l| l.ports).unwrap_or_default(),
+                            fixed: req.ipv4_address.is_some(),
+                            dns_names: req.dns_names.clone(),
+                        },
+                    );
+                    // Recorded before the pair exists, so removal after a crash finds it.
+                    self.store.save(&lock, state)?;
+                    made.push((state.name.clone(), host_if.clone()));
+                    crate::fault::point("attach-after-lease");
+                    let bridge = host.link_by_name(&state.bridge)?.ok_or_else(|| {
+                        NetError::UnknownNetwork(format!(
+                            "{} (its bridge {} is gone: ensure the network again)",
+                            state.name, state.bridge
+                        ))
+                    })?;
+                    // A host end left by a crash (lease lost or link half-made) is replaced.
+                    host.delete_link(&host_if)?;
+                    host.create_veth(
+                        &host_if,
+                        Some(bridge.index),
+                        &ifname,
+                        ns_file.as_fd(),
+                        state.mtu,
+                    )?;
+                    (address, ifname)
+                };
                 crate::fault::point("attach-after-veth");
                 let link = inner.link_by_name(&ifname)?.ok_or_else(|| {
                     NetError::io(
@@ -487,6 +508,14 @@ impl Networking {
                 ns.name()
             ))
         })?;
+        if state.internal && !ports.is_empty() {
+            return Err(NetError::InvalidPort {
+                spec: ports[0].to_string(),
+                problem: format!(
+                    "network {network} is internal: nothing from outside reaches it; publish on a non-internal network"
+                ),
+            });
+        }
         let all = self.store.all(&lock)?;
         for p in ports {
             if lease.ports.contains(p) {

@@ -278,6 +278,17 @@ fn crash_helper() {
             ..Default::default()
         })
         .unwrap();
+    net.start_dns(
+        &info.name,
+        &berth_networking::DnsOptions {
+            program: berth_networking::HelperProgram {
+                program: env!("CARGO_BIN_EXE_berth-dns").into(),
+                args: vec![],
+            },
+            upstreams: Some(vec![]),
+        },
+    )
+    .unwrap();
     let ns = Netns::create(
         std::path::Path::new(&run),
         &std::env::var("CRASH_NS").unwrap(),
@@ -306,26 +317,21 @@ fn crash_helper() {
 
 #[test]
 fn crash_half_way_then_remove_cleans_everything() {
-    for (i, point) in ["attach-after-lease", "attach-after-veth", "end"]
-        .into_iter()
-        .enumerate()
+    for (i, point) in [
+        "ensure-after-record",
+        "ensure-after-bridge",
+        "attach-after-lease",
+        "attach-after-veth",
+        "end",
+    ]
+    .into_iter()
+    .enumerate()
     {
         let env = TestEnv::new(8 + i as u8);
         let netname = env.name("crash");
         let nsname = env.name("c");
         env.track_network(&netname);
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "crash_helper", "--ignored", "--nocapture"])
-            .env("CRASH_ROOT", &env.net.config().root)
-            .env("CRASH_RUN", &env.net.config().run)
-            .env("CRASH_TABLE", &env.table)
-            .env("CRASH_SUBNET", env.subnet(0).to_string())
-            .env("CRASH_NET", &netname)
-            .env("CRASH_NS", &nsname)
-            .env("CRASH_PORT", env.port(0).to_string())
-            .env("BERTH_NET_CRASH_AT", point)
-            .output()
-            .unwrap();
+        let out = crash_child(&env, &netname, &nsname, point);
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(
             out.status.signal(),
@@ -348,4 +354,56 @@ fn crash_half_way_then_remove_cleans_everything() {
         let left = env.leftovers();
         assert!(left.is_empty(), "after crash at {point}, left: {left:#?}");
     }
+}
+
+fn crash_child(env: &TestEnv, netname: &str, nsname: &str, point: &str) -> std::process::Output {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_helper", "--ignored", "--nocapture"])
+        .env("CRASH_ROOT", &env.net.config().root)
+        .env("CRASH_RUN", &env.net.config().run)
+        .env("CRASH_TABLE", &env.table)
+        .env("CRASH_SUBNET", env.subnet(0).to_string())
+        .env("CRASH_NET", netname)
+        .env("CRASH_NS", nsname)
+        .env("CRASH_PORT", env.port(0).to_string())
+        .env("BERTH_NET_CRASH_AT", point)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn running_again_after_a_crash_converges() {
+    let env = TestEnv::new(13);
+    let netname = env.name("conv");
+    let nsname = env.name("c");
+    env.track_network(&netname);
+    let out = crash_child(&env, &netname, &nsname, "attach-after-veth");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(9), "{out:?}");
+    let ns = Netns::create(&env.net.config().run, &nsname).unwrap();
+    env.track_netns(&ns);
+    // The crash left the pair made but the inside unconfigured; `up` again finishes it.
+    let info = env
+        .net
+        .ensure_network(&NetworkSpec {
+            name: netname.clone(),
+            ipam: IpamConfig {
+                subnet: Some(env.subnet(0)),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .unwrap();
+    let e = env.attach(&ns, &info);
+    let addr = sh_in(&ns, "ip", &["-4", "-o", "addr", "show", "eth0"]);
+    assert!(addr.contains(&e.address.to_string()), "{addr}");
+    let peer = env.netns("peer");
+    env.attach(&peer, &info);
+    let _srv = Server::tcp(&ns, 8080, "converged");
+    assert_eq!(
+        tcp_get(Some(&peer), sock(e.address.addr(), 8080)).unwrap(),
+        "converged"
+    );
+    // One pair, one address: nothing doubled.
+    assert_eq!(sh_in(&ns, "ip", &["-o", "link"]).lines().count(), 2);
 }

@@ -194,6 +194,25 @@ impl TestEnv {
                 out.push(format!("netns file: {}", e.path().display()));
             }
         }
+        let helpers = self.net.config().run.join("helpers");
+        if let Ok(rd) = std::fs::read_dir(&helpers) {
+            for e in rd.flatten() {
+                out.push(format!("helper file: {}", e.path().display()));
+            }
+        }
+        // Helper processes (DNS, proxy) carry the run dir in their command line.
+        let run = self.net.config().run.to_string_lossy().to_string();
+        for p in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(cmd) = std::fs::read(p.path().join("cmdline")) {
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                if cmd.contains(&run) && !cmd.contains("--exact") {
+                    out.push(format!(
+                        "process {}: {cmd}",
+                        p.file_name().to_string_lossy()
+                    ));
+                }
+            }
+        }
         let state = self.net.config().root.join("networks");
         if let Ok(rd) = std::fs::read_dir(&state) {
             for e in rd.flatten() {

@@ -135,6 +135,9 @@ impl Helper {
                 // Reap it if it is our child (a zombie still answers kill(0)).
                 let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
                 if self.running().is_none() {
+                    // It may have become a zombie just after the waitpid above: reap it
+                    // now (a no-op when it is not our child).
+                    let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
                     break;
                 }
                 if Instant::now() > deadline {

@@ -290,7 +290,11 @@ impl Networking {
         let link = match nl.link_by_name(&state.bridge)? {
             Some(l) => l,
             None => {
-                nl.create_bridge(&state.bridge, state.mtu)?;
+                nl.create_bridge(
+                    &state.bridge,
+                    state.mtu,
+                    names::bridge_mac(&self.config.root, &state.name),
+                )?;
                 nl.link_by_name(&state.bridge)?.ok_or_else(|| {
                     NetError::io(
                         format!("bridge {} vanished after creation", state.bridge),
@@ -725,6 +729,10 @@ impl Networking {
             name,
             bridge: &bridge,
             subnet: state.as_ref().map(|s| s.subnet).unwrap_or_default(),
+            gateway: state
+                .as_ref()
+                .map(|s| s.gateway)
+                .unwrap_or(Ipv4Addr::UNSPECIFIED),
             internal: state.as_ref().is_some_and(|s| s.internal),
         };
         if let Err(e) = self.firewall.teardown_network(&fw) {
@@ -740,6 +748,8 @@ impl Networking {
 
     /// Starts the network's DNS responder on its gateway, port 53 (see [`crate::dns`]), or
     /// leaves the running one alone. Returns the address containers use as nameserver.
+    /// On an `internal` network, names outside the stack are not forwarded unless
+    /// `opts.upstreams` names resolvers explicitly.
     pub fn start_dns(
         &self,
         network: &str,
@@ -761,6 +771,8 @@ impl Networking {
             listen.to_string().into(),
         ];
         match &opts.upstreams {
+            // An internal network keeps its queries in too: no forwarding unless asked.
+            None if state.internal => args.push("--no-upstream".into()),
             None => {}
             Some(u) if u.is_empty() => args.push("--no-upstream".into()),
             Some(u) => {
@@ -802,6 +814,7 @@ fn fw_net(state: &NetworkState) -> FirewallNetwork<'_> {
         name: &state.name,
         bridge: &state.bridge,
         subnet: state.subnet,
+        gateway: state.gateway,
         internal: state.internal,
     }
 }

@@ -30,6 +30,12 @@ pub(crate) fn bridge_name(root: &Path, network: &str) -> String {
     format!("berthbr{:08x}", network_hash(root, network) as u32)
 }
 
+/// A stable MAC address for the bridge of `network`: locally administered, unicast.
+pub(crate) fn bridge_mac(root: &Path, network: &str) -> [u8; 6] {
+    let h = network_hash(root, network).to_be_bytes();
+    [0x02, h[3], h[4], h[5], h[6], h[7]]
+}
+
 /// The host end of the veth pair joining namespace `netns` to `network`:
 /// `berthv` + 9 hex digits = 15 bytes.
 pub(crate) fn host_veth_name(root: &Path, network: &str, netns: &str) -> String {
@@ -54,6 +60,15 @@ mod tests {
             assert!(n.len() <= 15, "{n} is {} bytes", n.len());
             assert!(n.contains("berth"));
         }
+    }
+
+    #[test]
+    fn bridge_mac_is_local_unicast_and_stable() {
+        let r = Path::new("/var/lib/berth");
+        let m = bridge_mac(r, "p_default");
+        assert_eq!(m[0] & 0x03, 0x02, "locally administered, not multicast");
+        assert_eq!(m, bridge_mac(r, "p_default"));
+        assert_ne!(m, bridge_mac(r, "p_other"));
     }
 
     #[test]

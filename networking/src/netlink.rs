@@ -182,12 +182,16 @@ impl Netlink {
         }
     }
 
-    /// Creates a bridge, up, with the given MTU.
-    pub fn create_bridge(&mut self, name: &str, mtu: Option<u32>) -> Result<()> {
+    /// Creates a bridge, up, with the given MTU and MAC address. The MAC is set, not left
+    /// to the kernel: a bridge without one takes the lowest MAC of its ports and changes
+    /// it when that port leaves, which strands every neighbour's ARP entry for the
+    /// gateway for seconds.
+    pub fn create_bridge(&mut self, name: &str, mtu: Option<u32>, mac: [u8; 6]) -> Result<()> {
         let mut msg = LinkMessage::default();
         msg.header.flags = LinkFlags::Up;
         msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
         if let Some(mtu) = mtu {
             msg.attributes.push(LinkAttribute::Mtu(mtu));
         }

@@ -1,5 +1,5 @@
 //! Networks and their leases on disk: one JSON file per network under
-//! `BERTH_ROOT/networks/`, written atomically (temp file, fsync, rename), every
+//! `BERTH_ROOT/networks/`, written atomically (temp file, rename), every
 //! read-modify-write under one exclusive `flock` so two `berth` processes never hand out
 //! the same address or subnet.
 
@@ -132,7 +132,10 @@ impl Store {
         let write = || -> io::Result<()> {
             let mut f = File::create(&tmp)?;
             f.write_all(&text)?;
-            f.sync_all()?;
+            // No fsync, on purpose: temp + rename already keeps a crashed *process* from
+            // leaving half a file, and what a lease describes (veth pairs, namespaces in
+            // BERTH_RUN) does not survive a power loss either, so the last write is not
+            // worth 2-6 ms of fsync on every attach.
             fs::rename(&tmp, &path)
         };
         write().map_err(|e| NetError::io(format!("write {}", path.display()), e))

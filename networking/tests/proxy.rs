@@ -128,4 +128,7 @@ fn published_ports_fall_back_to_the_userspace_proxy() {
     net.detach(&err, None).unwrap();
     net.remove_network(&name).unwrap();
     assert!(!env.net.config().run.join("helpers").exists());
+    env.teardown();
+    let left = env.leftovers();
+    assert!(left.is_empty(), "left behind: {left:#?}");
 }

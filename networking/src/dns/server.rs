@@ -7,6 +7,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -140,20 +141,26 @@ fn servfail(req: &Message) -> Vec<u8> {
 /// The lease file, re-read when its modification time changes.
 struct Cache {
     path: PathBuf,
-    seen: Option<SystemTime>,
-    records: Records,
+    /// Inode, modification time and size of the file last read: every save is a new
+    /// file (temp + rename), so a new inode, even within one timestamp tick.
+    seen: Option<(u64, SystemTime, u64)>,
+    records: Arc<Records>,
 }
 
 impl Cache {
-    fn records(&mut self) -> Records {
-        let mtime = fs::metadata(&self.path).and_then(|m| m.modified()).ok();
-        if mtime != self.seen {
-            self.seen = mtime;
-            self.records = fs::read_to_string(&self.path)
-                .ok()
-                .and_then(|t| serde_json::from_str::<NetworkState>(&t).ok())
-                .map(|s| Records::from_state(&s))
-                .unwrap_or_default();
+    fn records(&mut self) -> Arc<Records> {
+        let id = fs::metadata(&self.path)
+            .ok()
+            .and_then(|m| Some((m.ino(), m.modified().ok()?, m.len())));
+        if id != self.seen {
+            self.seen = id;
+            self.records = Arc::new(
+                fs::read_to_string(&self.path)
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<NetworkState>(&t).ok())
+                    .map(|s| Records::from_state(&s))
+                    .unwrap_or_default(),
+            );
         }
         self.records.clone()
     }
@@ -234,7 +241,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
     let cache = Arc::new(Mutex::new(Cache {
         path: state_path.clone(),
         seen: None,
-        records: Records::default(),
+        records: Arc::new(Records::default()),
     }));
     let upstreams = Arc::new(opts.upstreams.clone());
     {

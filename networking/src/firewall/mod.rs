@@ -18,6 +18,8 @@ pub struct FirewallNetwork<'a> {
     pub name: &'a str,
     pub bridge: &'a str,
     pub subnet: Ipv4Net,
+    /// The bridge's own address (the host, on this network).
+    pub gateway: Ipv4Addr,
     pub internal: bool,
 }
 

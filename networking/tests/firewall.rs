@@ -117,6 +117,8 @@ fn published_ports_answer_on_loopback_and_from_another_host() {
         udp_get(Some(&out), sock(host_ip, udp_port)).unwrap(),
         "udp answer"
     );
+    let rules = sh("nft", &["list", "table", "ip", &env.table]);
+    assert!(rules.contains("dnat to"), "{rules}");
     // Publishing the same again changes nothing; unpublishing (detach) closes the port.
     env.net
         .publish(&web, &net.name, &[PortMapping::tcp(tcp_port, 80)])
@@ -124,7 +126,7 @@ fn published_ports_answer_on_loopback_and_from_another_host() {
     env.net.detach(&web, None).unwrap();
     assert!(tcp_get(None, sock(Ipv4Addr::LOCALHOST, tcp_port)).is_err());
     let rules = sh("nft", &["list", "table", "ip", &env.table]);
-    assert!(!rules.contains("dnat"), "{rules}");
+    assert!(!rules.contains("dnat to"), "{rules}");
 }
 
 #[test]
@@ -209,4 +211,39 @@ fn port_ranges_publish_every_port() {
         tcp_get(None, sock(Ipv4Addr::LOCALHOST, base + 1)).unwrap(),
         "nine-one"
     );
+}
+
+#[test]
+fn published_ports_answer_other_networks_and_the_own_network_through_the_host() {
+    let env = TestEnv::new(26);
+    let n1 = env.network("srv", 0, false);
+    let n2 = env.network("cli", 1, false);
+    let closed = env.network("closed", 2, true);
+    let web = env.netns("web");
+    let sibling = env.netns("sib");
+    let other = env.netns("other");
+    let inner = env.netns("inner");
+    let ew = env.attach(&web, &n1);
+    env.attach(&sibling, &n1);
+    env.attach(&other, &n2);
+    env.attach(&inner, &closed);
+    let _srv = Server::tcp(&web, 80, "web to {peer}");
+    let p = env.port(0);
+    env.net
+        .publish(&web, &n1.name, &[PortMapping::tcp(p, 80)])
+        .unwrap();
+    // Another network reaches it through a host address (its own gateway), as another
+    // host would, although the networks are isolated from each other...
+    let got = tcp_get(Some(&other), sock(n2.gateway, p)).unwrap();
+    assert!(got.starts_with("web to"), "{got}");
+    // ...while its address directly stays out of reach.
+    assert!(tcp_get(Some(&other), sock(ew.address.addr(), 80)).is_err());
+    // A member of the same network, through the host (hairpin): answered, and the answer
+    // comes back the way the question went.
+    assert_eq!(
+        tcp_get(Some(&sibling), sock(n1.gateway, p)).unwrap(),
+        format!("web to {}", n1.gateway)
+    );
+    // An internal network has no way out, published ports included.
+    assert!(tcp_get(Some(&inner), sock(closed.gateway, p)).is_err());
 }

@@ -7,10 +7,12 @@
 //!
 //! ```text
 //! BR-raw   filter prerouting -300  ip saddr SUBNET ip daddr SUBNET (neither the gateway) notrack
-//! BR-fwd   filter forward  0    iifname BR oifname "berthbr*" oifname != BR drop   (isolation)
+//! BR-fwd   filter forward  0    not internal: ct status dnat accept          (published ports)
+//!                               iifname BR oifname "berthbr*" oifname != BR drop   (isolation)
 //!                               oifname BR iifname "berthbr*" iifname != BR drop
 //!                               internal only: iifname BR oifname != BR drop; oifname BR iifname != BR drop
 //! BR-post  nat postrouting 100  not internal: ip saddr SUBNET oifname != BR masquerade
+//!                               not internal: ct status dnat ip saddr SUBNET oifname BR masquerade (hairpin)
 //!                               ip saddr 127.0.0.0/8 oifname BR masquerade  (published ports via 127.0.0.1)
 //! BR-KEY-pre  nat prerouting -100  [ip daddr HOST_IP | fib daddr type local] tcp dport P dnat to C:P'
 //! BR-KEY-out  nat output     -100  same, for connections made on the host itself
@@ -24,7 +26,7 @@ use std::net::Ipv4Addr;
 use nftables::batch::Batch;
 use nftables::expr::{
     Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload, PayloadField,
-    Prefix,
+    Prefix, CT,
 };
 use nftables::helper::{self, NftablesError};
 use nftables::schema::{Chain, FlushObject, NfCmd, NfListObject, Nftables as NftDoc, Rule, Table};
@@ -245,6 +247,14 @@ fn is_not(left: Expression<'static>, right: Expression<'static>) -> Statement<'s
     })
 }
 
+fn ct(key: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::CT(CT {
+        key: Cow::Borrowed(key),
+        family: None,
+        dir: None,
+    }))
+}
+
 fn drop() -> Statement<'static> {
     Statement::Drop(None)
 }
@@ -276,7 +286,21 @@ fn network_rules(
     net: &FirewallNetwork<'_>,
 ) -> (Vec<Vec<Statement<'static>>>, Vec<Vec<Statement<'static>>>) {
     let br = net.bridge.to_string();
-    let mut fwd = vec![
+    let mut fwd = Vec::new();
+    if !net.internal {
+        // A published port is open to every network that may go out, as to other hosts:
+        // connections DNATed by Berth pass the isolation below (both directions, as
+        // conntrack marks the whole connection).
+        fwd.push(vec![
+            Statement::Match(Match {
+                left: ct("status"),
+                right: s("dnat"),
+                op: Operator::IN,
+            }),
+            Statement::Accept(None),
+        ]);
+    }
+    fwd.extend([
         // No traffic between two different Berth networks, in either direction (the other
         // network's table may belong to another Berth root).
         vec![
@@ -291,7 +315,7 @@ fn network_rules(
             is_not(meta(MetaKey::Iifname), s(&br)),
             drop(),
         ],
-    ];
+    ]);
     let mut post = Vec::new();
     if net.internal {
         // No way out, no way in: only traffic between the network's own members.
@@ -309,6 +333,19 @@ fn network_rules(
         post.push(vec![
             is(field("ip", "saddr"), prefix(net.subnet)),
             is_not(meta(MetaKey::Oifname), s(&br)),
+            masquerade(),
+        ]);
+        // Hairpin: a member reaching a published port of its own network through a host
+        // address. Without this the answer would go straight back over the bridge, from
+        // an address the client never talked to.
+        post.push(vec![
+            Statement::Match(Match {
+                left: ct("status"),
+                right: s("dnat"),
+                op: Operator::IN,
+            }),
+            is(field("ip", "saddr"), prefix(net.subnet)),
+            is(meta(MetaKey::Oifname), s(&br)),
             masquerade(),
         ]);
     }
@@ -455,8 +492,8 @@ mod tests {
             internal: false,
         };
         let (fwd, post) = network_rules(&net);
-        assert_eq!(fwd.len(), 2);
-        assert_eq!(post.len(), 2);
+        assert_eq!(fwd.len(), 3);
+        assert_eq!(post.len(), 3);
         let j = serde_json::to_string(&post[0]).unwrap();
         assert!(
             j.contains(r#""prefix":{"addr":"10.9.0.0","len":24}"#),
@@ -468,7 +505,7 @@ mod tests {
             ..net
         };
         let (fwd, post) = network_rules(&internal);
-        assert_eq!(fwd.len(), 4);
+        assert_eq!(fwd.len(), 4, "no accept for published ports");
         assert_eq!(post.len(), 1, "no masquerade out of an internal network");
         let d = dnat_rules("10.9.0.2".parse().unwrap(), &[PortMapping::udp(5353, 53)]);
         let j = serde_json::to_string(&d[0]).unwrap();

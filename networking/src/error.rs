@@ -58,6 +58,11 @@ pub enum NetError {
         holder: String,
     },
 
+    /// An interface name Berth derived is held by something that is not Berth's record of
+    /// it (another Berth root, or a leftover whose record was deleted by hand).
+    #[error("interface {name} ({what}) already exists on this host and is not on Berth's record; remove it (ip link del {name}) if it is a leftover")]
+    NameTaken { name: String, what: &'static str },
+
     /// The network was never ensured (or was removed).
     #[error("network {0} does not exist: ensure it first")]
     UnknownNetwork(String),

@@ -65,8 +65,8 @@
 //!   Docker does) and `route_localnet=1` on Berth's bridges (for published ports reached
 //!   at 127.0.0.1).
 //!
-//! Not yet: IPv6 (subnets, AAAA records, published ports), hairpin (a container reaching
-//! its own published port through the host's address).
+//! Not yet: IPv6 (subnets, AAAA records, published ports); a port published on every
+//! host address as host port 53 would also catch DNS queries to the gateways.
 
 pub mod dns;
 mod error;

@@ -242,6 +242,14 @@ impl Networking {
             }
             None => {
                 let bridge = names::bridge_name(&self.config.root, &spec.name);
+                // No record, yet the bridge is there: not ours to take over (our records
+                // are written before our bridges are made).
+                if nl.link_by_name(&bridge)?.is_some() {
+                    return Err(NetError::NameTaken {
+                        name: bridge,
+                        what: "the bridge this network would get",
+                    });
+                }
                 let mut taken = host_taken_subnets(&mut nl, &bridge)?;
                 for other in self.store.all(&lock)? {
                     taken.push(Taken {
@@ -386,6 +394,23 @@ impl Networking {
                     }
                     (lease.address, lease.interface.expect("checked"))
                 } else {
+                    let bridge = host.link_by_name(&state.bridge)?.ok_or_else(|| {
+                        NetError::UnknownNetwork(format!(
+                            "{} (its bridge {} is gone: ensure the network again)",
+                            state.name, state.bridge
+                        ))
+                    })?;
+                    // A host end by our name is a crash's leftover only if it is on our
+                    // bridge (pairs are made on it in the same request); else not ours.
+                    if host_link
+                        .as_ref()
+                        .is_some_and(|l| l.controller != Some(bridge.index))
+                    {
+                        return Err(NetError::NameTaken {
+                            name: host_if.clone(),
+                            what: "the host end of this namespace's veth pair",
+                        });
+                    }
                     // A lease without its link is a crash's leftover: keep its address.
                     let address = match (&existing, req.ipv4_address) {
                         (Some(l), None) => l.address,
@@ -429,14 +454,10 @@ impl Networking {
                     self.store.save(&lock, state)?;
                     made.push((state.name.clone(), host_if.clone()));
                     crate::fault::point("attach-after-lease");
-                    let bridge = host.link_by_name(&state.bridge)?.ok_or_else(|| {
-                        NetError::UnknownNetwork(format!(
-                            "{} (its bridge {} is gone: ensure the network again)",
-                            state.name, state.bridge
-                        ))
-                    })?;
-                    // A host end left by a crash (lease lost or link half-made) is replaced.
-                    host.delete_link(&host_if)?;
+                    // A host end left by a crash (checked above to be on our bridge).
+                    if host_link.is_some() {
+                        host.delete_link(&host_if)?;
+                    }
                     host.create_veth(
                         &host_if,
                         Some(bridge.index),
@@ -675,12 +696,17 @@ impl Networking {
             Ok(l) => l,
             Err(e) => return Err(TeardownError(vec![e])),
         };
-        let state = match self.store.load(&lock, name) {
-            Ok(s) => s,
+        // Our records are written before our links are made, so without a record the links
+        // by our names are not ours (another root's, or something else's): leave them. A
+        // corrupt record is still ours: remove what the name tells us about.
+        let (state, links_are_ours) = match self.store.load(&lock, name) {
+            Ok(s) => {
+                let ours = s.is_some();
+                (s, ours)
+            }
             Err(e) => {
-                // A corrupt record: still remove what the name tells us about.
                 errors.push(e);
-                None
+                (None, true)
             }
         };
         let bridge = state
@@ -697,6 +723,7 @@ impl Networking {
             .flat_map(|s| s.leases.values().map(|l| l.host_interface.clone()))
             .collect();
         match host.link_by_name(&bridge) {
+            Ok(Some(_)) if !links_are_ours => {}
             Ok(Some(br)) => match host.links() {
                 Ok(links) => ports.extend(
                     links
@@ -714,8 +741,10 @@ impl Networking {
                 errors.push(e.into());
             }
         }
-        if let Err(e) = host.delete_link(&bridge) {
-            errors.push(e.into());
+        if links_are_ours {
+            if let Err(e) = host.delete_link(&bridge) {
+                errors.push(e.into());
+            }
         }
         if let Err(e) = dns_helper(&self.config.run, name).stop() {
             errors.push(e);

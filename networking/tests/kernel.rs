@@ -407,3 +407,43 @@ fn running_again_after_a_crash_converges() {
     // One pair, one address: nothing doubled.
     assert_eq!(sh_in(&ns, "ip", &["-o", "link"]).lines().count(), 2);
 }
+
+#[test]
+fn a_bridge_name_held_by_something_else_is_not_taken_over() {
+    let env = TestEnv::new(14);
+    let name = env.name("held");
+    env.track_network(&name);
+    let bridge = env.net.bridge_name(&name);
+    // Something else made a link by that name (here: a bridge with no Berth record).
+    let mut nl = berth_networking::netlink::Netlink::open().unwrap();
+    nl.create_bridge(&bridge, None, [0x02, 0, 0, 0, 0, 0x14])
+        .unwrap();
+    struct Del(String);
+    impl Drop for Del {
+        fn drop(&mut self) {
+            let mut nl = berth_networking::netlink::Netlink::open().unwrap();
+            let _ = nl.delete_link(&self.0);
+        }
+    }
+    let _del = Del(bridge.clone());
+    let err = env
+        .net
+        .ensure_network(&NetworkSpec {
+            name: name.clone(),
+            ipam: IpamConfig {
+                subnet: Some(env.subnet(0)),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(matches!(err, NetError::NameTaken { .. }), "{err}");
+    assert!(err.to_string().contains(&bridge), "{err}");
+    // Untouched: no address added to it, no record written.
+    let addrs = sh("ip", &["-4", "-o", "addr", "show", &bridge]);
+    assert!(addrs.trim().is_empty(), "{addrs}");
+    assert!(!env.net.state_file(&name).exists());
+    // And removal (as `down` would run it) leaves it alone too.
+    env.net.remove_network(&name).unwrap();
+    assert!(sh("ip", &["-o", "link", "show", &bridge]).contains(&bridge));
+}

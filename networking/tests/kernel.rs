@@ -447,3 +447,44 @@ fn a_bridge_name_held_by_something_else_is_not_taken_over() {
     env.net.remove_network(&name).unwrap();
     assert!(sh("ip", &["-o", "link", "show", &bridge]).contains(&bridge));
 }
+
+#[test]
+fn concurrent_attaches_get_distinct_addresses() {
+    let env = TestEnv::new(15);
+    let net = env.network("busy", 0, false);
+    let namespaces: Vec<Netns> = (0..8).map(|i| env.netns(&format!("n{i}"))).collect();
+    // Each thread has its own Networking (as separate `berth` processes would): only the
+    // lock file keeps them from handing out the same address.
+    let addrs: Vec<Ipv4Addr> = std::thread::scope(|s| {
+        let handles: Vec<_> = namespaces
+            .iter()
+            .map(|ns| {
+                let config = env.net.config().clone();
+                let name = net.name.clone();
+                s.spawn(move || {
+                    let n = berth_networking::Networking::without_firewall(config);
+                    n.attach(
+                        ns,
+                        &[AttachRequest {
+                            network: name,
+                            ..Default::default()
+                        }],
+                    )
+                    .unwrap()[0]
+                        .address
+                        .addr()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let distinct: std::collections::BTreeSet<_> = addrs.iter().collect();
+    assert_eq!(distinct.len(), 8, "{addrs:?}");
+    let state = std::fs::read_to_string(env.net.state_file(&net.name)).unwrap();
+    for a in &addrs {
+        assert!(
+            state.contains(&a.to_string()),
+            "lease of {a} missing: {state}"
+        );
+    }
+}

@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -20,6 +21,8 @@ use crate::state::NetworkState;
 
 /// How long clients may cache an answer: short, since containers come and go.
 const TTL: u32 = 5;
+/// Forwarded UDP queries in flight at most.
+const MAX_FORWARDS: usize = 64;
 /// How long to wait for an upstream resolver.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -257,6 +260,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
             }
         });
     }
+    let in_flight = Arc::new(AtomicUsize::new(0));
     let mut buf = vec![0u8; 4096];
     loop {
         if !state_path.exists() {
@@ -281,12 +285,21 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
                 }
             }
             Decision::Forward => {
+                // One thread per query in flight, capped: a flood of slow upstream
+                // queries gets SERVFAIL instead of unbounded threads.
+                if in_flight.load(Ordering::Relaxed) >= MAX_FORWARDS {
+                    let _ = udp.send_to(&servfail(&req), from);
+                    continue;
+                }
                 let Ok(sock) = udp.try_clone() else { continue };
                 let query = buf[..n].to_vec();
                 let upstreams = upstreams.clone();
+                let in_flight = in_flight.clone();
+                in_flight.fetch_add(1, Ordering::Relaxed);
                 std::thread::spawn(move || {
                     let resp = forward_udp(&query, &upstreams).unwrap_or_else(|| servfail(&req));
                     let _ = sock.send_to(&resp, from);
+                    in_flight.fetch_sub(1, Ordering::Relaxed);
                 });
             }
         }

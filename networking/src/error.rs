@@ -37,9 +37,10 @@ pub enum NetError {
     #[error("no free address left in {range} for network {network}: detach unused containers or use a larger subnet")]
     SubnetExhausted { network: String, range: Ipv4Net },
 
-    /// An `ipam.config` entry that does not hold together.
+    /// A network spec (`ipam.config`, options, a change to an existing network) that
+    /// cannot be honoured.
     #[error("network {network}: {problem}")]
-    InvalidIpam { network: String, problem: String },
+    InvalidNetwork { network: String, problem: String },
 
     /// A static `ipv4_address` outside the network's subnet or on a reserved address.
     #[error("address {address} cannot be used on network {network} ({subnet}): {reason}")]
@@ -106,6 +107,13 @@ pub enum NetError {
     /// A state file that cannot be read back.
     #[error("state file {path} is corrupt: {problem}; remove the network with `berth down` or delete the file")]
     CorruptState { path: PathBuf, problem: String },
+
+    /// A helper process (DNS responder, port proxy) started with bad arguments.
+    #[error("{helper}: {problem}")]
+    InvalidArguments {
+        helper: &'static str,
+        problem: String,
+    },
 
     /// Any other system call failing.
     #[error("{op}: {source}")]

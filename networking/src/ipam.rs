@@ -70,7 +70,7 @@ pub fn choose_subnet(
     let candidates: Vec<Ipv4Net> = pool
         .base
         .subnets(pool.prefix)
-        .map_err(|_| NetError::InvalidIpam {
+        .map_err(|_| NetError::InvalidNetwork {
             network: network.into(),
             problem: format!("pool {} cannot be cut into /{}", pool.base, pool.prefix),
         })?
@@ -97,7 +97,7 @@ pub fn gateway_and_range(
     subnet: Ipv4Net,
     cfg: &IpamConfig,
 ) -> Result<(Ipv4Addr, Option<Ipv4Net>)> {
-    let bad = |problem: String| NetError::InvalidIpam {
+    let bad = |problem: String| NetError::InvalidNetwork {
         network: network.into(),
         problem,
     };

@@ -200,7 +200,7 @@ impl Networking {
         validate_name("network", &spec.name)?;
         if let Some(mtu) = spec.mtu {
             if !(68..=65535).contains(&mtu) {
-                return Err(NetError::InvalidIpam {
+                return Err(NetError::InvalidNetwork {
                     network: spec.name.clone(),
                     problem: format!("mtu {mtu} is outside 68..65535"),
                 });
@@ -209,7 +209,7 @@ impl Networking {
         if spec.ipam.subnet.is_none()
             && (spec.ipam.gateway.is_some() || spec.ipam.ip_range.is_some())
         {
-            return Err(NetError::InvalidIpam {
+            return Err(NetError::InvalidNetwork {
                 network: spec.name.clone(),
                 problem: "gateway and ip_range need a subnet in the same ipam.config entry".into(),
             });
@@ -220,7 +220,7 @@ impl Networking {
             Some(state) => {
                 if let Some(want) = spec.ipam.subnet {
                     if want.trunc() != state.subnet {
-                        return Err(NetError::InvalidIpam {
+                        return Err(NetError::InvalidNetwork {
                             network: spec.name.clone(),
                             problem: format!(
                                 "it exists with subnet {}, not {want}; remove it (berth down) to change its subnet",
@@ -230,7 +230,7 @@ impl Networking {
                     }
                 }
                 if spec.internal != state.internal {
-                    return Err(NetError::InvalidIpam {
+                    return Err(NetError::InvalidNetwork {
                         network: spec.name.clone(),
                         problem: format!(
                             "it exists with internal: {}; remove it (berth down) to change that",
@@ -330,7 +330,7 @@ impl Networking {
         let mut seen = BTreeSet::new();
         for r in requests {
             if !seen.insert(r.network.as_str()) {
-                return Err(NetError::InvalidIpam {
+                return Err(NetError::InvalidNetwork {
                     network: r.network.clone(),
                     problem: "listed twice for the same namespace".into(),
                 });
@@ -373,7 +373,7 @@ impl Networking {
                 let reuse = match &existing {
                     Some(l) if l.interface.is_some() && host_link.is_some() => {
                         if req.ipv4_address.is_some_and(|want| want != l.address) {
-                            return Err(NetError::InvalidIpam {
+                            return Err(NetError::InvalidNetwork {
                                 network: state.name.clone(),
                                 problem: format!(
                                     "namespace {} is attached with address {}; detach it to change its address",

@@ -57,8 +57,8 @@ fn parse_map(s: &str) -> Option<Map> {
 /// Runs the proxy: `--map tcp:HIP:HPORT:CIP:CPORT ... --state FILE [--ready FILE]`;
 /// serves until FILE (the network's record) is gone.
 pub fn run_from_args(args: impl IntoIterator<Item = OsString>) -> Result<()> {
-    let bad = |m: String| NetError::InvalidPort {
-        spec: "proxy arguments".into(),
+    let bad = |m: String| NetError::InvalidArguments {
+        helper: "berth-port-proxy",
         problem: m,
     };
     let mut maps = Vec::new();

@@ -179,8 +179,8 @@ pub fn run_from_args(args: impl IntoIterator<Item = OsString>) -> Result<()> {
     let mut listen = None;
     let mut upstreams = Vec::new();
     let mut no_upstream = false;
-    let bad = |m: String| NetError::InvalidIpam {
-        network: "dns".into(),
+    let bad = |m: String| NetError::InvalidArguments {
+        helper: "berth-dns",
         problem: m,
     };
     let mut it = args.into_iter();

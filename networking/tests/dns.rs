@@ -185,3 +185,57 @@ fn internal_networks_resolve_too() {
     let r = ask(&b, server, "example.org", RecordType::A);
     assert_eq!(r.response_code(), ResponseCode::ServFail);
 }
+
+#[test]
+fn a_container_on_two_networks_resolves_names_of_both_and_others_do_not() {
+    let env = TestEnv::new(32);
+    let front = env.network("front", 0, false);
+    let back = env.network("back", 1, false);
+    let opts = DnsOptions {
+        program: HelperProgram {
+            program: env!("CARGO_BIN_EXE_berth-dns").into(),
+            args: vec![],
+        },
+        upstreams: Some(vec![]),
+    };
+    let front_dns = env.net.start_dns(&front.name, &opts).unwrap();
+    env.net.start_dns(&back.name, &opts).unwrap();
+    let web = env.netns("web");
+    let api = env.netns("api");
+    let db = env.netns("db");
+    let eths = env
+        .net
+        .attach(
+            &web,
+            &[
+                AttachRequest {
+                    network: front.name.clone(),
+                    dns_names: vec!["web".into()],
+                    ..Default::default()
+                },
+                AttachRequest {
+                    network: back.name.clone(),
+                    dns_names: vec!["web".into()],
+                    ..Default::default()
+                },
+            ],
+        )
+        .unwrap();
+    attach_named(&env, &api, &front, &["api"]);
+    let ipdb = attach_named(&env, &db, &back, &["db"]);
+    // web's resolv.conf names front's responder first; db is on back only, and web is on
+    // both: the answer comes from front's responder all the same.
+    assert_eq!(ips(&ask(&web, front_dns, "db", RecordType::A)), vec![ipdb]);
+    // Its own name: the address on the network asked.
+    assert_eq!(
+        ips(&ask(&web, front_dns, "web", RecordType::A)),
+        vec![eths[0].address.addr()]
+    );
+    // api shares no network with db: db does not exist for it.
+    let r = ask(&api, front_dns, "db", RecordType::A);
+    assert_eq!(r.response_code(), ResponseCode::NXDomain);
+    assert_eq!(
+        ips(&ask(&api, front_dns, "web", RecordType::A)),
+        vec![eths[0].address.addr()]
+    );
+}

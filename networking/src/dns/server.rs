@@ -62,15 +62,6 @@ impl Records {
         Records { names }
     }
 
-    pub(crate) fn from_state(state: &NetworkState) -> Self {
-        Self::from_pairs(
-            state
-                .leases
-                .values()
-                .flat_map(|l| l.dns_names.iter().map(move |n| (n.as_str(), l.address))),
-        )
-    }
-
     pub fn lookup(&self, name: &str) -> Option<&[Ipv4Addr]> {
         self.names.get(&normalize(name)).map(Vec::as_slice)
     }
@@ -141,32 +132,103 @@ fn servfail(req: &Message) -> Vec<u8> {
     r.to_vec().unwrap_or_default()
 }
 
-/// The lease file, re-read when its modification time changes.
+/// Every network's lease file under the root, re-read when one changes.
+///
+/// Why all of them: a container on several networks lists several responders in its
+/// resolv.conf, but a resolver stops at the first NXDOMAIN. So each responder answers a
+/// client with the names of *every* network that client is on (found by its address on
+/// this network), its own network first — and with nothing of networks the client is not
+/// on, which keeps the isolation between networks in DNS too (as aardvark-dns does).
 struct Cache {
-    path: PathBuf,
-    /// Inode, modification time and size of the file last read: every save is a new
-    /// file (temp + rename), so a new inode, even within one timestamp tick.
-    seen: Option<(u64, SystemTime, u64)>,
-    records: Arc<Records>,
+    dir: PathBuf,
+    own: String,
+    /// (file name, inode, mtime, size) of each file last read: every save is a new file
+    /// (temp + rename), so a new inode, even within one timestamp tick.
+    seen: Vec<(OsString, u64, SystemTime, u64)>,
+    states: Arc<Vec<NetworkState>>,
 }
 
 impl Cache {
-    fn records(&mut self) -> Arc<Records> {
-        let id = fs::metadata(&self.path)
-            .ok()
-            .and_then(|m| Some((m.ino(), m.modified().ok()?, m.len())));
-        if id != self.seen {
-            self.seen = id;
-            self.records = Arc::new(
-                fs::read_to_string(&self.path)
-                    .ok()
-                    .and_then(|t| serde_json::from_str::<NetworkState>(&t).ok())
-                    .map(|s| Records::from_state(&s))
-                    .unwrap_or_default(),
+    fn new(root: &Path, own: &str) -> Self {
+        Cache {
+            dir: crate::state::Store::new(root)
+                .path_of(own)
+                .parent()
+                .expect("in a dir")
+                .to_path_buf(),
+            own: own.to_string(),
+            seen: Vec::new(),
+            states: Arc::new(Vec::new()),
+        }
+    }
+
+    fn states(&mut self) -> Arc<Vec<NetworkState>> {
+        let mut now: Vec<(OsString, u64, SystemTime, u64)> = fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .filter_map(|e| {
+                let m = e.metadata().ok()?;
+                Some((e.file_name(), m.ino(), m.modified().ok()?, m.len()))
+            })
+            .collect();
+        now.sort();
+        if now != self.seen {
+            self.seen = now;
+            self.states = Arc::new(
+                self.seen
+                    .iter()
+                    .filter_map(|(name, ..)| fs::read_to_string(self.dir.join(name)).ok())
+                    .filter_map(|t| serde_json::from_str::<NetworkState>(&t).ok())
+                    .collect(),
             );
         }
-        self.records.clone()
+        self.states.clone()
     }
+
+    /// The names `client` may resolve.
+    fn records_for(&mut self, client: std::net::IpAddr) -> Records {
+        let states = self.states();
+        records_for(&states, &self.own, client)
+    }
+}
+
+/// The names a client at `client` (on network `own`) may resolve: its own network's, then
+/// those of the other networks its namespace is on.
+pub(crate) fn records_for(states: &[NetworkState], own: &str, client: std::net::IpAddr) -> Records {
+    let Some(own_state) = states.iter().find(|s| s.name == own) else {
+        return Records::default();
+    };
+    let client_ns = own_state
+        .leases
+        .iter()
+        .find(|(_, l)| std::net::IpAddr::V4(l.address) == client)
+        .map(|(k, _)| k.as_str());
+    let mut nets: Vec<&NetworkState> = vec![own_state];
+    if let Some(ns) = client_ns {
+        nets.extend(
+            states
+                .iter()
+                .filter(|s| s.name != own && s.leases.contains_key(ns)),
+        );
+    }
+    // First network listing a name wins it, so the own network's answers come first.
+    let mut names: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
+    for net in nets {
+        let mut here: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
+        for l in net.leases.values() {
+            for n in &l.dns_names {
+                here.entry(normalize(n)).or_default().push(l.address);
+            }
+        }
+        for (n, mut ips) in here {
+            ips.sort();
+            ips.dedup();
+            names.entry(n).or_insert(ips);
+        }
+    }
+    Records { names }
 }
 
 /// Parses the responder's command line and serves until the network is removed:
@@ -241,11 +303,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
     if let Some(ready) = &opts.ready {
         crate::helper::signal_ready(ready)?;
     }
-    let cache = Arc::new(Mutex::new(Cache {
-        path: state_path.clone(),
-        seen: None,
-        records: Arc::new(Records::default()),
-    }));
+    let cache = Arc::new(Mutex::new(Cache::new(&opts.root, &opts.network)));
     let upstreams = Arc::new(opts.upstreams.clone());
     {
         let cache = cache.clone();
@@ -277,7 +335,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         let Ok(req) = Message::from_vec(&buf[..n]) else {
             continue;
         };
-        let records = cache.lock().expect("cache lock").records();
+        let records = cache.lock().expect("cache lock").records_for(from.ip());
         match answer(&req, &records) {
             Decision::Answer(resp) => {
                 if let Ok(bytes) = resp.to_vec() {
@@ -365,12 +423,13 @@ fn serve_tcp(
     upstreams: &[SocketAddr],
 ) -> std::io::Result<()> {
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let peer = s.peer_addr()?.ip();
     loop {
         let query = read_frame(&mut s)?;
         let Ok(req) = Message::from_vec(&query) else {
             return Ok(());
         };
-        let records = cache.lock().expect("cache lock").records();
+        let records = cache.lock().expect("cache lock").records_for(peer);
         let resp = match answer(&req, &records) {
             Decision::Answer(r) => r.to_vec().unwrap_or_default(),
             Decision::Forward => forward_tcp(&query, upstreams).unwrap_or_else(|| servfail(&req)),
@@ -437,6 +496,59 @@ mod tests {
             answer(&query("example.org.", RecordType::A), &records()),
             Decision::Forward
         ));
+    }
+
+    fn state(name: &str, leases: &[(&str, &str, &[&str])]) -> NetworkState {
+        NetworkState {
+            name: name.into(),
+            bridge: "berthbr00000000".into(),
+            subnet: "10.0.0.0/8".parse().unwrap(),
+            gateway: "10.0.0.1".parse().unwrap(),
+            ip_range: None,
+            internal: false,
+            mtu: None,
+            leases: leases
+                .iter()
+                .map(|(ns, ip, names)| {
+                    (
+                        ns.to_string(),
+                        crate::state::Lease {
+                            address: ip.parse().unwrap(),
+                            host_interface: "berthv".into(),
+                            interface: Some("eth0".into()),
+                            netns_path: "/x".into(),
+                            ports: vec![],
+                            fixed: false,
+                            dns_names: names.iter().map(|n| n.to_string()).collect(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn clients_see_the_names_of_every_network_they_are_on_and_no_other() {
+        let states = vec![
+            state(
+                "front",
+                &[("web", "10.1.0.2", &["web"]), ("api", "10.1.0.3", &["api"])],
+            ),
+            state(
+                "back",
+                &[("web", "10.2.0.2", &["web"]), ("db", "10.2.0.3", &["db"])],
+            ),
+        ];
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        // web is on both: from front's responder it resolves db (on back)...
+        let r = records_for(&states, "front", ip("10.1.0.2"));
+        assert_eq!(r.lookup("db"), Some(&["10.2.0.3".parse().unwrap()][..]));
+        // ...and its own name with the front address first.
+        assert_eq!(r.lookup("web"), Some(&["10.1.0.2".parse().unwrap()][..]));
+        // api is only on front: db does not exist for it.
+        let r = records_for(&states, "front", ip("10.1.0.3"));
+        assert_eq!(r.lookup("db"), None);
+        assert!(r.lookup("web").is_some());
     }
 
     #[test]

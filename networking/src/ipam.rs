@@ -1,6 +1,6 @@
 //! IP address management: which subnet a network gets, which address an attachment gets.
 //! Pure functions over plain values, so every rule here is unit-tested without root; the
-//! leases themselves are persisted by [`crate::state`].
+//! leases themselves are persisted by the state module (JSON files under `BERTH_ROOT/networks`).
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;

@@ -3,7 +3,7 @@
 //!
 //! Why synchronous: a netlink socket belongs to the network namespace it was opened in,
 //! for its whole life. Opening one socket per namespace (on a thread that entered it, see
-//! [`crate::netns`]) and then talking to it from any thread is simpler and cheaper than
+//! [`crate::Netns::run`]) and then talking to it from any thread is simpler and cheaper than
 //! running an async runtime per namespace, and every call here is a few microseconds of
 //! kernel work. (netavark does the same with its own sync wrapper.)
 

@@ -1,6 +1,6 @@
 //! The userspace port proxy: the fallback for published ports where the kernel path
 //! (nftables DNAT) is unavailable, or when asked for. One helper process per attachment
-//! (see [`crate::helper`]) listens on the host ports and copies bytes to the container.
+//! (see [`crate::HelperProgram`]) listens on the host ports and copies bytes to the container.
 //! The container sees connections from the gateway address, as with Docker's
 //! `docker-proxy`. It exits by itself when the network's record is removed.
 

@@ -3,16 +3,19 @@
 //!
 //! The responder is a small process of its own (Berth has no daemon, and the containers
 //! outlive the `berth` command): [`crate::Networking::start_dns`] starts it, detached,
-//! running [`run_from_args`] (a [`crate::HelperProgram`]) — either the `berth-dns` binary of this crate or any program
-//! that calls that function (the `berth` CLI can, from a hidden verb). It answers from the
-//! network's lease file, re-read whenever it changes, so attaching and detaching need no
-//! signal; it exits by itself when the network's record is removed.
+//! running [`run_from_args`] in a [`crate::HelperProgram`]: the `berth-dns` binary of this
+//! crate, or any program that calls that function (the `berth` CLI can, from a hidden
+//! verb). It answers from the lease files, re-read whenever they change, so attaching and
+//! detaching need no signal; it exits by itself when its network's record is removed.
 //!
-//! Answers: A records for every name of every lease on the network (service name,
-//! aliases, container name, hostname — all replicas of a service); for a known name with no
-//! IPv6 address an empty NOERROR to AAAA (so resolvers do not treat the name as missing);
-//! NXDOMAIN for an unknown single-label name (a name "in the stack"); everything else is
-//! forwarded to the upstream resolvers (the host's, from its `/etc/resolv.conf`).
+//! Answers: A records for every name of every lease (service name, aliases, container
+//! name, hostname — all replicas of a service) on the networks the asking container is on
+//! (this network first; a container on several networks resolves through any of its
+//! responders), nothing of networks it is not on; for a known name with no IPv6 address
+//! an empty NOERROR to AAAA (so resolvers do not treat the name as missing); NXDOMAIN for
+//! an unknown single-label name (a name "in the stack"); everything else is forwarded to
+//! the upstream resolvers (the host's, from its `/etc/resolv.conf`; none for `internal`
+//! networks unless asked).
 
 mod files;
 mod server;

@@ -247,3 +247,36 @@ fn published_ports_answer_other_networks_and_the_own_network_through_the_host() 
     // An internal network has no way out, published ports included.
     assert!(tcp_get(Some(&inner), sock(closed.gateway, p)).is_err());
 }
+
+#[test]
+fn a_container_cannot_reach_the_hosts_loopback_services() {
+    let env = TestEnv::new(27);
+    let net = env.network("lo", 0, false);
+    let evil = env.netns("evil");
+    env.attach(&evil, &net);
+    // A service of the host's own, on loopback only.
+    let p = env.port(0);
+    let listener = TcpListener::bind(("127.0.0.1", p)).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    // Inside, a root user points 127.0.0.0/8 at the gateway (route_localnet is on for
+    // the bridge, for published ports, and would otherwise let this through).
+    let ns = format!("--net={}", evil.path().display());
+    for cmd in [
+        "ip addr del 127.0.0.1/8 dev lo",
+        "sh -c 'echo 1 > /proc/sys/net/ipv4/conf/eth0/route_localnet'",
+        &format!("ip route add 127.0.0.0/8 via {} dev eth0", net.gateway),
+    ] {
+        let st = std::process::Command::new("nsenter")
+            .arg(&ns)
+            .args(["sh", "-c", cmd])
+            .status()
+            .unwrap();
+        assert!(st.success(), "{cmd}");
+    }
+    let got = tcp_get(Some(&evil), sock(Ipv4Addr::LOCALHOST, p));
+    assert!(got.is_err(), "reached the host's 127.0.0.1:{p}: {got:?}");
+    assert!(
+        listener.accept().is_err(),
+        "the host service saw a connection"
+    );
+}

@@ -271,15 +271,35 @@ const ANY_BRIDGE: &str = "berthbr*";
 /// conntrack. Nothing of Berth's needs that state (isolation is stateless, NAT concerns
 /// only traffic to or from outside the subnet, or to the gateway), so it is skipped:
 /// measurably more throughput between containers.
+///
+/// First, though: `route_localnet` (needed on the bridge for ports published on
+/// 127.0.0.1) would also let a container send to the host's loopback services by
+/// addressing 127.0.0.0/8 to the gateway's MAC. Nothing legitimate arrives from a bridge
+/// with a loopback address (answers to masqueraded loopback connections are addressed to
+/// the gateway until conntrack rewrites them, after this hook), so it is dropped here.
 fn raw_rules(net: &FirewallNetwork<'_>) -> Vec<Vec<Statement<'static>>> {
     let gw = net.gateway.to_string();
-    vec![vec![
-        is(field("ip", "saddr"), prefix(net.subnet)),
-        is(field("ip", "daddr"), prefix(net.subnet)),
-        is_not(field("ip", "saddr"), s(&gw)),
-        is_not(field("ip", "daddr"), s(&gw)),
-        Statement::Notrack,
-    ]]
+    let br = net.bridge.to_string();
+    let loopback = || prefix("127.0.0.0/8".parse().expect("literal"));
+    vec![
+        vec![
+            is(meta(MetaKey::Iifname), s(&br)),
+            is(field("ip", "daddr"), loopback()),
+            drop(),
+        ],
+        vec![
+            is(meta(MetaKey::Iifname), s(&br)),
+            is(field("ip", "saddr"), loopback()),
+            drop(),
+        ],
+        vec![
+            is(field("ip", "saddr"), prefix(net.subnet)),
+            is(field("ip", "daddr"), prefix(net.subnet)),
+            is_not(field("ip", "saddr"), s(&gw)),
+            is_not(field("ip", "daddr"), s(&gw)),
+            Statement::Notrack,
+        ],
+    ]
 }
 
 fn network_rules(

@@ -488,3 +488,36 @@ fn concurrent_attaches_get_distinct_addresses() {
         );
     }
 }
+
+#[test]
+fn ipam_config_gateway_and_ip_range_are_honoured() {
+    let env = TestEnv::new(16);
+    let name = env.name("ranged");
+    env.track_network(&name);
+    let subnet = env.subnet(0);
+    let base = u32::from(subnet.network());
+    let gateway = Ipv4Addr::from(base + 254);
+    let info = env
+        .net
+        .ensure_network(&NetworkSpec {
+            name,
+            ipam: IpamConfig {
+                subnet: Some(subnet),
+                gateway: Some(gateway),
+                ip_range: Some(ipnet::Ipv4Net::new(Ipv4Addr::from(base + 128), 26).unwrap()),
+            },
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(info.gateway, gateway);
+    let br = sh("ip", &["-4", "-o", "addr", "show", &info.bridge]);
+    assert!(br.contains(&format!("{gateway}/24")), "{br}");
+    let a = env.netns("a");
+    let e = env.attach(&a, &info);
+    assert_eq!(e.address.addr(), Ipv4Addr::from(base + 129));
+    let routes = sh_in(&a, "ip", &["route"]);
+    assert!(
+        routes.contains(&format!("default via {gateway}")),
+        "{routes}"
+    );
+}

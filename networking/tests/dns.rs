@@ -239,3 +239,86 @@ fn a_container_on_two_networks_resolves_names_of_both_and_others_do_not() {
         vec![eths[0].address.addr()]
     );
 }
+
+fn ask_tcp(ns: &Netns, server: SocketAddr, name: &str) -> Message {
+    use std::io::{Read, Write};
+    let name = name.to_string();
+    ns.run(move || {
+        let mut s = std::net::TcpStream::connect_timeout(&server, Duration::from_secs(3)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut q = Message::new();
+        q.set_id(77)
+            .set_recursion_desired(true)
+            .add_query(Query::query(Name::from_str(&name).unwrap(), RecordType::A));
+        let b = q.to_vec().unwrap();
+        s.write_all(&(b.len() as u16).to_be_bytes()).unwrap();
+        s.write_all(&b).unwrap();
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).unwrap();
+        let mut m = vec![0u8; u16::from_be_bytes(len) as usize];
+        s.read_exact(&mut m).unwrap();
+        Message::from_vec(&m).unwrap()
+    })
+    .unwrap()
+}
+
+/// A stand-in upstream over TCP on 127.0.0.1, answering every A query with `answer`.
+fn fake_tcp_upstream(port: u16, answer: Ipv4Addr) -> std::thread::JoinHandle<()> {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut c, _)) = l.accept() {
+            let mut len = [0u8; 2];
+            c.read_exact(&mut len).unwrap();
+            let mut m = vec![0u8; u16::from_be_bytes(len) as usize];
+            c.read_exact(&mut m).unwrap();
+            let q = Message::from_vec(&m).unwrap();
+            let mut r = Message::new();
+            r.set_id(q.id()).set_message_type(MessageType::Response);
+            for query in q.queries() {
+                r.add_query(query.clone());
+                r.add_answer(Record::from_rdata(
+                    query.name().clone(),
+                    60,
+                    RData::A(A(answer)),
+                ));
+            }
+            let b = r.to_vec().unwrap();
+            c.write_all(&(b.len() as u16).to_be_bytes()).unwrap();
+            c.write_all(&b).unwrap();
+        }
+    })
+}
+
+#[test]
+fn the_responder_answers_over_tcp_too() {
+    let env = TestEnv::new(33);
+    let net = env.network("tcpdns", 0, false);
+    let up_port = env.port(3);
+    let up_answer = Ipv4Addr::new(10, 213, 132, 250); // data only: never contacted
+    let up = fake_tcp_upstream(up_port, up_answer);
+    let server = env
+        .net
+        .start_dns(
+            &net.name,
+            &DnsOptions {
+                program: HelperProgram {
+                    program: env!("CARGO_BIN_EXE_berth-dns").into(),
+                    args: vec![],
+                },
+                upstreams: Some(vec![SocketAddr::from((Ipv4Addr::LOCALHOST, up_port))]),
+            },
+        )
+        .unwrap();
+    let a = env.netns("a");
+    let b = env.netns("b");
+    let ia = attach_named(&env, &a, &net, &["alpha"]);
+    attach_named(&env, &b, &net, &["beta"]);
+    assert_eq!(ips(&ask_tcp(&b, server, "alpha")), vec![ia]);
+    assert_eq!(
+        ask_tcp(&b, server, "gamma").response_code(),
+        ResponseCode::NXDomain
+    );
+    assert_eq!(ips(&ask_tcp(&b, server, "example.net")), vec![up_answer]);
+    up.join().unwrap();
+}

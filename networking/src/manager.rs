@@ -360,6 +360,40 @@ impl Networking {
             .run(Netlink::open)?
             .map_err(|e| NetError::io("open netlink socket in namespace", e))?;
         let mut host = host_netlink()?;
+        // Every request is checked before anything is made: a bad address for the second
+        // network must not leave the first one attached.
+        for (req, state) in requests.iter().zip(&states) {
+            let existing = state.leases.get(ns.name());
+            if let (Some(l), Some(want)) = (existing, req.ipv4_address) {
+                let host_if = names::host_veth_name(&self.config.root, &state.name, ns.name());
+                if want != l.address && host.link_by_name(&host_if)?.is_some() {
+                    return Err(NetError::InvalidNetwork {
+                        network: state.name.clone(),
+                        problem: format!(
+                            "namespace {} is attached with address {}; detach it to change its address",
+                            ns.name(),
+                            l.address
+                        ),
+                    });
+                }
+            }
+            if existing.is_none() || req.ipv4_address.is_some() {
+                let used: Vec<(Ipv4Addr, String)> = state
+                    .leases
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != ns.name())
+                    .map(|(k, l)| (l.address, k.clone()))
+                    .collect();
+                ipam::allocate(
+                    &state.name,
+                    state.subnet,
+                    state.gateway,
+                    state.ip_range,
+                    req.ipv4_address,
+                    &used,
+                )?;
+            }
+        }
         let mut made: Vec<(String, String)> = Vec::new(); // (network, host_if) made by this call
         let mut out = Vec::new();
         let result = (|| -> Result<()> {

@@ -521,3 +521,34 @@ fn ipam_config_gateway_and_ip_range_are_honoured() {
         "{routes}"
     );
 }
+
+#[test]
+fn a_bad_request_for_one_network_attaches_to_none() {
+    let env = TestEnv::new(17);
+    let n1 = env.network("good", 0, false);
+    let n2 = env.network("bad", 1, false);
+    let ns = env.netns("x");
+    let err = env
+        .net
+        .attach(
+            &ns,
+            &[
+                AttachRequest {
+                    network: n1.name.clone(),
+                    ..Default::default()
+                },
+                AttachRequest {
+                    network: n2.name.clone(),
+                    // The gateway: refused.
+                    ipv4_address: Some(n2.gateway),
+                    ..Default::default()
+                },
+            ],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("gateway"), "{err}");
+    let links = sh_in(&ns, "ip", &["-o", "link"]);
+    assert_eq!(links.lines().count(), 1, "only lo: {links}");
+    let state = std::fs::read_to_string(env.net.state_file(&n1.name)).unwrap();
+    assert!(!state.contains(ns.name()), "{state}");
+}

@@ -1,0 +1,535 @@
+//! nftables driver: rules in a table of Berth's own (`ip berth` by default), built as the
+//! JSON API's typed values (the `nftables` crate) and applied by the `nft` binary, one
+//! atomic transaction per call. Nothing outside that table is ever read or changed.
+//!
+//! Layout, per network with bridge `BR` (every chain a base chain of its own, so a
+//! network's rules are added and removed as whole chains, never by rule handle):
+//!
+//! ```text
+//! BR-raw   filter prerouting -300  ip saddr SUBNET ip daddr SUBNET (neither the gateway) notrack
+//! BR-fwd   filter forward  0    not internal: ct status dnat accept          (published ports)
+//!                               iifname BR oifname "berthbr*" oifname != BR drop   (isolation)
+//!                               oifname BR iifname "berthbr*" iifname != BR drop
+//!                               internal only: iifname BR oifname != BR drop; oifname BR iifname != BR drop
+//! BR-post  nat postrouting 100  not internal: ip saddr SUBNET oifname != BR masquerade
+//!                               not internal: ct status dnat ip saddr SUBNET oifname BR masquerade (hairpin)
+//!                               ip saddr 127.0.0.0/8 oifname BR masquerade  (published ports via 127.0.0.1)
+//! BR-KEY-pre  nat prerouting -100  [ip daddr HOST_IP | fib daddr type local] tcp dport P dnat to C:P'
+//! BR-KEY-out  nat output     -100  same, for connections made on the host itself
+//! ```
+//! where KEY names one attachment (the host end of its veth pair).
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+use nftables::batch::Batch;
+use nftables::expr::{
+    Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload, PayloadField,
+    Prefix, CT,
+};
+use nftables::helper::{self, NftablesError};
+use nftables::schema::{Chain, FlushObject, NfCmd, NfListObject, Nftables as NftDoc, Rule, Table};
+use nftables::stmt::{Match, Operator, Statement, NAT};
+use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+
+use super::{FirewallDriver, FirewallNetwork};
+use crate::error::{NetError, Result};
+use crate::ports::{PortMapping, Protocol};
+
+/// Rules in the nftables table `table` (family `ip`).
+#[derive(Debug, Clone)]
+pub struct Nftables {
+    pub table: String,
+}
+
+impl Nftables {
+    pub fn new(table: impl Into<String>) -> Self {
+        Nftables {
+            table: table.into(),
+        }
+    }
+
+    fn table_obj(&self) -> Table<'static> {
+        Table {
+            family: NfFamily::IP,
+            name: Cow::Owned(self.table.clone()),
+            handle: None,
+        }
+    }
+
+    fn chain(&self, name: &str) -> Chain<'static> {
+        Chain {
+            family: NfFamily::IP,
+            table: Cow::Owned(self.table.clone()),
+            name: Cow::Owned(name.to_string()),
+            ..Default::default()
+        }
+    }
+
+    fn base_chain(&self, name: &str, kind: NfChainType, hook: NfHook, prio: i32) -> Chain<'static> {
+        Chain {
+            _type: Some(kind),
+            hook: Some(hook),
+            prio: Some(prio),
+            policy: Some(NfChainPolicy::Accept),
+            ..self.chain(name)
+        }
+    }
+
+    fn rule(&self, chain: &str, expr: Vec<Statement<'static>>) -> NfListObject<'static> {
+        NfListObject::Rule(Rule {
+            family: NfFamily::IP,
+            table: Cow::Owned(self.table.clone()),
+            chain: Cow::Owned(chain.to_string()),
+            expr: Cow::Owned(expr),
+            ..Default::default()
+        })
+    }
+
+    /// (Re)creates `chain` with exactly `rules`: add (idempotent), flush, add rules.
+    fn replace_chain(
+        &self,
+        batch: &mut Batch<'static>,
+        chain: Chain<'static>,
+        rules: Vec<Vec<Statement<'static>>>,
+    ) {
+        let name = chain.name.to_string();
+        batch.add(NfListObject::Chain(chain));
+        batch.add_cmd(NfCmd::Flush(FlushObject::Chain(self.chain(&name))));
+        for r in rules {
+            batch.add(self.rule(&name, r));
+        }
+    }
+
+    fn apply(&self, batch: Batch<'static>) -> Result<()> {
+        let mut doc = serde_json::to_value(batch.to_nftables()).expect("rules serialize");
+        fix_unit_statements(&mut doc);
+        helper::apply_ruleset_raw(&doc.to_string(), helper::DEFAULT_NFT, helper::DEFAULT_ARGS)
+            .map(|_| ())
+            .map_err(fw_err)
+    }
+
+    /// Names of this table's chains; none when the table does not exist.
+    fn chains(&self) -> Result<Vec<String>> {
+        let doc: NftDoc<'static> = match helper::get_current_ruleset_with_args(
+            helper::DEFAULT_NFT,
+            ["list", "table", "ip", self.table.as_str()],
+        ) {
+            Ok(doc) => doc,
+            // `nft list table` of a table that is not there fails; that is "no chains".
+            Err(NftablesError::NftFailed { stderr, .. })
+                if stderr.contains("No such file or directory") =>
+            {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(fw_err(e)),
+        };
+        Ok(doc
+            .objects
+            .iter()
+            .filter_map(|o| match o {
+                nftables::schema::NfObject::ListObject(NfListObject::Chain(c)) => {
+                    Some(c.name.to_string())
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Deletes the chains whose names start with `prefix`, then the table if nothing is
+    /// left in it. Callers hold the state lock, so no other Berth process adds a chain
+    /// between the listing and the deletion.
+    fn delete_chains(&self, prefix: &str) -> Result<()> {
+        let chains = self.chains()?;
+        if chains.is_empty() {
+            // No table, or an empty one (a crash between "add table" and "add chain").
+            if self.table_exists()? {
+                let mut b = Batch::new();
+                b.delete(NfListObject::Table(self.table_obj()));
+                return self.apply(b);
+            }
+            return Ok(());
+        }
+        let doomed: Vec<&String> = chains.iter().filter(|c| c.starts_with(prefix)).collect();
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Batch::new();
+        for c in &doomed {
+            batch.add_cmd(NfCmd::Flush(FlushObject::Chain(self.chain(c))));
+            batch.delete(NfListObject::Chain(self.chain(c)));
+        }
+        if doomed.len() == chains.len() {
+            batch.delete(NfListObject::Table(self.table_obj()));
+        }
+        self.apply(batch)
+    }
+
+    fn table_exists(&self) -> Result<bool> {
+        let doc = helper::get_current_ruleset_with_args(helper::DEFAULT_NFT, ["list", "tables"])
+            .map_err(fw_err)?;
+        Ok(doc.objects.iter().any(|o| {
+            matches!(o, nftables::schema::NfObject::ListObject(NfListObject::Table(t))
+                if t.family == NfFamily::IP && t.name == self.table)
+        }))
+    }
+}
+
+/// The crate serializes statements without arguments (`notrack`) as bare strings, which
+/// `nft -j` refuses ("expected object"); nft wants `{"notrack": null}`.
+fn fix_unit_statements(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                if k == "expr" {
+                    if let serde_json::Value::Array(stmts) = child {
+                        for st in stmts.iter_mut() {
+                            if let serde_json::Value::String(name) = st {
+                                let mut o = serde_json::Map::new();
+                                o.insert(name.clone(), serde_json::Value::Null);
+                                *st = serde_json::Value::Object(o);
+                            }
+                        }
+                    }
+                }
+                fix_unit_statements(child);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(fix_unit_statements),
+        _ => {}
+    }
+}
+
+fn fw_err(e: NftablesError) -> NetError {
+    NetError::Firewall(e.to_string())
+}
+
+// ------------------------------------------------------------- expression helpers
+
+fn s(v: impl Into<String>) -> Expression<'static> {
+    Expression::String(Cow::Owned(v.into()))
+}
+
+fn meta(key: MetaKey) -> Expression<'static> {
+    Expression::Named(NamedExpression::Meta(Meta { key }))
+}
+
+fn field(protocol: &'static str, name: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
+        PayloadField {
+            protocol: Cow::Borrowed(protocol),
+            field: Cow::Borrowed(name),
+        },
+    )))
+}
+
+fn prefix(net: ipnet::Ipv4Net) -> Expression<'static> {
+    Expression::Named(NamedExpression::Prefix(Prefix {
+        addr: Box::new(s(net.network().to_string())),
+        len: u32::from(net.prefix_len()),
+    }))
+}
+
+fn is(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
+    Statement::Match(Match {
+        left,
+        right,
+        op: Operator::EQ,
+    })
+}
+
+fn is_not(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
+    Statement::Match(Match {
+        left,
+        right,
+        op: Operator::NEQ,
+    })
+}
+
+fn ct(key: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::CT(CT {
+        key: Cow::Borrowed(key),
+        family: None,
+        dir: None,
+    }))
+}
+
+fn drop() -> Statement<'static> {
+    Statement::Drop(None)
+}
+
+fn masquerade() -> Statement<'static> {
+    Statement::Masquerade(None)
+}
+
+/// Every Berth bridge (all share the prefix; see `names`).
+const ANY_BRIDGE: &str = "berthbr*";
+
+/// Container-to-container traffic inside one network is only bridged, yet hosts with
+/// `br_netfilter` (Docker's hosts among them) send every bridged packet through
+/// conntrack. Nothing of Berth's needs that state (isolation is stateless, NAT concerns
+/// only traffic to or from outside the subnet, or to the gateway), so it is skipped:
+/// measurably more throughput between containers.
+///
+/// First, though: `route_localnet` (needed on the bridge for ports published on
+/// 127.0.0.1) would also let a container send to the host's loopback services by
+/// addressing 127.0.0.0/8 to the gateway's MAC. Nothing legitimate arrives from a bridge
+/// with a loopback address (answers to masqueraded loopback connections are addressed to
+/// the gateway until conntrack rewrites them, after this hook), so it is dropped here.
+fn raw_rules(net: &FirewallNetwork<'_>) -> Vec<Vec<Statement<'static>>> {
+    let gw = net.gateway.to_string();
+    let br = net.bridge.to_string();
+    let loopback = || prefix("127.0.0.0/8".parse().expect("literal"));
+    vec![
+        vec![
+            is(meta(MetaKey::Iifname), s(&br)),
+            is(field("ip", "daddr"), loopback()),
+            drop(),
+        ],
+        vec![
+            is(meta(MetaKey::Iifname), s(&br)),
+            is(field("ip", "saddr"), loopback()),
+            drop(),
+        ],
+        vec![
+            is(field("ip", "saddr"), prefix(net.subnet)),
+            is(field("ip", "daddr"), prefix(net.subnet)),
+            is_not(field("ip", "saddr"), s(&gw)),
+            is_not(field("ip", "daddr"), s(&gw)),
+            Statement::Notrack,
+        ],
+    ]
+}
+
+fn network_rules(
+    net: &FirewallNetwork<'_>,
+) -> (Vec<Vec<Statement<'static>>>, Vec<Vec<Statement<'static>>>) {
+    let br = net.bridge.to_string();
+    let mut fwd = Vec::new();
+    if !net.internal {
+        // A published port is open to every network that may go out, as to other hosts:
+        // connections DNATed by Berth pass the isolation below (both directions, as
+        // conntrack marks the whole connection).
+        fwd.push(vec![
+            Statement::Match(Match {
+                left: ct("status"),
+                right: s("dnat"),
+                op: Operator::IN,
+            }),
+            Statement::Accept(None),
+        ]);
+    }
+    fwd.extend([
+        // No traffic between two different Berth networks, in either direction (the other
+        // network's table may belong to another Berth root).
+        vec![
+            is(meta(MetaKey::Iifname), s(&br)),
+            is(meta(MetaKey::Oifname), s(ANY_BRIDGE)),
+            is_not(meta(MetaKey::Oifname), s(&br)),
+            drop(),
+        ],
+        vec![
+            is(meta(MetaKey::Oifname), s(&br)),
+            is(meta(MetaKey::Iifname), s(ANY_BRIDGE)),
+            is_not(meta(MetaKey::Iifname), s(&br)),
+            drop(),
+        ],
+    ]);
+    let mut post = Vec::new();
+    if net.internal {
+        // No way out, no way in: only traffic between the network's own members.
+        fwd.push(vec![
+            is(meta(MetaKey::Iifname), s(&br)),
+            is_not(meta(MetaKey::Oifname), s(&br)),
+            drop(),
+        ]);
+        fwd.push(vec![
+            is(meta(MetaKey::Oifname), s(&br)),
+            is_not(meta(MetaKey::Iifname), s(&br)),
+            drop(),
+        ]);
+    } else {
+        post.push(vec![
+            is(field("ip", "saddr"), prefix(net.subnet)),
+            is_not(meta(MetaKey::Oifname), s(&br)),
+            masquerade(),
+        ]);
+        // Hairpin: a member reaching a published port of its own network through a host
+        // address. Without this the answer would go straight back over the bridge, from
+        // an address the client never talked to.
+        post.push(vec![
+            Statement::Match(Match {
+                left: ct("status"),
+                right: s("dnat"),
+                op: Operator::IN,
+            }),
+            is(field("ip", "saddr"), prefix(net.subnet)),
+            is(meta(MetaKey::Oifname), s(&br)),
+            masquerade(),
+        ]);
+    }
+    // A published port reached at 127.0.0.1 arrives with a loopback source, which the
+    // container could not answer: give it the gateway's address instead.
+    post.push(vec![
+        is(
+            field("ip", "saddr"),
+            prefix("127.0.0.0/8".parse().expect("literal")),
+        ),
+        is(meta(MetaKey::Oifname), s(&br)),
+        masquerade(),
+    ]);
+    (fwd, post)
+}
+
+fn dnat_rules(container: Ipv4Addr, ports: &[PortMapping]) -> Vec<Vec<Statement<'static>>> {
+    ports
+        .iter()
+        .map(|p| {
+            let mut r = Vec::new();
+            match p.host_ip {
+                Some(ip) => r.push(is(field("ip", "daddr"), s(ip.to_string()))),
+                None => r.push(is(
+                    Expression::Named(NamedExpression::Fib(Fib {
+                        result: FibResult::Type,
+                        flags: HashSet::from([FibFlag::Daddr]),
+                    })),
+                    s("local"),
+                )),
+            }
+            let proto = match p.protocol {
+                Protocol::Tcp => "tcp",
+                Protocol::Udp => "udp",
+            };
+            r.push(is(
+                field(proto, "dport"),
+                Expression::Number(u32::from(p.host_port)),
+            ));
+            r.push(Statement::DNAT(Some(NAT {
+                addr: Some(s(container.to_string())),
+                family: None,
+                port: Some(Expression::Number(u32::from(p.container_port))),
+                flags: None,
+            })));
+            r
+        })
+        .collect()
+}
+
+impl FirewallDriver for Nftables {
+    fn setup_network(&self, net: &FirewallNetwork<'_>) -> Result<()> {
+        let (fwd, post) = network_rules(net);
+        let mut batch = Batch::new();
+        batch.add(NfListObject::Table(self.table_obj()));
+        let br = net.bridge;
+        self.replace_chain(
+            &mut batch,
+            self.base_chain(
+                &format!("{br}-raw"),
+                NfChainType::Filter,
+                NfHook::Prerouting,
+                -300,
+            ),
+            raw_rules(net),
+        );
+        self.replace_chain(
+            &mut batch,
+            self.base_chain(
+                &format!("{br}-fwd"),
+                NfChainType::Filter,
+                NfHook::Forward,
+                0,
+            ),
+            fwd,
+        );
+        self.replace_chain(
+            &mut batch,
+            self.base_chain(
+                &format!("{br}-post"),
+                NfChainType::NAT,
+                NfHook::Postrouting,
+                100,
+            ),
+            post,
+        );
+        self.apply(batch)
+    }
+
+    fn teardown_network(&self, net: &FirewallNetwork<'_>) -> Result<()> {
+        self.delete_chains(&format!("{}-", net.bridge))
+    }
+
+    fn publish(
+        &self,
+        net: &FirewallNetwork<'_>,
+        key: &str,
+        container: Ipv4Addr,
+        ports: &[PortMapping],
+    ) -> Result<()> {
+        let rules = dnat_rules(container, ports);
+        let br = net.bridge;
+        let mut batch = Batch::new();
+        batch.add(NfListObject::Table(self.table_obj()));
+        self.replace_chain(
+            &mut batch,
+            self.base_chain(
+                &format!("{br}-{key}-pre"),
+                NfChainType::NAT,
+                NfHook::Prerouting,
+                -100,
+            ),
+            rules.clone(),
+        );
+        self.replace_chain(
+            &mut batch,
+            self.base_chain(
+                &format!("{br}-{key}-out"),
+                NfChainType::NAT,
+                NfHook::Output,
+                -100,
+            ),
+            rules,
+        );
+        self.apply(batch)
+    }
+
+    fn unpublish(&self, net: &FirewallNetwork<'_>, key: &str) -> Result<()> {
+        self.delete_chains(&format!("{}-{key}-", net.bridge))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_serialize_to_the_json_nft_expects() {
+        let net = FirewallNetwork {
+            name: "n",
+            bridge: "berthbr00000001",
+            subnet: "10.9.0.0/24".parse().unwrap(),
+            gateway: "10.9.0.1".parse().unwrap(),
+            internal: false,
+        };
+        let (fwd, post) = network_rules(&net);
+        assert_eq!(fwd.len(), 3);
+        assert_eq!(post.len(), 3);
+        let j = serde_json::to_string(&post[0]).unwrap();
+        assert!(
+            j.contains(r#""prefix":{"addr":"10.9.0.0","len":24}"#),
+            "{j}"
+        );
+        assert!(j.contains("masquerade"), "{j}");
+        let internal = FirewallNetwork {
+            internal: true,
+            ..net
+        };
+        let (fwd, post) = network_rules(&internal);
+        assert_eq!(fwd.len(), 4, "no accept for published ports");
+        assert_eq!(post.len(), 1, "no masquerade out of an internal network");
+        let d = dnat_rules("10.9.0.2".parse().unwrap(), &[PortMapping::udp(5353, 53)]);
+        let j = serde_json::to_string(&d[0]).unwrap();
+        assert!(j.contains(r#""dnat":{"addr":"10.9.0.2","port":53}"#), "{j}");
+        assert!(j.contains(r#""protocol":"udp","field":"dport""#), "{j}");
+    }
+}

@@ -1,0 +1,294 @@
+//! Attaching a namespace to networks, and detaching it.
+
+use super::*;
+
+impl Networking {
+    /// Joins namespace `ns` to each requested network: one veth pair per network, the
+    /// inner ends named `eth0`, `eth1`, ... in order, an address from each network's IPAM,
+    /// and a default route through the gateway of the highest-priority non-internal
+    /// network. Attaching again to a network it is already on returns what is there.
+    pub fn attach(&self, ns: &Netns, requests: &[AttachRequest]) -> Result<Vec<Attachment>> {
+        let mut seen = BTreeSet::new();
+        for r in requests {
+            if !seen.insert(r.network.as_str()) {
+                return Err(NetError::InvalidNetwork {
+                    network: r.network.clone(),
+                    problem: "listed twice for the same namespace".into(),
+                });
+            }
+        }
+        let lock = self.store.lock()?;
+        let mut states = Vec::with_capacity(requests.len());
+        for r in requests {
+            let s = self
+                .store
+                .load(&lock, &r.network)?
+                .ok_or_else(|| NetError::UnknownNetwork(r.network.clone()))?;
+            states.push(s);
+        }
+        // The default route: highest priority among non-internal networks, first wins ties.
+        let mut default_idx: Option<usize> = None;
+        for (i, (r, s)) in requests.iter().zip(&states).enumerate() {
+            if s.internal {
+                continue;
+            }
+            if default_idx.is_none_or(|d| r.priority > requests[d].priority) {
+                default_idx = Some(i);
+            }
+        }
+        let ns_file = ns.open()?;
+        let mut inner = ns
+            .run(Netlink::open)?
+            .map_err(|e| NetError::io("open netlink socket in namespace", e))?;
+        let mut host = host_netlink()?;
+        // Every request is checked before anything is made: a bad address for the second
+        // network must not leave the first one attached.
+        for (req, state) in requests.iter().zip(&states) {
+            let existing = state.leases.get(ns.name());
+            if let (Some(l), Some(want)) = (existing, req.ipv4_address) {
+                let host_if = names::host_veth_name(&self.config.root, &state.name, ns.name());
+                if want != l.address && host.link_by_name(&host_if)?.is_some() {
+                    return Err(NetError::InvalidNetwork {
+                        network: state.name.clone(),
+                        problem: format!(
+                            "namespace {} is attached with address {}; detach it to change its address",
+                            ns.name(),
+                            l.address
+                        ),
+                    });
+                }
+            }
+            if existing.is_none() || req.ipv4_address.is_some() {
+                let used: Vec<(Ipv4Addr, String)> = state
+                    .leases
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != ns.name())
+                    .map(|(k, l)| (l.address, k.clone()))
+                    .collect();
+                ipam::allocate(
+                    &state.name,
+                    state.subnet,
+                    state.gateway,
+                    state.ip_range,
+                    req.ipv4_address,
+                    &used,
+                )?;
+            }
+        }
+        let mut made: Vec<(String, String)> = Vec::new(); // (network, host_if) made by this call
+        let mut out = Vec::new();
+        let result = (|| -> Result<()> {
+            for (i, (req, state)) in requests.iter().zip(states.iter_mut()).enumerate() {
+                let host_if = names::host_veth_name(&self.config.root, &state.name, ns.name());
+                let existing = state.leases.get(ns.name()).cloned();
+                let host_link = host.link_by_name(&host_if)?;
+                // Already attached (a restarted container, or `up` run again): keep the
+                // pair and the address, and make sure the inside is configured (a crash may
+                // have come between making the pair and configuring it).
+                let reuse = match &existing {
+                    Some(l) if l.interface.is_some() && host_link.is_some() => {
+                        if req.ipv4_address.is_some_and(|want| want != l.address) {
+                            return Err(NetError::InvalidNetwork {
+                                network: state.name.clone(),
+                                problem: format!(
+                                    "namespace {} is attached with address {}; detach it to change its address",
+                                    ns.name(),
+                                    l.address
+                                ),
+                            });
+                        }
+                        Some(l.clone())
+                    }
+                    _ => None,
+                };
+                let (address, ifname) = if let Some(lease) = reuse {
+                    if !req.dns_names.is_empty() && req.dns_names != lease.dns_names {
+                        let l = state.leases.get_mut(ns.name()).expect("present");
+                        l.dns_names = req.dns_names.clone();
+                        self.store.save(&lock, state)?;
+                    }
+                    (lease.address, lease.interface.expect("checked"))
+                } else {
+                    let bridge = host.link_by_name(&state.bridge)?.ok_or_else(|| {
+                        NetError::UnknownNetwork(format!(
+                            "{} (its bridge {} is gone: ensure the network again)",
+                            state.name, state.bridge
+                        ))
+                    })?;
+                    // A host end by our name is a crash's leftover only if it is on our
+                    // bridge (pairs are made on it in the same request); else not ours.
+                    if host_link
+                        .as_ref()
+                        .is_some_and(|l| l.controller != Some(bridge.index))
+                    {
+                        return Err(NetError::NameTaken {
+                            name: host_if.clone(),
+                            what: "the host end of this namespace's veth pair",
+                        });
+                    }
+                    // A lease without its link is a crash's leftover: keep its address.
+                    let address = match (&existing, req.ipv4_address) {
+                        (Some(l), None) => l.address,
+                        (Some(l), Some(want)) if l.address == want => want,
+                        _ => {
+                            let used: Vec<(Ipv4Addr, String)> = state
+                                .leases
+                                .iter()
+                                .filter(|(k, _)| k.as_str() != ns.name())
+                                .map(|(k, l)| (l.address, k.clone()))
+                                .collect();
+                            ipam::allocate(
+                                &state.name,
+                                state.subnet,
+                                state.gateway,
+                                state.ip_range,
+                                req.ipv4_address,
+                                &used,
+                            )?
+                        }
+                    };
+                    let taken_names: BTreeSet<String> =
+                        inner.links()?.into_iter().map(|l| l.name).collect();
+                    let ifname = (0..100)
+                        .map(|n| format!("eth{n}"))
+                        .find(|n| !taken_names.contains(n))
+                        .ok_or_else(|| NetError::NoInterfaceName(ns.name().to_string()))?;
+                    state.leases.insert(
+                        ns.name().to_string(),
+                        Lease {
+                            address,
+                            host_interface: host_if.clone(),
+                            interface: Some(ifname.clone()),
+                            netns_path: ns.path().to_path_buf(),
+                            ports: existing.map(|l| l.ports).unwrap_or_default(),
+                            fixed: req.ipv4_address.is_some(),
+                            dns_names: req.dns_names.clone(),
+                        },
+                    );
+                    // Recorded before the pair exists, so removal after a crash finds it.
+                    self.store.save(&lock, state)?;
+                    made.push((state.name.clone(), host_if.clone()));
+                    crate::fault::point("attach-after-lease");
+                    // A host end left by a crash (checked above to be on our bridge).
+                    if host_link.is_some() {
+                        host.delete_link(&host_if)?;
+                    }
+                    host.create_veth(
+                        &host_if,
+                        Some(bridge.index),
+                        &ifname,
+                        ns_file.as_fd(),
+                        state.mtu,
+                    )?;
+                    (address, ifname)
+                };
+                crate::fault::point("attach-after-veth");
+                let link = inner.link_by_name(&ifname)?.ok_or_else(|| {
+                    NetError::io(
+                        format!("{ifname} did not appear in {}", ns.path().display()),
+                        std::io::Error::from_raw_os_error(libc::ENODEV),
+                    )
+                })?;
+                let addr = Ipv4Net::new(address, state.subnet.prefix_len()).expect("prefix");
+                inner.add_address(link.index, addr)?;
+                inner.set_up(link.index)?;
+                if default_idx == Some(i) {
+                    inner.add_default_route(state.gateway)?;
+                }
+                out.push(Attachment {
+                    network: state.name.clone(),
+                    interface: ifname,
+                    address: addr,
+                    gateway: state.gateway,
+                    host_interface: host_if,
+                    default_route: default_idx == Some(i),
+                });
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            // Undo what this call made; the error that stopped it is the one reported.
+            for (network, host_if) in made {
+                let _ = host.delete_link(&host_if);
+                if let Ok(Some(mut s)) = self.store.load(&lock, &network) {
+                    s.leases.remove(ns.name());
+                    let _ = self.store.save(&lock, &s);
+                }
+            }
+            return Err(e);
+        }
+        Ok(out)
+    }
+
+    /// Takes namespace `ns` off `networks` (every network it is on when `None`): deletes
+    /// the veth pairs, the published ports and the leases. Keeps going past errors and
+    /// reports them all. Detaching what is not attached is fine.
+    pub fn detach(&self, ns: &Netns, networks: Option<&[&str]>) -> Result<(), TeardownError> {
+        let mut errors = Vec::new();
+        let lock = match self.store.lock() {
+            Ok(l) => l,
+            Err(e) => return Err(TeardownError(vec![e])),
+        };
+        let states: Vec<NetworkState> = match networks {
+            Some(names) => names
+                .iter()
+                .filter_map(|n| match self.store.load(&lock, n) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        errors.push(e);
+                        None
+                    }
+                })
+                .collect(),
+            None => match self.store.all(&lock) {
+                Ok(all) => all
+                    .into_iter()
+                    .filter(|s| s.leases.contains_key(ns.name()))
+                    .collect(),
+                Err(e) => return Err(TeardownError(vec![e])),
+            },
+        };
+        let mut host = match host_netlink() {
+            Ok(h) => h,
+            Err(e) => return Err(TeardownError(vec![e])),
+        };
+        for mut state in states {
+            let host_if = state
+                .leases
+                .get(ns.name())
+                .map(|l| l.host_interface.clone())
+                .unwrap_or_else(|| {
+                    names::host_veth_name(&self.config.root, &state.name, ns.name())
+                });
+            let mut ok = true;
+            // Ports are recorded before their rules are made, so a lease without ports
+            // has no rules to remove (and the `nft` round trips are skipped). Without a
+            // lease (a crash before it was written) look anyway.
+            let has_ports = state
+                .leases
+                .get(ns.name())
+                .is_none_or(|l| !l.ports.is_empty());
+            if has_ports {
+                if let Err(e) = self.firewall.unpublish(&fw_net(&state), &host_if) {
+                    errors.push(e);
+                    ok = false;
+                }
+                if let Err(e) = proxy_helper(&self.config.run, &state.bridge, &host_if).stop() {
+                    errors.push(e);
+                    ok = false;
+                }
+            }
+            // Deleting one end of a veth pair deletes the other, wherever it is.
+            if let Err(e) = host.delete_link(&host_if) {
+                errors.push(e.into());
+                ok = false;
+            }
+            if ok && state.leases.remove(ns.name()).is_some() {
+                if let Err(e) = self.store.save(&lock, &state) {
+                    errors.push(e);
+                }
+            }
+        }
+        TeardownError::check(errors)
+    }
+}

@@ -1,0 +1,243 @@
+//! Networks: make (or check and repair) one, remove one, list them.
+
+use super::*;
+
+impl Networking {
+    /// Makes the network (bridge, gateway address, firewall rules) or checks and repairs
+    /// the one already there. The subnet is kept in the record, so the same network keeps
+    /// its subnet while it exists, and gets the same one back after removal when it is
+    /// still free (the pool search starts at a place fixed by the network's name).
+    pub fn ensure_network(&self, spec: &NetworkSpec) -> Result<NetworkInfo> {
+        validate_name("network", &spec.name)?;
+        if let Some(mtu) = spec.mtu {
+            if !(68..=65535).contains(&mtu) {
+                return Err(NetError::InvalidNetwork {
+                    network: spec.name.clone(),
+                    problem: format!("mtu {mtu} is outside 68..65535"),
+                });
+            }
+        }
+        if spec.ipam.subnet.is_none()
+            && (spec.ipam.gateway.is_some() || spec.ipam.ip_range.is_some())
+        {
+            return Err(NetError::InvalidNetwork {
+                network: spec.name.clone(),
+                problem: "gateway and ip_range need a subnet in the same ipam.config entry".into(),
+            });
+        }
+        let lock = self.store.lock()?;
+        let mut nl = host_netlink()?;
+        let state = match self.store.load(&lock, &spec.name)? {
+            Some(state) => {
+                if let Some(want) = spec.ipam.subnet {
+                    if want.trunc() != state.subnet {
+                        return Err(NetError::InvalidNetwork {
+                            network: spec.name.clone(),
+                            problem: format!(
+                                "it exists with subnet {}, not {want}; remove it (berth down) to change its subnet",
+                                state.subnet
+                            ),
+                        });
+                    }
+                }
+                if spec.internal != state.internal {
+                    return Err(NetError::InvalidNetwork {
+                        network: spec.name.clone(),
+                        problem: format!(
+                            "it exists with internal: {}; remove it (berth down) to change that",
+                            state.internal
+                        ),
+                    });
+                }
+                state
+            }
+            None => {
+                let bridge = names::bridge_name(&self.config.root, &spec.name);
+                // No record, yet the bridge is there: not ours to take over (our records
+                // are written before our bridges are made).
+                if nl.link_by_name(&bridge)?.is_some() {
+                    return Err(NetError::NameTaken {
+                        name: bridge,
+                        what: "the bridge this network would get",
+                    });
+                }
+                let mut taken = host_taken_subnets(&mut nl, &bridge)?;
+                for other in self.store.all(&lock)? {
+                    taken.push(Taken {
+                        net: other.subnet,
+                        by: Some(format!("Berth network {}", other.name)),
+                    });
+                }
+                let hash = names::network_hash(&self.config.root, &spec.name);
+                let subnet =
+                    ipam::choose_subnet(&spec.name, &spec.ipam, &self.config.pool, hash, &taken)?;
+                let (gateway, ip_range) = ipam::gateway_and_range(&spec.name, subnet, &spec.ipam)?;
+                let state = NetworkState {
+                    name: spec.name.clone(),
+                    bridge,
+                    subnet,
+                    gateway,
+                    ip_range,
+                    internal: spec.internal,
+                    mtu: spec.mtu,
+                    leases: Default::default(),
+                };
+                // Recorded before the bridge exists: a crash from here on is found by
+                // remove_network through this file.
+                self.store.save(&lock, &state)?;
+                crate::fault::point("ensure-after-record");
+                state
+            }
+        };
+        self.make_bridge(&mut nl, &state)?;
+        crate::fault::point("ensure-after-bridge");
+        if !state.internal {
+            // Published ports and the way out are forwarded by the host.
+            sysctl::enable_ip_forward()?;
+        }
+        self.firewall.setup_network(&fw_net(&state))?;
+        Ok(NetworkInfo {
+            name: state.name.clone(),
+            bridge: state.bridge.clone(),
+            subnet: state.subnet,
+            gateway: state.gateway,
+            internal: state.internal,
+        })
+    }
+
+    fn make_bridge(&self, nl: &mut Netlink, state: &NetworkState) -> Result<()> {
+        let link = match nl.link_by_name(&state.bridge)? {
+            Some(l) => l,
+            None => {
+                nl.create_bridge(
+                    &state.bridge,
+                    state.mtu,
+                    names::bridge_mac(&self.config.root, &state.name),
+                )?;
+                nl.link_by_name(&state.bridge)?.ok_or_else(|| {
+                    NetError::io(
+                        format!("bridge {} vanished after creation", state.bridge),
+                        std::io::Error::from_raw_os_error(libc::ENODEV),
+                    )
+                })?
+            }
+        };
+        let gw = Ipv4Net::new(state.gateway, state.subnet.prefix_len()).expect("valid prefix");
+        nl.add_address(link.index, gw)?;
+        if !link.up {
+            nl.set_up(link.index)?;
+        }
+        // Lets DNAT send connections from 127.0.0.1 to the bridge (they are masqueraded
+        // to the gateway address on the way; see the firewall).
+        sysctl::set_route_localnet(&state.bridge)?;
+        Ok(())
+    }
+
+    /// Removes the network: every veth pair still on it, its bridge, its firewall rules
+    /// and its record. Keeps going past errors and reports them all; removing a network
+    /// that is not there (or half there after a crash) succeeds.
+    pub fn remove_network(&self, name: &str) -> Result<(), TeardownError> {
+        if let Err(e) = validate_name("network", name) {
+            return Err(TeardownError(vec![e]));
+        }
+        let mut errors = Vec::new();
+        let lock = match self.store.lock() {
+            Ok(l) => l,
+            Err(e) => return Err(TeardownError(vec![e])),
+        };
+        // Our records are written before our links are made, so without a record the links
+        // by our names are not ours (another root's, or something else's): leave them. A
+        // corrupt record is still ours: remove what the name tells us about.
+        let (state, links_are_ours) = match self.store.load(&lock, name) {
+            Ok(s) => {
+                let ours = s.is_some();
+                (s, ours)
+            }
+            Err(e) => {
+                errors.push(e);
+                (None, true)
+            }
+        };
+        let bridge = state
+            .as_ref()
+            .map(|s| s.bridge.clone())
+            .unwrap_or_else(|| names::bridge_name(&self.config.root, name));
+        let mut host = match host_netlink() {
+            Ok(h) => h,
+            Err(e) => return Err(TeardownError(vec![e])),
+        };
+        // Every port of the bridge, whether a lease names it or not.
+        let mut ports: BTreeSet<String> = state
+            .iter()
+            .flat_map(|s| s.leases.values().map(|l| l.host_interface.clone()))
+            .collect();
+        match host.link_by_name(&bridge) {
+            Ok(Some(_)) if !links_are_ours => {}
+            Ok(Some(br)) => match host.links() {
+                Ok(links) => ports.extend(
+                    links
+                        .into_iter()
+                        .filter(|l| l.controller == Some(br.index))
+                        .map(|l| l.name),
+                ),
+                Err(e) => errors.push(e.into()),
+            },
+            Ok(None) => {}
+            Err(e) => errors.push(e.into()),
+        }
+        for port in ports {
+            if let Err(e) = host.delete_link(&port) {
+                errors.push(e.into());
+            }
+        }
+        if links_are_ours {
+            if let Err(e) = host.delete_link(&bridge) {
+                errors.push(e.into());
+            }
+        }
+        if let Err(e) = dns_helper(&self.config.run, name).stop() {
+            errors.push(e);
+        }
+        for proxy in Helper::list(&self.config.run, &format!("proxy-{bridge}-")) {
+            if let Err(e) = proxy.stop() {
+                errors.push(e);
+            }
+        }
+        let fw = FirewallNetwork {
+            name,
+            bridge: &bridge,
+            subnet: state.as_ref().map(|s| s.subnet).unwrap_or_default(),
+            gateway: state
+                .as_ref()
+                .map(|s| s.gateway)
+                .unwrap_or(Ipv4Addr::UNSPECIFIED),
+            internal: state.as_ref().is_some_and(|s| s.internal),
+        };
+        if let Err(e) = self.firewall.teardown_network(&fw) {
+            errors.push(e);
+        }
+        if errors.is_empty() {
+            if let Err(e) = self.store.remove(&lock, name) {
+                errors.push(e);
+            }
+        }
+        TeardownError::check(errors)
+    }
+
+    /// The networks on record (including ones a crashed run left), for `down` to remove.
+    pub fn networks(&self) -> Result<Vec<NetworkInfo>> {
+        let lock = self.store.lock()?;
+        Ok(self
+            .store
+            .all(&lock)?
+            .into_iter()
+            .map(|s| NetworkInfo {
+                name: s.name,
+                bridge: s.bridge,
+                subnet: s.subnet,
+                gateway: s.gateway,
+                internal: s.internal,
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,419 @@
+//! A small synchronous rtnetlink client: one `NETLINK_ROUTE` socket, one request at a
+//! time, each answered by an ACK or a dump.
+//!
+//! Why synchronous: a netlink socket belongs to the network namespace it was opened in,
+//! for its whole life. Opening one socket per namespace (on a thread that entered it, see
+//! [`crate::Netns::run`]) and then talking to it from any thread is simpler and cheaper than
+//! running an async runtime per namespace, and every call here is a few microseconds of
+//! kernel work. (netavark does the same with its own sync wrapper.)
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use ipnet::Ipv4Net;
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+/// What the kernel said no to, with the request that it refused.
+#[derive(Debug, thiserror::Error)]
+#[error("netlink {op}: {source}")]
+pub struct NetlinkError {
+    /// The request, e.g. `create bridge berthbr1a2b3c4d`.
+    pub op: String,
+    #[source]
+    pub source: io::Error,
+}
+
+impl NetlinkError {
+    /// The errno the kernel answered, if any.
+    pub fn errno(&self) -> Option<i32> {
+        self.source.raw_os_error()
+    }
+}
+
+type Result<T> = std::result::Result<T, NetlinkError>;
+
+/// A link as a dump shows it: enough to find ours and clean up.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// Index of the bridge this link is a port of.
+    pub controller: Option<u32>,
+    pub up: bool,
+}
+
+/// An IPv4 route of the main table.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub dst: Ipv4Net,
+    pub gateway: Option<Ipv4Addr>,
+    /// Index of the link the route goes out of.
+    pub oif: Option<u32>,
+}
+
+/// One rtnetlink socket, bound to the namespace that opened it.
+pub struct Netlink {
+    socket: Socket,
+    seq: u32,
+}
+
+impl Netlink {
+    /// Opens a socket in the calling thread's network namespace.
+    pub fn open() -> io::Result<Self> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        // Extended ACKs make the kernel's error strings available in newer kernels; not
+        // needed for correctness, so a refusal here is ignored.
+        let _ = socket.set_ext_ack(true);
+        Ok(Self { socket, seq: 0 })
+    }
+
+    fn send(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<u32> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = flags;
+        header.sequence_number = self.seq;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
+        packet.finalize();
+        let mut buf = vec![0u8; packet.buffer_len()];
+        packet.serialize(&mut buf);
+        self.socket.send(&buf, 0)?;
+        Ok(self.seq)
+    }
+
+    /// Sends a request and collects every answer up to the ACK or DONE.
+    fn request(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> io::Result<Vec<RouteNetlinkMessage>> {
+        let seq = self.send(msg, flags | NLM_F_REQUEST | NLM_F_ACK)?;
+        let mut out = Vec::new();
+        loop {
+            let (buf, _) = self.socket.recv_from_full()?;
+            let mut offset = 0;
+            while offset < buf.len() {
+                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[offset..])
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let len = msg.header.length as usize;
+                if len == 0 {
+                    break;
+                }
+                offset += len;
+                if msg.header.sequence_number != seq {
+                    continue; // a late answer to an earlier request; not ours
+                }
+                match msg.payload {
+                    NetlinkPayload::Error(e) => {
+                        return match e.code {
+                            None => Ok(out), // the ACK
+                            Some(_) => Err(e.to_io()),
+                        };
+                    }
+                    NetlinkPayload::Done(_) => return Ok(out),
+                    NetlinkPayload::InnerMessage(m) => out.push(m),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn ack(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        op: impl FnOnce() -> String,
+    ) -> Result<()> {
+        self.request(msg, flags)
+            .map(|_| ())
+            .map_err(|source| NetlinkError { op: op(), source })
+    }
+
+    // ---------------------------------------------------------------- links
+
+    /// Every link in this namespace.
+    pub fn links(&mut self) -> Result<Vec<Link>> {
+        let msgs = self
+            .request(
+                RouteNetlinkMessage::GetLink(LinkMessage::default()),
+                NLM_F_DUMP,
+            )
+            .map_err(|source| NetlinkError {
+                op: "list links".into(),
+                source,
+            })?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(to_link(&l)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The link called `name`, or `None` when there is none.
+    pub fn link_by_name(&mut self, name: &str) -> Result<Option<Link>> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.request(RouteNetlinkMessage::GetLink(msg), 0) {
+            Ok(msgs) => Ok(msgs.into_iter().find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(to_link(&l)),
+                _ => None,
+            })),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+            Err(source) => Err(NetlinkError {
+                op: format!("look up link {name}"),
+                source,
+            }),
+        }
+    }
+
+    /// Creates a bridge, up, with the given MTU and MAC address. The MAC is set, not left
+    /// to the kernel: a bridge without one takes the lowest MAC of its ports and changes
+    /// it when that port leaves, which strands every neighbour's ARP entry for the
+    /// gateway for seconds.
+    pub fn create_bridge(&mut self, name: &str, mtu: Option<u32>, mac: [u8; 6]) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        if let Some(mtu) = mtu {
+            msg.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        msg.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
+        self.ack(
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+            || format!("create bridge {name}"),
+        )
+    }
+
+    /// Creates a veth pair in one request: `host_name` here, a port of bridge `controller`
+    /// (if given)
+    /// and up; its peer `peer_name` directly inside the namespace `peer_netns` (so no
+    /// interface ever appears in the host namespace under a container's name).
+    pub fn create_veth(
+        &mut self,
+        host_name: &str,
+        controller: Option<u32>,
+        peer_name: &str,
+        peer_netns: BorrowedFd<'_>,
+        mtu: Option<u32>,
+    ) -> Result<()> {
+        let mut peer = LinkMessage::default();
+        peer.attributes
+            .push(LinkAttribute::IfName(peer_name.to_string()));
+        peer.attributes
+            .push(LinkAttribute::NetNsFd(peer_netns.as_raw_fd()));
+        let mut msg = LinkMessage::default();
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes
+            .push(LinkAttribute::IfName(host_name.to_string()));
+        if let Some(mtu) = mtu {
+            msg.attributes.push(LinkAttribute::Mtu(mtu));
+            peer.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        if let Some(c) = controller {
+            msg.attributes.push(LinkAttribute::Controller(c));
+        }
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+        ]));
+        self.ack(
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+            || format!("create veth pair {host_name} <-> {peer_name}"),
+        )
+    }
+
+    /// Brings a link up.
+    pub fn set_up(&mut self, index: u32) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        self.ack(RouteNetlinkMessage::SetLink(msg), 0, || {
+            format!("set link #{index} up")
+        })
+    }
+
+    /// Deletes a link by name; `Ok(false)` when there was none (removal is idempotent).
+    pub fn delete_link(&mut self, name: &str) -> Result<bool> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.request(RouteNetlinkMessage::DelLink(msg), 0) {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(false),
+            Err(source) => Err(NetlinkError {
+                op: format!("delete link {name}"),
+                source,
+            }),
+        }
+    }
+
+    // ------------------------------------------------------------ addresses
+
+    /// IPv4 addresses on link `index`.
+    pub fn addresses(&mut self, index: u32) -> Result<Vec<Ipv4Net>> {
+        let mut req = AddressMessage::default();
+        req.header.family = AddressFamily::Inet;
+        let msgs = self
+            .request(RouteNetlinkMessage::GetAddress(req), NLM_F_DUMP)
+            .map_err(|source| NetlinkError {
+                op: "list addresses".into(),
+                source,
+            })?;
+        let mut out = Vec::new();
+        for m in msgs {
+            let RouteNetlinkMessage::NewAddress(a) = m else {
+                continue;
+            };
+            if a.header.index != index {
+                continue;
+            }
+            for attr in &a.attributes {
+                if let AddressAttribute::Local(IpAddr::V4(ip)) = attr {
+                    if let Ok(net) = Ipv4Net::new(*ip, a.header.prefix_len) {
+                        out.push(net);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds `addr` (address and prefix) to link `index`; an address already there is fine.
+    pub fn add_address(&mut self, index: u32, addr: Ipv4Net) -> Result<()> {
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.prefix_len = addr.prefix_len();
+        msg.header.index = index;
+        let ip = IpAddr::V4(addr.addr());
+        msg.attributes.push(AddressAttribute::Local(ip));
+        msg.attributes.push(AddressAttribute::Address(ip));
+        if addr.prefix_len() < 31 {
+            msg.attributes
+                .push(AddressAttribute::Broadcast(addr.broadcast()));
+        }
+        match self.request(
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            Err(source) => Err(NetlinkError {
+                op: format!("add address {addr} to link #{index}"),
+                source,
+            }),
+        }
+    }
+
+    // --------------------------------------------------------------- routes
+
+    /// Destinations of the IPv4 routes in the main table (the default route shows as
+    /// `0.0.0.0/0`).
+    pub fn routes_v4(&mut self) -> Result<Vec<Route>> {
+        let mut req = RouteMessage::default();
+        req.header.address_family = AddressFamily::Inet;
+        let msgs = self
+            .request(RouteNetlinkMessage::GetRoute(req), NLM_F_DUMP)
+            .map_err(|source| NetlinkError {
+                op: "list routes".into(),
+                source,
+            })?;
+        let mut out = Vec::new();
+        for m in msgs {
+            let RouteNetlinkMessage::NewRoute(r) = m else {
+                continue;
+            };
+            if r.header.address_family != AddressFamily::Inet {
+                continue;
+            }
+            let mut table = u32::from(r.header.table);
+            let mut dst = Ipv4Addr::UNSPECIFIED;
+            let mut gw = None;
+            let mut oif = None;
+            for a in &r.attributes {
+                match a {
+                    RouteAttribute::Table(t) => table = *t,
+                    RouteAttribute::Oif(o) => oif = Some(*o),
+                    RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = *d,
+                    RouteAttribute::Gateway(RouteAddress::Inet(g)) => gw = Some(*g),
+                    _ => {}
+                }
+            }
+            if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
+                continue;
+            }
+            if let Ok(net) = Ipv4Net::new(dst, r.header.destination_prefix_length) {
+                out.push(Route {
+                    dst: net,
+                    gateway: gw,
+                    oif,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds the default route via `gateway`; one already there is fine.
+    pub fn add_default_route(&mut self, gateway: Ipv4Addr) -> Result<()> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = AddressFamily::Inet;
+        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        msg.header.protocol = RouteProtocol::Static;
+        msg.header.scope = RouteScope::Universe;
+        msg.header.kind = RouteType::Unicast;
+        msg.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        match self.request(
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            Err(source) => Err(NetlinkError {
+                op: format!("add default route via {gateway}"),
+                source,
+            }),
+        }
+    }
+}
+
+fn to_link(l: &LinkMessage) -> Link {
+    let mut name = String::new();
+    let mut controller = None;
+    for a in &l.attributes {
+        match a {
+            LinkAttribute::IfName(n) => name = n.clone(),
+            LinkAttribute::Controller(c) => controller = Some(*c),
+            _ => {}
+        }
+    }
+    Link {
+        index: l.header.index,
+        name,
+        controller,
+        up: l.header.flags.contains(LinkFlags::Up),
+    }
+}

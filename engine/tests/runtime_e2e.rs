@@ -706,3 +706,49 @@ fn pause_freezes_and_resume_thaws_and_stats_report_usage() {
     assert!(s["memory_usage"].as_u64().unwrap() > 0);
     f.delete(&id);
 }
+
+#[test]
+fn run_forwards_sigterm_to_the_container() {
+    let f = Fixture::new("sigfwd");
+    let id = f.id("c");
+    let cfg = f.config(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 3' TERM; while :; do sleep 0.05; done",
+        ],
+    );
+    let b = f.bundle(&id, &cfg);
+    let child = f
+        .cmd(&["run", "--bundle", b.to_str().unwrap(), &id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut running = false;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(20));
+        let o = f.rt(&["state", &id]);
+        if String::from_utf8_lossy(&o.stdout).contains("\"running\"") {
+            running = true;
+            break;
+        }
+    }
+    assert!(running);
+    std::thread::sleep(Duration::from_millis(100)); // let the trap be installed
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "got-term\n");
+    assert!(!f.root.join(&id).exists(), "run deleted the container");
+}

@@ -511,6 +511,9 @@ impl Runtime {
         let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
         let ns = namespaces::of_process(rec.pid)?;
         set_subreaper();
+        if wait {
+            block_forwarded();
+        }
         let (parent_chan, child_chan) = channel::pair()?;
         // SAFETY: single-threaded process.
         let child = match unsafe { fork() }.map_err(errno("fork"))? {
@@ -579,6 +582,9 @@ impl Runtime {
     /// `run`: create, start, wait for the init, delete. Returns the exit code.
     pub fn run(&self, opts: &CreateOptions, detach: bool) -> Result<i32> {
         set_subreaper();
+        if !detach {
+            block_forwarded();
+        }
         let rec = self.create(opts)?;
         if let Err(e) = self.start(&opts.id) {
             let _ = self.delete(&opts.id, true);
@@ -616,15 +622,53 @@ fn set_subreaper() {
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
 }
 
-/// Waits for `pid` and returns a shell-style exit code (128+signal when killed).
+/// Signals `run` and `exec` pass on to the container's process, as runc does.
+const FORWARDED: &[Signal] = &[
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+
+fn forwarded_set() -> nix::sys::signal::SigSet {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for s in FORWARDED {
+        set.add(*s);
+    }
+    set.add(Signal::SIGCHLD);
+    set
+}
+
+/// Blocks the forwarded signals and SIGCHLD before any child exists, so none is lost
+/// before [`wait_exit`] waits for them. Children reset their mask before exec.
+fn block_forwarded() {
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&forwarded_set()),
+        None,
+    );
+}
+
+/// Waits for `pid`, forwarding signals to it, and returns a shell-style exit code
+/// (128+signal when killed).
 fn wait_exit(pid: Pid) -> Result<i32> {
+    let set = forwarded_set();
     loop {
-        match waitpid(pid, None) {
+        match waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, c)) => return Ok(c),
             Ok(WaitStatus::Signaled(_, s, _)) => return Ok(128 + s as i32),
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(errno(format!("waiting for {pid}"))(e)),
+        }
+        // SIGCHLD is blocked, so an exit between waitpid and here stays pending.
+        match set.wait() {
+            Ok(Signal::SIGCHLD) | Err(_) => {}
+            Ok(sig) => {
+                let _ = nix::sys::signal::kill(pid, sig);
+            }
         }
     }
 }

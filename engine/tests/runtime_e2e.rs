@@ -752,3 +752,64 @@ fn run_forwards_sigterm_to_the_container() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "got-term\n");
     assert!(!f.root.join(&id).exists(), "run deleted the container");
 }
+
+/// On a hybrid host the cgroup2 tree has no controllers, but its core interface is real:
+/// a container placed there (BERTH_CGROUP_VERSION=v2) is joined, counted, frozen,
+/// thawed and removed through it; limits are refused with a clear error.
+#[test]
+fn v2_manager_drives_a_container_on_the_real_cgroup2_tree() {
+    let layout = berth_engine::cgroups::layout::host_layout().unwrap();
+    let v2root = match &layout {
+        berth_engine::cgroups::Layout::Unified { root } => root.clone(),
+        berth_engine::cgroups::Layout::V1 {
+            unified: Some(u), ..
+        } => u.clone(),
+        _ => {
+            eprintln!("no cgroup2 mount: skipped");
+            return;
+        }
+    };
+    let f = Fixture::new("v2");
+    let id = f.id("c");
+    let cfg = f.config(&id, &["sh", "-c", "while :; do :; done"]);
+    let b = f.bundle(&id, &cfg);
+    let o = f
+        .cmd(&["create", "--bundle", b.to_str().unwrap(), &id])
+        .env("BERTH_CGROUP_VERSION", "v2")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(o.success());
+    assert!(f.rt(&["start", &id]).status.success());
+    let pid = f.state(&id)["pid"].as_i64().unwrap();
+    let cg = read(format!("/proc/{pid}/cgroup"));
+    assert!(cg.contains(&format!("0::/{id}\n")), "{cg}");
+    let dir = v2root.join(&id);
+    assert_eq!(read(dir.join("cgroup.procs")).trim(), pid.to_string());
+    assert!(f.rt(&["pause", &id]).status.success());
+    assert!(read(dir.join("cgroup.events")).contains("frozen 1"));
+    assert!(f.rt(&["resume", &id]).status.success());
+    assert!(read(dir.join("cgroup.events")).contains("frozen 0"));
+    let st: serde_json::Value = serde_json::from_slice(&f.rt(&["stats", &id]).stdout).unwrap();
+    assert_eq!(st["pids_current"], 1);
+    f.delete(&id);
+    assert!(!dir.exists(), "v2 group removed");
+
+    let id = f.id("limit");
+    let mut cfg = f.config(&id, &["true"]);
+    cfg["linux"]["resources"] = json!({"memory": {"limit": 1 << 25}});
+    let b = f.bundle(&id, &cfg);
+    let o = f
+        .cmd(&["create", "--bundle", b.to_str().unwrap(), &id])
+        .env("BERTH_CGROUP_VERSION", "v2")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    if matches!(layout, berth_engine::cgroups::Layout::V1 { .. }) {
+        assert!(!o.status.success());
+        assert!(err.contains("memory controller is not available"), "{err}");
+        assert!(!v2root.join(&id).exists());
+        assert!(!f.root.join(&id).exists());
+    }
+}

@@ -98,8 +98,39 @@ impl Runtime {
         }
     }
 
-    fn cgroup_manager(&self, path: &str) -> Result<(Layout, Box<dyn Manager>)> {
-        let layout = cgroups::layout::host_layout()?;
+    /// The manager for a group. `version` ("v1"/"v2") picks the hierarchy on a hybrid
+    /// host; None means the one that enforces limits (v1 there, v2 on unified hosts).
+    fn cgroup_manager(
+        &self,
+        path: &str,
+        version: Option<&str>,
+    ) -> Result<(Layout, Box<dyn Manager>)> {
+        let host = cgroups::layout::host_layout()?;
+        let layout = match (version, &host) {
+            (
+                Some("v2"),
+                Layout::V1 {
+                    unified: Some(u), ..
+                },
+            ) => Layout::Unified { root: u.clone() },
+            (Some("v2"), Layout::V1 { unified: None, .. })
+            | (Some("v1"), Layout::Unified { .. }) => {
+                return Err(invalid(
+                    "BERTH_CGROUP_VERSION",
+                    format!(
+                        "cgroup {} is not mounted on this host",
+                        version.unwrap_or_default()
+                    ),
+                ))
+            }
+            (None | Some("v1") | Some("v2"), _) => host,
+            (Some(other), _) => {
+                return Err(invalid(
+                    "BERTH_CGROUP_VERSION",
+                    format!("{other:?}: use v1 or v2"),
+                ))
+            }
+        };
         let mgr = cgroups::manager_for(&layout, path)?;
         Ok((layout, mgr))
     }
@@ -147,6 +178,7 @@ impl Runtime {
             bundle: bundle.dir.clone(),
             rootfs: bundle.rootfs.clone(),
             cgroups_path: cgroups_path.clone(),
+            cgroup_version: None,
             created: now(),
             annotations: bundle.spec.annotations().clone().unwrap_or_default(),
         };
@@ -159,8 +191,15 @@ impl Runtime {
         };
         self.root.save(&rec)?;
         self.root.save_config(&opts.id, &bundle.spec)?;
-        let (layout, mgr) = self.cgroup_manager(&cgroups_path)?;
-        guard.cgroups_path = Some(cgroups_path.clone());
+        // BERTH_CGROUP_VERSION=v2 puts the container in the cgroup2 tree of a hybrid
+        // host (no limits there: its controllers are bound to v1).
+        let version = std::env::var("BERTH_CGROUP_VERSION")
+            .ok()
+            .filter(|v| !v.is_empty());
+        let (layout, mgr) = self.cgroup_manager(&cgroups_path, version.as_deref())?;
+        guard.cgroups_path = Some((cgroups_path.clone(), version.clone()));
+        rec.cgroup_version = Some(layout.version().to_string());
+        self.root.save(&rec)?;
         mgr.create()?;
         if let Some(r) = bundle
             .spec
@@ -383,7 +422,7 @@ impl Runtime {
             });
         }
         if all {
-            let (_, mgr) = self.cgroup_manager(&rec.cgroups_path)?;
+            let (_, mgr) = self.cgroup_manager(&rec.cgroups_path, rec.cgroup_version.as_deref())?;
             for p in mgr.pids()? {
                 let _ = nix::sys::signal::kill(Pid::from_raw(p), sig);
             }
@@ -416,7 +455,7 @@ impl Runtime {
                 hint: " (stop it with `kill` first, or use `delete --force`)",
             });
         }
-        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path)?;
+        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path, rec.cgroup_version.as_deref())?;
         if matches!(status, Status::Created | Status::Running | Status::Paused) {
             let _ = nix::sys::signal::kill(Pid::from_raw(rec.pid), Signal::SIGKILL);
         }
@@ -449,7 +488,7 @@ impl Runtime {
                 hint: " (only a running container can be paused)",
             });
         }
-        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path)?;
+        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path, rec.cgroup_version.as_deref())?;
         mgr.freeze()?;
         rec.status = Status::Paused;
         self.root.save(&rec)
@@ -467,7 +506,7 @@ impl Runtime {
                 hint: " (only a paused container can be resumed)",
             });
         }
-        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path)?;
+        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path, rec.cgroup_version.as_deref())?;
         mgr.thaw()?;
         rec.status = Status::Running;
         self.root.save(&rec)
@@ -476,7 +515,7 @@ impl Runtime {
     /// Resource usage of the container's cgroup.
     pub fn stats(&self, id: &str) -> Result<cgroups::Stats> {
         let rec = self.root.load(id)?;
-        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path)?;
+        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path, rec.cgroup_version.as_deref())?;
         Ok(mgr.stats()?)
     }
 
@@ -497,7 +536,7 @@ impl Runtime {
         if proc_spec.args().as_ref().is_none_or(|a| a.is_empty()) {
             return Err(invalid("process.args", "must name the program to run"));
         }
-        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path)?;
+        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path, rec.cgroup_version.as_deref())?;
         let (caps, dropped) = capabilities::masks(
             proc_spec.capabilities().as_ref(),
             capabilities::host_bounding(),
@@ -710,7 +749,7 @@ struct CreateGuard<'a> {
     rt: &'a Runtime,
     id: String,
     pid: Option<i32>,
-    cgroups_path: Option<String>,
+    cgroups_path: Option<(String, Option<String>)>,
     armed: bool,
 }
 
@@ -727,7 +766,7 @@ impl Drop for CreateGuard<'_> {
         if let Some(Ok((_, m))) = self
             .cgroups_path
             .as_ref()
-            .map(|p| self.rt.cgroup_manager(p))
+            .map(|(p, v)| self.rt.cgroup_manager(p, v.as_deref()))
         {
             kill_cgroup(m.as_ref());
             let _ = m.destroy(Duration::from_secs(5));

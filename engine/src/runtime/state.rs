@@ -43,6 +43,9 @@ pub struct Record {
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
     pub cgroups_path: String,
+    /// "v1" or "v2": the tree the group was made in (a hybrid host has both).
+    #[serde(default)]
+    pub cgroup_version: Option<String>,
     /// Unix seconds.
     pub created: u64,
     #[serde(default)]
@@ -223,6 +226,7 @@ mod tests {
             bundle: "/b".into(),
             rootfs: "/b/rootfs".into(),
             cgroups_path: "/berth-c1".into(),
+            cgroup_version: Some("v1".into()),
             created: 0,
             annotations: HashMap::new(),
         };

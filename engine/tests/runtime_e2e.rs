@@ -813,3 +813,57 @@ fn v2_manager_drives_a_container_on_the_real_cgroup2_tree() {
         assert!(!f.root.join(&id).exists());
     }
 }
+
+/// Unmounts a host mount made by a test, even when the test fails.
+struct HostMount(std::path::PathBuf);
+impl Drop for HostMount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[test]
+fn recursive_read_only_bind_protects_submounts_too() {
+    let f = Fixture::new("rro");
+    let src = f.tmp.path().join("data");
+    let sub = src.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::write(src.join("top.txt"), "top").unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &sub,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    let _guard = HostMount(sub.clone());
+    std::fs::write(sub.join("inner.txt"), "inner").unwrap();
+    let id = f.id("c");
+    let script = "cat /data/top.txt /data/sub/inner.txt; echo; \
+                  touch /data/x; echo top=$?; touch /data/sub/x; echo sub=$?; \
+                  touch /rw/sub/y; echo rw=$?";
+    let mut cfg = f.config(&id, &["sh", "-c", script]);
+    let mounts = cfg["mounts"].as_array_mut().unwrap();
+    mounts.push(
+        json!({"destination": "/data", "type": "bind", "source": src, "options": ["rbind", "ro"]}),
+    );
+    mounts.push(json!({"destination": "/rw", "type": "bind", "source": src, "options": ["rbind"]}));
+    let (code, out, err) = f.run(&id, &cfg);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("topinner"), "{out}");
+    assert!(out.contains("top=1"), "{out}");
+    assert!(
+        out.contains("sub=1"),
+        "the submount is read-only too: {out}"
+    );
+    assert!(out.contains("rw=0"), "a plain rbind stays writable: {out}");
+    assert!(sub.join("y").exists());
+    // The container's mounts never appear on the host.
+    let mi = read("/proc/self/mountinfo");
+    assert_eq!(
+        mi.matches(f.tmp.path().to_str().unwrap()).count(),
+        1,
+        "only the test's own tmpfs: {mi}"
+    );
+}

@@ -175,6 +175,12 @@ pub fn validate(spec: &Spec) -> Result<()> {
                     "joining a user namespace by path is not supported yet",
                 ));
             }
+            if ns.typ() == LinuxNamespaceType::Mount {
+                return Err(invalid(
+                    format!("linux.namespaces[{i}].path"),
+                    "joining a mount namespace by path is not supported: the root filesystem is set up in a new one (use exec to enter a running container)",
+                ));
+            }
             absolute(format!("linux.namespaces[{i}].path"), p)?;
             if !p.exists() {
                 return Err(invalid(
@@ -346,6 +352,19 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("mount namespace"));
+    }
+
+    #[test]
+    fn joined_namespaces_must_exist_and_not_be_mount() {
+        let mut v = base();
+        v["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "network", "path": "/nonexistent/berth-ns"}]);
+        let e = check(v).unwrap_err().to_string();
+        assert!(e.contains("does not exist"), "{e}");
+        let mut v = base();
+        v["linux"]["namespaces"] =
+            serde_json::json!([{"type": "mount", "path": "/proc/self/ns/mnt"}]);
+        let e = check(v).unwrap_err().to_string();
+        assert!(e.contains("mount namespace by path"), "{e}");
     }
 
     #[test]

@@ -153,6 +153,19 @@ impl Runtime {
                 "is false but --console-socket was given; set terminal: true or drop the socket",
             ));
         }
+        let cgroups_path = bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().clone())
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|| default_cgroups_path(&opts.id));
+        // BERTH_CGROUP_VERSION=v2 puts the container in the cgroup2 tree of a hybrid
+        // host (no limits there: its controllers are bound to v1). Only reads mountinfo.
+        let version = std::env::var("BERTH_CGROUP_VERSION")
+            .ok()
+            .filter(|v| !v.is_empty());
+        let (layout, mgr) = self.cgroup_manager(&cgroups_path, version.as_deref())?;
         let dir = self.root.claim(&opts.id)?;
         let sock = dir.join(START_SOCK);
         if sock.as_os_str().len() >= 108 {
@@ -163,13 +176,6 @@ impl Runtime {
                     .into(),
             });
         }
-        let cgroups_path = bundle
-            .spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.cgroups_path().clone())
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_else(|| default_cgroups_path(&opts.id));
         let mut rec = Record {
             id: opts.id.clone(),
             status: Status::Creating,
@@ -178,7 +184,7 @@ impl Runtime {
             bundle: bundle.dir.clone(),
             rootfs: bundle.rootfs.clone(),
             cgroups_path: cgroups_path.clone(),
-            cgroup_version: None,
+            cgroup_version: Some(layout.version().to_string()),
             created: now(),
             annotations: bundle.spec.annotations().clone().unwrap_or_default(),
         };
@@ -191,15 +197,7 @@ impl Runtime {
         };
         self.root.save(&rec)?;
         self.root.save_config(&opts.id, &bundle.spec)?;
-        // BERTH_CGROUP_VERSION=v2 puts the container in the cgroup2 tree of a hybrid
-        // host (no limits there: its controllers are bound to v1).
-        let version = std::env::var("BERTH_CGROUP_VERSION")
-            .ok()
-            .filter(|v| !v.is_empty());
-        let (layout, mgr) = self.cgroup_manager(&cgroups_path, version.as_deref())?;
         guard.cgroups_path = Some((cgroups_path.clone(), version.clone()));
-        rec.cgroup_version = Some(layout.version().to_string());
-        self.root.save(&rec)?;
         mgr.create()?;
         if let Some(r) = bundle
             .spec

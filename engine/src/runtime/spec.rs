@@ -148,12 +148,43 @@ pub fn validate(spec: &Spec) -> Result<()> {
             ));
         }
     }
+    // Asked for but not implemented: refuse rather than run without it.
+    let unsupported = |field: &str| {
+        invalid(
+            field,
+            "is not supported by berth-runtime yet; remove it from config.json",
+        )
+    };
+    if process.scheduler().is_some() {
+        return Err(unsupported("process.scheduler"));
+    }
+    if process.io_priority().is_some() {
+        return Err(unsupported("process.ioPriority"));
+    }
+    if process.exec_cpu_affinity().is_some() {
+        return Err(unsupported("process.execCPUAffinity"));
+    }
     let Some(linux) = spec.linux() else {
         return Err(invalid(
             "linux",
             "missing; a Linux container needs at least linux.namespaces",
         ));
     };
+    if linux.personality().is_some() {
+        return Err(unsupported("linux.personality"));
+    }
+    if linux.intel_rdt().is_some() {
+        return Err(unsupported("linux.intelRdt"));
+    }
+    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(unsupported("linux.netDevices"));
+    }
+    if linux.memory_policy().is_some() {
+        return Err(unsupported("linux.memoryPolicy"));
+    }
+    if linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(unsupported("linux.timeOffsets"));
+    }
     let mut types = HashSet::new();
     for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
         if !types.insert(ns.typ()) {
@@ -365,6 +396,17 @@ mod tests {
             serde_json::json!([{"type": "mount", "path": "/proc/self/ns/mnt"}]);
         let e = check(v).unwrap_err().to_string();
         assert!(e.contains("mount namespace by path"), "{e}");
+    }
+
+    #[test]
+    fn unsupported_features_are_refused_by_name() {
+        let mut v = base();
+        v["linux"]["personality"] = serde_json::json!({"domain": "LINUX32"});
+        let e = check(v).unwrap_err().to_string();
+        assert!(
+            e.contains("linux.personality") && e.contains("not supported"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -318,6 +318,31 @@ fn exec_lands_in_the_same_namespaces_and_cgroup() {
     // Exit codes come back.
     let (code, _, _) = f.exec(&id, &["sh", "-c", "exit 7"]);
     assert_eq!(code, 7);
+    // -u, -e and --cwd, and a process.json.
+    let (code, out, err) = f.exec(
+        &id,
+        &[
+            "-u",
+            "65534:65534",
+            "-e",
+            "X=y",
+            "--cwd",
+            "/tmp",
+            "sh",
+            "-c",
+            "id -u; echo $X; pwd",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "65534\ny\n/tmp\n");
+    let pj = f.tmp.path().join("process.json");
+    std::fs::write(&pj, json!({"args": ["sh", "-c", "echo from-json; exit 4"], "cwd": "/", "user": {"uid": 0, "gid": 0}}).to_string()).unwrap();
+    let (code, out, _) = f.exec(&id, &["--process", pj.to_str().unwrap()]);
+    assert_eq!((code, out.as_str()), (4, "from-json\n"));
+    // A program that is not there is reported, not a silent failure.
+    let (code, _, err) = f.exec(&id, &["/no/such/thing"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("/no/such/thing"), "{err}");
     f.delete(&id);
 }
 

@@ -416,4 +416,58 @@ mod tests {
         assert!(validate_id("").is_err());
         assert!(validate_id("a/b").is_err());
     }
+
+    mod no_panic {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A JSON value tree of bounded size, to splice into a valid config.
+        fn json_value() -> impl Strategy<Value = serde_json::Value> {
+            let leaf = prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<bool>().prop_map(serde_json::Value::from),
+                any::<i64>().prop_map(serde_json::Value::from),
+                "[a-z/._ -]{0,12}".prop_map(serde_json::Value::from),
+            ];
+            leaf.prop_recursive(3, 16, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                    prop::collection::btree_map("[a-zA-Z]{1,8}", inner, 0..4)
+                        .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_bytes_give_a_result_not_a_panic(text in ".{0,200}") {
+                if let Ok(s) = parse(Path::new("config.json"), &text) {
+                    let _ = validate(&s);
+                }
+            }
+
+            #[test]
+            fn any_value_at_any_key_gives_a_result_not_a_panic(
+                path in prop::sample::select(vec![
+                    "/root", "/root/path", "/process", "/process/args", "/process/cwd",
+                    "/process/user", "/process/rlimits", "/process/capabilities",
+                    "/linux", "/linux/namespaces", "/linux/resources", "/linux/seccomp",
+                    "/linux/devices", "/linux/maskedPaths", "/mounts", "/hooks", "/hostname",
+                ]),
+                value in json_value(),
+            ) {
+                let mut v = base();
+                if let Some(slot) = v.pointer_mut(path) {
+                    *slot = value;
+                } else if let Some((parent, key)) = path.rsplit_once('/') {
+                    if let Some(obj) = v.pointer_mut(if parent.is_empty() { "" } else { parent }).and_then(|p| p.as_object_mut()) {
+                        obj.insert(key.to_string(), value);
+                    }
+                }
+                let _ = check(v);
+            }
+        }
+    }
 }

@@ -892,3 +892,25 @@ fn recursive_read_only_bind_protects_submounts_too() {
         "only the test's own tmpfs: {mi}"
     );
 }
+
+#[test]
+fn spec_writes_configs_that_run() {
+    let f = Fixture::new("spec");
+    for (n, flag) in [("runc", None), ("docker", Some("--docker"))] {
+        let id = f.id(n);
+        let b = f.tmp.path().join(format!("spec-{n}"));
+        std::fs::create_dir_all(&b).unwrap();
+        let mut args = vec!["spec", "--bundle", b.to_str().unwrap()];
+        args.extend(flag);
+        assert!(f.rt(&args).status.success());
+        let again = f.rt(&args);
+        assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(&read(b.join("config.json"))).unwrap();
+        cfg["root"]["path"] = json!(f.rootfs);
+        cfg["process"]["args"] = json!(["sh", "-c", "echo ok; grep -c . /proc/self/mounts"]);
+        let (code, out, err) = f.run(&id, &cfg);
+        assert_eq!(code, 0, "{n}: {err}");
+        assert!(out.starts_with("ok\n"), "{n}: {out}");
+    }
+}

@@ -108,6 +108,10 @@ enum Cmd {
     Spec {
         #[arg(short, long, default_value = ".")]
         bundle: PathBuf,
+        /// Docker's defaults (its 14 capabilities, /dev/mqueue, no_new_privs off)
+        /// instead of runc's.
+        #[arg(long)]
+        docker: bool,
     },
     /// List containers.
     List {
@@ -258,7 +262,7 @@ fn run(cli: Cli) -> Result<i32, RuntimeError> {
                 ExecResult::Exited(code) => Ok(code),
             }
         }
-        Cmd::Spec { bundle } => {
+        Cmd::Spec { bundle, docker } => {
             let path = bundle.join("config.json");
             if path.exists() {
                 return Err(RuntimeError::InvalidConfig {
@@ -266,9 +270,23 @@ fn run(cli: Cli) -> Result<i32, RuntimeError> {
                     problem: format!("{} exists already; remove it first", path.display()),
                 });
             }
-            let mut spec = oci_spec::runtime::Spec::default();
+            let mut spec = if docker {
+                berth_engine::runtime::defaults::container_spec(
+                    "ID",
+                    std::path::Path::new("rootfs"),
+                    vec!["sh".into()],
+                )
+            } else {
+                oci_spec::runtime::Spec::default()
+            };
             if let Some(p) = spec.process_mut() {
                 p.set_terminal(Some(false));
+            }
+            if docker {
+                // The cgroup path follows the container ID when none is given.
+                if let Some(l) = spec.linux_mut() {
+                    l.set_cgroups_path(None);
+                }
             }
             let text = serde_json::to_string_pretty(&spec).expect("json");
             std::fs::write(&path, text + "\n").map_err(|source| RuntimeError::Sys {

@@ -355,6 +355,7 @@ impl Runtime {
     /// `start`: lets the waiting init exec the user's program. Errors of that last
     /// step (exec, user, capabilities, seccomp) come back here with their cause.
     pub fn start(&self, id: &str) -> Result<()> {
+        let _lock = self.root.lock(id)?;
         let mut rec = self.root.load(id)?;
         let status = rec.current_status();
         if status != Status::Created {
@@ -434,6 +435,7 @@ impl Runtime {
     /// processes), no cgroup and no state file.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
         spec::validate_id(id)?;
+        let _lock = self.root.lock(id)?;
         let rec = match self.root.load(id) {
             Ok(r) => r,
             Err(RuntimeError::NotFound(_)) if self.root.dir(id).exists() => {
@@ -476,6 +478,7 @@ impl Runtime {
 
     /// `pause`: freezes every process of the container (cgroup freezer).
     pub fn pause(&self, id: &str) -> Result<()> {
+        let _lock = self.root.lock(id)?;
         let mut rec = self.root.load(id)?;
         let status = rec.current_status();
         if status != Status::Running {
@@ -494,6 +497,7 @@ impl Runtime {
 
     /// `resume`: thaws a paused container.
     pub fn resume(&self, id: &str) -> Result<()> {
+        let _lock = self.root.lock(id)?;
         let mut rec = self.root.load(id)?;
         let status = rec.current_status();
         if status != Status::Paused {

@@ -139,6 +139,21 @@ impl StateRoot {
         }
     }
 
+    /// Holds an exclusive lock on the container's directory until dropped, so two
+    /// commands on one container (start and delete, say) never interleave. None when
+    /// the container does not exist.
+    pub fn lock(&self, id: &str) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+        let d = self.dir(id);
+        let f = match std::fs::File::open(&d) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Self::err(&d, e)),
+        };
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map(Some)
+            .map_err(|(_, e)| Self::err(&d, format!("locking: {e}")))
+    }
+
     pub fn save(&self, r: &Record) -> Result<()> {
         let path = self.dir(&r.id).join("state.json");
         write_atomic(

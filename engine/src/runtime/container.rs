@@ -137,6 +137,12 @@ impl Runtime {
 
     /// `create`: everything set up, the init waiting for `start`.
     pub fn create(&self, opts: &CreateOptions) -> Result<Record> {
+        self.create_inner(opts, false)
+    }
+
+    /// `create`; with `start_now` (for `run`) the init does not wait for `start` but
+    /// execs as soon as it is set up, and exec errors come back over the sync channel.
+    fn create_inner(&self, opts: &CreateOptions, start_now: bool) -> Result<Record> {
         spec::validate_id(&opts.id)?;
         let bundle = spec::load_bundle(&opts.bundle)?;
         let process = bundle.spec.process().as_ref().expect("validated");
@@ -241,6 +247,8 @@ impl Runtime {
             None => None,
         };
         let init_ctx = InitContext {
+            start_now,
+            oom_score_adj: process.oom_score_adj(),
             mgr: mgr.as_ref(),
             bundle: &bundle,
             layout: &layout,
@@ -268,15 +276,30 @@ impl Runtime {
         // Always reap the intermediate.
         let _ = waitpid(child, None);
         res?;
-        if let Some(adj) = process.oom_score_adj() {
-            std::fs::write(format!("/proc/{}/oom_score_adj", rec.pid), adj.to_string())
-                .map_err(sys(format!("setting oom_score_adj {adj}")))?;
+        if start_now {
+            // EOF: the process exec'd (the channel is close-on-exec); else its error.
+            match parent_chan.recv()? {
+                None => {}
+                Some(Msg::Error { stage, message }) => {
+                    return Err(RuntimeError::Child { stage, message })
+                }
+                Some(m) => {
+                    return Err(RuntimeError::Child {
+                        stage: "start".into(),
+                        message: format!("unexpected {m:?} from init"),
+                    })
+                }
+            }
+            rec.status = Status::Running;
+        } else {
+            if pid_start_time(rec.pid) != Some(rec.pid_start) {
+                return Err(RuntimeError::Child {
+                    stage: "create".into(),
+                    message: "the container's init exited right after setup".into(),
+                });
+            }
+            rec.status = Status::Created;
         }
-        rec.status = Status::Created;
-        rec.pid_start = pid_start_time(rec.pid).ok_or_else(|| RuntimeError::Child {
-            stage: "create".into(),
-            message: "the container's init exited right after setup".into(),
-        })?;
         self.root.save(&rec)?;
         if let Some(pf) = &opts.pid_file {
             super::state::write_atomic(pf, rec.pid.to_string().as_bytes())?;
@@ -320,6 +343,8 @@ impl Runtime {
         };
         guard.pid = Some(pid);
         rec.pid = pid;
+        // Read now, while the init is certainly alive (with start_now it may soon exit).
+        rec.pid_start = pid_start_time(pid).unwrap_or(0);
         loop {
             match chan.recv()? {
                 Some(Msg::Ready) => return Ok(()),
@@ -626,10 +651,17 @@ impl Runtime {
         if !detach {
             block_forwarded();
         }
-        let rec = self.create(opts)?;
-        if let Err(e) = self.start(&opts.id) {
-            let _ = self.delete(&opts.id, true);
-            return Err(e);
+        // One process does create and start: no start.sock round trip.
+        let rec = self.create_inner(opts, true)?;
+        if let Some(h) = self.root.load_config(&opts.id)?.hooks() {
+            let st = rec.oci_state_with("running");
+            if let Err(e) = hooks::run(
+                "poststart",
+                h.poststart().as_deref().unwrap_or_default(),
+                &st,
+            ) {
+                self.warn(&e.to_string());
+            }
         }
         if detach {
             return Ok(0);
@@ -779,6 +811,8 @@ impl Drop for CreateGuard<'_> {
 
 /// What the forked processes need; borrowed from the parent's memory (fork copies it).
 struct InitContext<'a> {
+    start_now: bool,
+    oom_score_adj: Option<i32>,
     mgr: &'a dyn Manager,
     bundle: &'a Bundle,
     layout: &'a Layout,
@@ -829,6 +863,13 @@ fn init(chan: &Channel, ctx: &InitContext) -> Result<Infallible> {
     let spec: &Spec = &ctx.bundle.spec;
     let sys = LinuxSyscall;
     nix::unistd::setsid().map_err(errno("setsid"))?;
+    if let Some(adj) = ctx.oom_score_adj {
+        // Through the host's /proc, before pivot_root, so it holds from the first
+        // instruction of the user's program.
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(sys_err(format!(
+            "setting oom_score_adj {adj} (lowering it needs CAP_SYS_RESOURCE)"
+        )))?;
+    }
     // Device nodes get exactly the modes the spec asks for.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     // Bound before pivot_root, while the state directory is reachable.
@@ -887,6 +928,30 @@ fn init(chan: &Channel, ctx: &InitContext) -> Result<Infallible> {
     }
     let _ = ctx.state_dir;
     chan.send(&Msg::Ready)?;
+    let process = spec.process().as_ref().expect("validated");
+    let plan = ExecPlan {
+        process,
+        seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()),
+        caps: ctx.caps,
+        preserve_fds: ctx.preserve_fds,
+    };
+    let start_state = || {
+        serde_json::json!({
+            "ociVersion": "1.2.0", "id": ctx.id, "status": "created",
+            "pid": std::process::id(), "bundle": ctx.bundle.dir,
+        })
+    };
+    if ctx.start_now {
+        // `run`: no waiting; errors go back over the channel.
+        if let Some(h) = hooks {
+            hooks::run(
+                "startContainer",
+                h.start_container().as_deref().unwrap_or_default(),
+                &start_state(),
+            )?;
+        }
+        return process::finalize_and_exec(&plan);
+    }
     // Wait for `start`.
     let (mut conn, _) = loop {
         match listener.accept() {
@@ -903,26 +968,15 @@ fn init(chan: &Channel, ctx: &InitContext) -> Result<Infallible> {
         // SAFETY: leave at once; the caller has the report.
         unsafe { libc::_exit(127) }
     };
-    let process = spec.process().as_ref().expect("validated");
     if let Some(h) = hooks {
-        let st = serde_json::json!({
-            "ociVersion": "1.2.0", "id": ctx.id, "status": "created",
-            "pid": std::process::id(), "bundle": ctx.bundle.dir,
-        });
         if let Err(e) = hooks::run(
             "startContainer",
             h.start_container().as_deref().unwrap_or_default(),
-            &st,
+            &start_state(),
         ) {
             report(e);
         }
     }
-    let plan = ExecPlan {
-        process,
-        seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()),
-        caps: ctx.caps,
-        preserve_fds: ctx.preserve_fds,
-    };
     let e = match process::finalize_and_exec(&plan) {
         Ok(never) => match never {},
         Err(e) => e,

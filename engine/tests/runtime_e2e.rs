@@ -914,3 +914,30 @@ fn spec_writes_configs_that_run() {
         assert!(out.starts_with("ok\n"), "{n}: {out}");
     }
 }
+
+#[test]
+fn device_rules_let_mknod_through_but_not_open() {
+    let f = Fixture::new("devices");
+    // A block device node (loop0), made inside the container on /dev (no nodev there).
+    let script =
+        "mknod /dev/disk b 7 0; echo mknod=$?; head -c 1 /dev/disk >/dev/null; echo open=$?; \
+                  head -c 1 /dev/zero | wc -c";
+    let id = f.id("rules");
+    let mut cfg = f.config(&id, &["sh", "-c", script]);
+    cfg["linux"]["resources"] =
+        json!({"devices": berth_engine::runtime::defaults::DOCKER_DEVICE_RULES()});
+    let (code, out, err) = f.run(&id, &cfg);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("mknod=0"), "{out}");
+    assert!(out.contains("open=1"), "{out}");
+    assert!(
+        err.contains("Operation not permitted"),
+        "the device cgroup refuses: {err}"
+    );
+    assert!(out.ends_with("1\n"), "allowed devices still work: {out}");
+    // Control: without the rules the kernel gets as far as the device itself.
+    let id = f.id("norules");
+    let cfg = f.config(&id, &["sh", "-c", script]);
+    let (_, _, err) = f.run(&id, &cfg);
+    assert!(!err.contains("Operation not permitted"), "{err}");
+}

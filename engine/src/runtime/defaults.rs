@@ -7,9 +7,31 @@ use oci_spec::runtime::Spec;
 
 use super::capabilities::docker_default_set;
 
+/// Docker's device cgroup rules: nodes may be made (CAP_MKNOD) but only the harmless
+/// ones opened, so a container cannot read the host's disks through a node it makes.
+#[allow(non_snake_case)]
+pub fn DOCKER_DEVICE_RULES() -> serde_json::Value {
+    serde_json::json!([
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "access": "m"},
+        {"allow": true, "type": "b", "access": "m"},
+        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 5, "minor": 1, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 136, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 10, "minor": 200, "access": "rwm"}
+    ])
+}
+
 /// Docker-like defaults: new pid/net/ipc/uts/mount/cgroup namespaces, /proc, /dev (tmpfs,
 /// pts, shm, mqueue), read-only /sys and cgroups, the default masked and read-only paths,
-/// Docker's 14 capabilities, no_new_privs off (as Docker), cgroupsPath `/berth-ID`.
+/// Docker's 14 capabilities and device rules, no_new_privs off (as Docker), cgroupsPath
+/// `/berth-ID`.
 pub fn container_spec(id: &str, rootfs: &Path, args: Vec<String>) -> Spec {
     let mounts = serde_json::json!([
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
@@ -38,6 +60,7 @@ pub fn container_spec(id: &str, rootfs: &Path, args: Vec<String>) -> Spec {
                 {"type": "pid"}, {"type": "network"}, {"type": "ipc"},
                 {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}
             ],
+            "resources": {"devices": DOCKER_DEVICE_RULES()},
             "maskedPaths": oci_spec::runtime::get_default_maskedpaths(),
             "readonlyPaths": oci_spec::runtime::get_default_readonly_paths()
         }

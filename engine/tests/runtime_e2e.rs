@@ -941,3 +941,36 @@ fn device_rules_let_mknod_through_but_not_open() {
     let (_, _, err) = f.run(&id, &cfg);
     assert!(!err.contains("Operation not permitted"), "{err}");
 }
+
+#[test]
+fn exec_enters_a_user_namespaced_container() {
+    let f = Fixture::new("userns-exec");
+    let id = f.id("c");
+    let mut cfg = f.config(&id, &["sleep", "60"]);
+    cfg["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    let map = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    cfg["linux"]["uidMappings"] = map.clone();
+    cfg["linux"]["gidMappings"] = map;
+    let pid = f.start_detached(&id, &cfg);
+    let (code, out, err) = f.exec(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        vec!["0", "200000", "65536"]
+    );
+    let host_view = std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+    assert_eq!(lines[2], host_view.to_str().unwrap());
+    f.delete(&id);
+}

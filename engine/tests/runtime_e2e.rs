@@ -232,8 +232,8 @@ fn cpu_quota_of_half_holds_a_busy_loop_near_half_a_cpu() {
     let share = (u1 - u0) as f64 / t0.elapsed().as_nanos() as f64;
     eprintln!("busy loop used {:.1}% of one CPU", share * 100.0);
     assert!(share <= 0.56, "quota exceeded: {share}");
-    // The 2-core host is shared: allow for contention below the quota.
-    assert!(share >= 0.2, "the loop barely ran: {share}");
+    // The 2-core host is shared (CI runs beside builds): only check that it ran.
+    assert!(share >= 0.05, "the loop barely ran: {share}");
     f.delete(&id);
 }
 

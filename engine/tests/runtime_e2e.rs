@@ -729,6 +729,9 @@ fn pause_freezes_and_resume_thaws_and_stats_report_usage() {
     assert!(s["cpu_usage_ns"].as_u64().unwrap() > b);
     assert_eq!(s["pids_current"], 1);
     assert!(s["memory_usage"].as_u64().unwrap() > 0);
+    let ps: Vec<i64> =
+        serde_json::from_slice(&f.rt(&["ps", "--format", "json", &id]).stdout).unwrap();
+    assert_eq!(ps, vec![f.state(&id)["pid"].as_i64().unwrap()]);
     f.delete(&id);
 }
 

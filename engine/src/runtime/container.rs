@@ -539,6 +539,15 @@ impl Runtime {
         self.root.save(&rec)
     }
 
+    /// Host pids of every process of the container (from its cgroup).
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
+        let rec = self.root.load(id)?;
+        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path, rec.cgroup_version.as_deref())?;
+        let mut p = mgr.pids()?;
+        p.sort_unstable();
+        Ok(p)
+    }
+
     /// Resource usage of the container's cgroup.
     pub fn stats(&self, id: &str) -> Result<cgroups::Stats> {
         let rec = self.root.load(id)?;

@@ -102,6 +102,12 @@ enum Cmd {
     Pause { id: String },
     /// Thaw a paused container.
     Resume { id: String },
+    /// List the host pids of the container's processes (one per line, or --format json).
+    Ps {
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        id: String,
+    },
     /// Print the container's resource usage as JSON (memory, CPU, pids).
     Stats { id: String },
     /// Write a default config.json into the bundle directory.
@@ -174,6 +180,17 @@ fn run(cli: Cli) -> Result<i32, RuntimeError> {
         Cmd::Delete { force, id } => rt.delete(&id, force).map(|_| 0),
         Cmd::Pause { id } => rt.pause(&id).map(|_| 0),
         Cmd::Resume { id } => rt.resume(&id).map(|_| 0),
+        Cmd::Ps { format, id } => {
+            let pids = rt.pids(&id)?;
+            if format == "json" {
+                println!("{}", serde_json::to_string(&pids).expect("json"));
+            } else {
+                for p in pids {
+                    println!("{p}");
+                }
+            }
+            Ok(0)
+        }
         Cmd::Stats { id } => {
             let s = rt.stats(&id)?;
             println!("{}", serde_json::to_string_pretty(&s).expect("json"));

@@ -606,17 +606,11 @@ fn hooks_run_at_their_points_with_the_state() {
     assert!(!f.root.join(&id).exists());
 }
 
-#[test]
-fn terminal_goes_to_the_console_socket() {
+/// Accepts one connection on a console socket and returns the pty master it carries.
+fn console_receiver(sock: &std::path::Path) -> std::thread::JoinHandle<std::os::fd::OwnedFd> {
     use std::os::fd::{FromRawFd, OwnedFd};
-    use std::os::unix::net::UnixListener;
-    let f = Fixture::new("tty");
-    let id = f.id("c");
-    let mut cfg = f.config(&id, &["sh", "-c", "tty; echo hello-from-tty"]);
-    cfg["process"]["terminal"] = json!(true);
-    let sock = f.tmp.path().join("console.sock");
-    let listener = UnixListener::bind(&sock).unwrap();
-    let receiver = std::thread::spawn(move || -> OwnedFd {
+    let listener = std::os::unix::net::UnixListener::bind(sock).unwrap();
+    std::thread::spawn(move || -> OwnedFd {
         let (conn, _) = listener.accept().unwrap();
         let mut buf = [0u8; 256];
         let mut iov = [std::io::IoSliceMut::new(&mut buf)];
@@ -635,7 +629,31 @@ fn terminal_goes_to_the_console_socket() {
             }
         }
         panic!("no fd received");
-    });
+    })
+}
+
+/// Everything the terminal showed until its last user closed it.
+fn read_terminal(master: std::os::fd::OwnedFd) -> String {
+    let mut out = Vec::new();
+    let mut file = std::fs::File::from(master);
+    let mut buf = [0u8; 1024];
+    loop {
+        match std::io::Read::read(&mut file, &mut buf) {
+            Ok(0) | Err(_) => break, // EIO once the slave side is closed
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn terminal_goes_to_the_console_socket() {
+    let f = Fixture::new("tty");
+    let id = f.id("c");
+    let mut cfg = f.config(&id, &["sh", "-c", "tty; echo hello-from-tty"]);
+    cfg["process"]["terminal"] = json!(true);
+    let sock = f.tmp.path().join("console.sock");
+    let receiver = console_receiver(&sock);
     let b = f.bundle(&id, &cfg);
     let o = f
         .cmd(&[
@@ -653,18 +671,39 @@ fn terminal_goes_to_the_console_socket() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let master = receiver.join().unwrap();
     assert!(f.rt(&["start", &id]).status.success());
-    let mut out = Vec::new();
-    let mut file = std::fs::File::from(master);
-    let mut buf = [0u8; 1024];
-    loop {
-        match std::io::Read::read(&mut file, &mut buf) {
-            Ok(0) | Err(_) => break, // EIO once the slave side is closed
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-    let out = String::from_utf8_lossy(&out);
+    let out = read_terminal(master);
     assert!(out.contains("/dev/pts/0"), "{out}");
     assert!(out.contains("hello-from-tty"), "{out}");
+    f.delete(&id);
+}
+
+#[test]
+fn exec_with_a_terminal() {
+    let f = Fixture::new("exectty");
+    let id = f.id("c");
+    let cfg = f.config(&id, &["sleep", "60"]);
+    f.start_detached(&id, &cfg);
+    let sock = f.tmp.path().join("exec-console.sock");
+    let receiver = console_receiver(&sock);
+    let (code, _, err) = f.exec(
+        &id,
+        &[
+            "-t",
+            "--console-socket",
+            sock.to_str().unwrap(),
+            "sh",
+            "-c",
+            "tty; echo exec-tty",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let out = read_terminal(receiver.join().unwrap());
+    assert!(out.contains("/dev/pts/"), "{out}");
+    assert!(out.contains("exec-tty"), "{out}");
+    // -t without a socket is refused clearly.
+    let (code, _, err) = f.exec(&id, &["-t", "true"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--console-socket"), "{err}");
     f.delete(&id);
 }
 

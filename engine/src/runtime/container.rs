@@ -558,6 +558,32 @@ impl Runtime {
     /// `exec`: a new process in a running container's namespaces and cgroup. Returns
     /// its pid; with `wait`, waits and returns its exit code instead.
     pub fn exec(&self, id: &str, proc_spec: &Process, wait: bool) -> Result<ExecResult> {
+        self.exec_with_console(id, proc_spec, wait, None)
+    }
+
+    /// `exec` whose process gets a terminal (`process.terminal`), the master side sent
+    /// over `console_socket` as for `create`.
+    pub fn exec_with_console(
+        &self,
+        id: &str,
+        proc_spec: &Process,
+        wait: bool,
+        console_socket: Option<&Path>,
+    ) -> Result<ExecResult> {
+        let terminal = proc_spec.terminal().unwrap_or(false);
+        if terminal != console_socket.is_some() {
+            return Err(invalid(
+                "process.terminal",
+                "a terminal (-t) and --console-socket go together: give both or neither",
+            ));
+        }
+        let console = match console_socket {
+            Some(p) => Some(
+                UnixStream::connect(p)
+                    .map_err(sys(format!("connecting to console socket {}", p.display())))?,
+            ),
+            None => None,
+        };
         let rec = self.root.load(id)?;
         let status = rec.current_status();
         if !matches!(status, Status::Created | Status::Running) {
@@ -607,6 +633,10 @@ impl Runtime {
                             unsafe { libc::_exit(0) }
                         }
                         ForkResult::Child => {
+                            if let Some(c) = &console {
+                                nix::unistd::setsid().map_err(errno("setsid"))?;
+                                super::terminal::setup(c)?;
+                            }
                             let plan = ExecPlan {
                                 process: proc_spec,
                                 seccomp: seccomp.as_ref(),

@@ -85,6 +85,11 @@ enum Cmd {
         process: Option<PathBuf>,
         #[arg(short, long)]
         detach: bool,
+        /// Give the process a terminal; its master side goes to --console-socket.
+        #[arg(short, long)]
+        tty: bool,
+        #[arg(long = "console-socket")]
+        console_socket: Option<PathBuf>,
         #[arg(short, long = "env")]
         env: Vec<String>,
         #[arg(long)]
@@ -216,6 +221,8 @@ fn run(cli: Cli) -> Result<i32, RuntimeError> {
         Cmd::Exec {
             process,
             detach,
+            tty,
+            console_socket,
             env,
             cwd,
             user,
@@ -241,7 +248,7 @@ fn run(cli: Cli) -> Result<i32, RuntimeError> {
                     let spec = rt.root.load_config(&id)?;
                     let mut p = spec.process().clone().unwrap_or_default();
                     p.set_args(Some(command.clone()));
-                    p.set_terminal(Some(false));
+                    p.set_terminal(Some(tty));
                     p
                 }
             };
@@ -264,7 +271,10 @@ fn run(cli: Cli) -> Result<i32, RuntimeError> {
                 usr.set_gid(gid.parse().map_err(|_| bad())?);
                 p.set_user(usr);
             }
-            match rt.exec(&id, &p, !detach)? {
+            if tty {
+                p.set_terminal(Some(true));
+            }
+            match rt.exec_with_console(&id, &p, !detach, console_socket.as_deref())? {
                 ExecResult::Started(pid) => {
                     if let Some(pf) = pid_file {
                         std::fs::write(&pf, pid.to_string()).map_err(|source| {

@@ -1016,3 +1016,30 @@ fn exec_enters_a_user_namespaced_container() {
     assert_eq!(lines[2], host_view.to_str().unwrap());
     f.delete(&id);
 }
+
+#[test]
+fn sysctls_are_set_even_with_a_read_only_proc_sys() {
+    let f = Fixture::new("sysctl");
+    let id = f.id("c");
+    let mut cfg = f.config(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "cat /proc/sys/net/ipv4/ip_forward; echo 0 > /proc/sys/net/ipv4/ip_forward; echo w=$?",
+        ],
+    );
+    cfg["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    let host_before = read("/proc/sys/net/ipv4/ip_forward");
+    let (code, out, err) = f.run(&id, &cfg);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out, "1\nw=1\n",
+        "set for the container, then read-only: {err}"
+    );
+    assert_eq!(
+        read("/proc/sys/net/ipv4/ip_forward"),
+        host_before,
+        "the host's is untouched"
+    );
+}

@@ -290,11 +290,36 @@ pub fn validate(spec: &Spec) -> Result<()> {
             absolute(format!("{field}[{i}]"), Path::new(p))?;
         }
     }
+    let has_ns = |t| linux.namespaces().iter().flatten().any(|n| n.typ() == t);
     for k in linux.sysctl().iter().flat_map(|m| m.keys()) {
         if k.contains('/') || k.contains("..") || k.is_empty() {
             return Err(invalid(
                 "linux.sysctl",
                 format!("{k:?} is not a sysctl name (use dots: net.ipv4.ip_forward)"),
+            ));
+        }
+        // Only namespaced sysctls: anything else would change the host.
+        const IPC: &[&str] = &[
+            "kernel.msgmax",
+            "kernel.msgmnb",
+            "kernel.msgmni",
+            "kernel.sem",
+            "kernel.shmall",
+            "kernel.shmmax",
+            "kernel.shmmni",
+            "kernel.shm_rmid_forced",
+        ];
+        let ok = if IPC.contains(&k.as_str()) || k.starts_with("fs.mqueue.") {
+            has_ns(LinuxNamespaceType::Ipc)
+        } else if k.starts_with("net.") {
+            has_ns(LinuxNamespaceType::Network)
+        } else {
+            false
+        };
+        if !ok {
+            return Err(invalid(
+                "linux.sysctl",
+                format!("{k:?} is not namespaced for this container (net.* needs a network namespace, kernel IPC keys an ipc one; others would change the host)"),
             ));
         }
     }
@@ -407,6 +432,22 @@ mod tests {
             e.contains("linux.personality") && e.contains("not supported"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn only_namespaced_sysctls_are_accepted() {
+        let mut v = base();
+        v["linux"]["sysctl"] = serde_json::json!({"vm.swappiness": "10"});
+        assert!(check(v).unwrap_err().to_string().contains("vm.swappiness"));
+        let mut v = base();
+        v["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ip_forward": "1"});
+        assert!(check(v).is_err(), "no network namespace in base()");
+        let mut v = base();
+        v["linux"]["namespaces"] =
+            serde_json::json!([{"type": "mount"}, {"type": "network"}, {"type": "ipc"}]);
+        v["linux"]["sysctl"] =
+            serde_json::json!({"net.ipv4.ip_forward": "1", "kernel.shmmax": "1000000"});
+        check(v).unwrap();
     }
 
     #[test]

@@ -713,7 +713,7 @@ fn process_attributes_are_applied() {
     let id = f.id("c");
     let script = "pwd; echo $FOO; umask; ulimit -n; cat /proc/self/oom_score_adj; grep NoNewPrivs /proc/self/status";
     let mut cfg = f.config(&id, &["sh", "-c", script]);
-    cfg["process"]["cwd"] = json!("/tmp");
+    cfg["process"]["cwd"] = json!("/tmp/work/dir");
     cfg["process"]["env"] = json!(["PATH=/bin:/sbin", "FOO=bar baz"]);
     cfg["process"]["user"]["umask"] = json!(0o077);
     cfg["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 512, "soft": 256}]);
@@ -723,7 +723,7 @@ fn process_attributes_are_applied() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
         lines,
-        vec!["/tmp", "bar baz", "0077", "256", "300", "NoNewPrivs:\t1"],
+        vec!["/tmp/work/dir", "bar baz", "0077", "256", "300", "NoNewPrivs:\t1"],
         "{out}"
     );
 }

@@ -943,6 +943,10 @@ fn init(chan: &Channel, ctx: &InitContext) -> Result<Infallible> {
         }
     }
     rootfs::pivot(&sys, &ctx.bundle.rootfs)?;
+    // A missing working directory is made, as runc does (before the root turns read-only).
+    if let Some(p) = spec.process().as_ref() {
+        let _ = std::fs::create_dir_all(p.cwd());
+    }
     // sysctls before read-only paths: /proc/sys is one of them.
     for (k, v) in spec
         .linux()

@@ -723,7 +723,14 @@ fn process_attributes_are_applied() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
         lines,
-        vec!["/tmp/work/dir", "bar baz", "0077", "256", "300", "NoNewPrivs:\t1"],
+        vec![
+            "/tmp/work/dir",
+            "bar baz",
+            "0077",
+            "256",
+            "300",
+            "NoNewPrivs:\t1"
+        ],
         "{out}"
     );
 }
@@ -1042,4 +1049,27 @@ fn sysctls_are_set_even_with_a_read_only_proc_sys() {
         host_before,
         "the host's is untouched"
     );
+}
+
+#[test]
+fn the_container_sees_its_own_cgroup_read_only() {
+    let f = Fixture::new("cgview");
+    let id = f.id("c");
+    let script = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; grep memory /proc/self/cgroup; \
+                  mkdir /sys/fs/cgroup/memory/x; echo mkdir=$?";
+    let mut cfg = f.config(&id, &["sh", "-c", script]);
+    cfg["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+        "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]
+    }));
+    cfg["linux"]["resources"] = json!({"memory": {"limit": 64 << 20}});
+    let (code, out, err) = f.run(&id, &cfg);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], (64u64 << 20).to_string(), "its own limit: {out}");
+    assert!(
+        lines[1].ends_with(":memory:/"),
+        "the cgroup namespace root is its group: {out}"
+    );
+    assert_eq!(lines[2], "mkdir=1", "read-only: {out} {err}");
 }

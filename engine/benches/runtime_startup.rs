@@ -155,16 +155,25 @@ fn main() {
             }
         }
     }
-    println!("create+start+wait+delete of /bin/true, {runs} runs each, interleaved:");
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "create+start+wait+delete of /bin/true, {runs} runs each, interleaved (load average {}):",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     let mut medians = vec![];
     for rt in rts.iter_mut() {
         let m = median(&mut rt.times);
         let p = p90(&mut rt.times);
+        let min = rt.times[0];
         println!(
-            "  {:<14} median {:>7.2} ms   p90 {:>7.2} ms",
+            "  {:<14} median {:>7.2} ms   p90 {:>7.2} ms   min {:>7.2} ms",
             rt.name,
             m.as_secs_f64() * 1e3,
-            p.as_secs_f64() * 1e3
+            p.as_secs_f64() * 1e3,
+            min.as_secs_f64() * 1e3
         );
         medians.push((rt.name, m));
     }

@@ -6,10 +6,11 @@
 //! * [`runtime`]: an OCI runtime bundle in, an isolated process out; the
 //!   `berth-runtime` binary answers runc's command line over it.
 //!
-//! The runtime forks and calls unshare/setns, which misbehave in a multi-threaded
-//! process: a caller that runs threads (the orchestrator on tokio) runs containers
-//! through the `berth-runtime` binary (`create`, `start`, `state`, `kill`, `delete`,
-//! `exec`), never by calling [`runtime::Runtime::create`] from a threaded process.
+//! `create`, `exec` and `run` fork and call unshare/setns, which misbehave in a
+//! multi-threaded process: a caller that runs threads (the orchestrator on tokio) runs
+//! those through the `berth-runtime` binary. The other operations of
+//! [`runtime::Runtime`] (`start`, `state`, `list`, `kill`, `pause`, `resume`, `stats`,
+//! `pids`, `delete`) do not fork and are safe to call in-process.
 
 pub mod cgroups;
 pub mod image;

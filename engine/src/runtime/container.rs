@@ -98,14 +98,51 @@ impl Runtime {
         }
     }
 
-    fn cgroup_manager(&self, path: &str) -> Result<(Layout, Box<dyn Manager>)> {
-        let layout = cgroups::layout::host_layout()?;
+    /// The manager for a group. `version` ("v1"/"v2") picks the hierarchy on a hybrid
+    /// host; None means the one that enforces limits (v1 there, v2 on unified hosts).
+    fn cgroup_manager(
+        &self,
+        path: &str,
+        version: Option<&str>,
+    ) -> Result<(Layout, Box<dyn Manager>)> {
+        let host = cgroups::layout::host_layout()?;
+        let layout = match (version, &host) {
+            (
+                Some("v2"),
+                Layout::V1 {
+                    unified: Some(u), ..
+                },
+            ) => Layout::Unified { root: u.clone() },
+            (Some("v2"), Layout::V1 { unified: None, .. })
+            | (Some("v1"), Layout::Unified { .. }) => {
+                return Err(invalid(
+                    "BERTH_CGROUP_VERSION",
+                    format!(
+                        "cgroup {} is not mounted on this host",
+                        version.unwrap_or_default()
+                    ),
+                ))
+            }
+            (None | Some("v1") | Some("v2"), _) => host,
+            (Some(other), _) => {
+                return Err(invalid(
+                    "BERTH_CGROUP_VERSION",
+                    format!("{other:?}: use v1 or v2"),
+                ))
+            }
+        };
         let mgr = cgroups::manager_for(&layout, path)?;
         Ok((layout, mgr))
     }
 
     /// `create`: everything set up, the init waiting for `start`.
     pub fn create(&self, opts: &CreateOptions) -> Result<Record> {
+        self.create_inner(opts, false)
+    }
+
+    /// `create`; with `start_now` (for `run`) the init does not wait for `start` but
+    /// execs as soon as it is set up, and exec errors come back over the sync channel.
+    fn create_inner(&self, opts: &CreateOptions, start_now: bool) -> Result<Record> {
         spec::validate_id(&opts.id)?;
         let bundle = spec::load_bundle(&opts.bundle)?;
         let process = bundle.spec.process().as_ref().expect("validated");
@@ -122,6 +159,19 @@ impl Runtime {
                 "is false but --console-socket was given; set terminal: true or drop the socket",
             ));
         }
+        let cgroups_path = bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().clone())
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|| default_cgroups_path(&opts.id));
+        // BERTH_CGROUP_VERSION=v2 puts the container in the cgroup2 tree of a hybrid
+        // host (no limits there: its controllers are bound to v1). Only reads mountinfo.
+        let version = std::env::var("BERTH_CGROUP_VERSION")
+            .ok()
+            .filter(|v| !v.is_empty());
+        let (layout, mgr) = self.cgroup_manager(&cgroups_path, version.as_deref())?;
         let dir = self.root.claim(&opts.id)?;
         let sock = dir.join(START_SOCK);
         if sock.as_os_str().len() >= 108 {
@@ -132,13 +182,6 @@ impl Runtime {
                     .into(),
             });
         }
-        let cgroups_path = bundle
-            .spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.cgroups_path().clone())
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_else(|| default_cgroups_path(&opts.id));
         let mut rec = Record {
             id: opts.id.clone(),
             status: Status::Creating,
@@ -147,6 +190,7 @@ impl Runtime {
             bundle: bundle.dir.clone(),
             rootfs: bundle.rootfs.clone(),
             cgroups_path: cgroups_path.clone(),
+            cgroup_version: Some(layout.version().to_string()),
             created: now(),
             annotations: bundle.spec.annotations().clone().unwrap_or_default(),
         };
@@ -159,8 +203,7 @@ impl Runtime {
         };
         self.root.save(&rec)?;
         self.root.save_config(&opts.id, &bundle.spec)?;
-        let (layout, mgr) = self.cgroup_manager(&cgroups_path)?;
-        guard.cgroups_path = Some(cgroups_path.clone());
+        guard.cgroups_path = Some((cgroups_path.clone(), version.clone()));
         mgr.create()?;
         if let Some(r) = bundle
             .spec
@@ -204,6 +247,8 @@ impl Runtime {
             None => None,
         };
         let init_ctx = InitContext {
+            start_now,
+            oom_score_adj: process.oom_score_adj(),
             mgr: mgr.as_ref(),
             bundle: &bundle,
             layout: &layout,
@@ -231,15 +276,30 @@ impl Runtime {
         // Always reap the intermediate.
         let _ = waitpid(child, None);
         res?;
-        if let Some(adj) = process.oom_score_adj() {
-            std::fs::write(format!("/proc/{}/oom_score_adj", rec.pid), adj.to_string())
-                .map_err(sys(format!("setting oom_score_adj {adj}")))?;
+        if start_now {
+            // EOF: the process exec'd (the channel is close-on-exec); else its error.
+            match parent_chan.recv()? {
+                None => {}
+                Some(Msg::Error { stage, message }) => {
+                    return Err(RuntimeError::Child { stage, message })
+                }
+                Some(m) => {
+                    return Err(RuntimeError::Child {
+                        stage: "start".into(),
+                        message: format!("unexpected {m:?} from init"),
+                    })
+                }
+            }
+            rec.status = Status::Running;
+        } else {
+            if pid_start_time(rec.pid) != Some(rec.pid_start) {
+                return Err(RuntimeError::Child {
+                    stage: "create".into(),
+                    message: "the container's init exited right after setup".into(),
+                });
+            }
+            rec.status = Status::Created;
         }
-        rec.status = Status::Created;
-        rec.pid_start = pid_start_time(rec.pid).ok_or_else(|| RuntimeError::Child {
-            stage: "create".into(),
-            message: "the container's init exited right after setup".into(),
-        })?;
         self.root.save(&rec)?;
         if let Some(pf) = &opts.pid_file {
             super::state::write_atomic(pf, rec.pid.to_string().as_bytes())?;
@@ -283,6 +343,8 @@ impl Runtime {
         };
         guard.pid = Some(pid);
         rec.pid = pid;
+        // Read now, while the init is certainly alive (with start_now it may soon exit).
+        rec.pid_start = pid_start_time(pid).unwrap_or(0);
         loop {
             match chan.recv()? {
                 Some(Msg::Ready) => return Ok(()),
@@ -318,6 +380,7 @@ impl Runtime {
     /// `start`: lets the waiting init exec the user's program. Errors of that last
     /// step (exec, user, capabilities, seccomp) come back here with their cause.
     pub fn start(&self, id: &str) -> Result<()> {
+        let _lock = self.root.lock(id)?;
         let mut rec = self.root.load(id)?;
         let status = rec.current_status();
         if status != Status::Created {
@@ -383,7 +446,7 @@ impl Runtime {
             });
         }
         if all {
-            let (_, mgr) = self.cgroup_manager(&rec.cgroups_path)?;
+            let (_, mgr) = self.cgroup_manager(&rec.cgroups_path, rec.cgroup_version.as_deref())?;
             for p in mgr.pids()? {
                 let _ = nix::sys::signal::kill(Pid::from_raw(p), sig);
             }
@@ -397,6 +460,7 @@ impl Runtime {
     /// processes), no cgroup and no state file.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
         spec::validate_id(id)?;
+        let _lock = self.root.lock(id)?;
         let rec = match self.root.load(id) {
             Ok(r) => r,
             Err(RuntimeError::NotFound(_)) if self.root.dir(id).exists() => {
@@ -416,7 +480,7 @@ impl Runtime {
                 hint: " (stop it with `kill` first, or use `delete --force`)",
             });
         }
-        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path)?;
+        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path, rec.cgroup_version.as_deref())?;
         if matches!(status, Status::Created | Status::Running | Status::Paused) {
             let _ = nix::sys::signal::kill(Pid::from_raw(rec.pid), Signal::SIGKILL);
         }
@@ -439,6 +503,7 @@ impl Runtime {
 
     /// `pause`: freezes every process of the container (cgroup freezer).
     pub fn pause(&self, id: &str) -> Result<()> {
+        let _lock = self.root.lock(id)?;
         let mut rec = self.root.load(id)?;
         let status = rec.current_status();
         if status != Status::Running {
@@ -449,7 +514,7 @@ impl Runtime {
                 hint: " (only a running container can be paused)",
             });
         }
-        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path)?;
+        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path, rec.cgroup_version.as_deref())?;
         mgr.freeze()?;
         rec.status = Status::Paused;
         self.root.save(&rec)
@@ -457,6 +522,7 @@ impl Runtime {
 
     /// `resume`: thaws a paused container.
     pub fn resume(&self, id: &str) -> Result<()> {
+        let _lock = self.root.lock(id)?;
         let mut rec = self.root.load(id)?;
         let status = rec.current_status();
         if status != Status::Paused {
@@ -467,22 +533,57 @@ impl Runtime {
                 hint: " (only a paused container can be resumed)",
             });
         }
-        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path)?;
+        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path, rec.cgroup_version.as_deref())?;
         mgr.thaw()?;
         rec.status = Status::Running;
         self.root.save(&rec)
     }
 
+    /// Host pids of every process of the container (from its cgroup).
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
+        let rec = self.root.load(id)?;
+        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path, rec.cgroup_version.as_deref())?;
+        let mut p = mgr.pids()?;
+        p.sort_unstable();
+        Ok(p)
+    }
+
     /// Resource usage of the container's cgroup.
     pub fn stats(&self, id: &str) -> Result<cgroups::Stats> {
         let rec = self.root.load(id)?;
-        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path)?;
+        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path, rec.cgroup_version.as_deref())?;
         Ok(mgr.stats()?)
     }
 
     /// `exec`: a new process in a running container's namespaces and cgroup. Returns
     /// its pid; with `wait`, waits and returns its exit code instead.
     pub fn exec(&self, id: &str, proc_spec: &Process, wait: bool) -> Result<ExecResult> {
+        self.exec_with_console(id, proc_spec, wait, None)
+    }
+
+    /// `exec` whose process gets a terminal (`process.terminal`), the master side sent
+    /// over `console_socket` as for `create`.
+    pub fn exec_with_console(
+        &self,
+        id: &str,
+        proc_spec: &Process,
+        wait: bool,
+        console_socket: Option<&Path>,
+    ) -> Result<ExecResult> {
+        let terminal = proc_spec.terminal().unwrap_or(false);
+        if terminal != console_socket.is_some() {
+            return Err(invalid(
+                "process.terminal",
+                "a terminal (-t) and --console-socket go together: give both or neither",
+            ));
+        }
+        let console = match console_socket {
+            Some(p) => Some(
+                UnixStream::connect(p)
+                    .map_err(sys(format!("connecting to console socket {}", p.display())))?,
+            ),
+            None => None,
+        };
         let rec = self.root.load(id)?;
         let status = rec.current_status();
         if !matches!(status, Status::Created | Status::Running) {
@@ -497,7 +598,7 @@ impl Runtime {
         if proc_spec.args().as_ref().is_none_or(|a| a.is_empty()) {
             return Err(invalid("process.args", "must name the program to run"));
         }
-        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path)?;
+        let (_, mgr) = self.cgroup_manager(&rec.cgroups_path, rec.cgroup_version.as_deref())?;
         let (caps, dropped) = capabilities::masks(
             proc_spec.capabilities().as_ref(),
             capabilities::host_bounding(),
@@ -511,6 +612,9 @@ impl Runtime {
         let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
         let ns = namespaces::of_process(rec.pid)?;
         set_subreaper();
+        if wait {
+            block_forwarded();
+        }
         let (parent_chan, child_chan) = channel::pair()?;
         // SAFETY: single-threaded process.
         let child = match unsafe { fork() }.map_err(errno("fork"))? {
@@ -529,6 +633,10 @@ impl Runtime {
                             unsafe { libc::_exit(0) }
                         }
                         ForkResult::Child => {
+                            if let Some(c) = &console {
+                                nix::unistd::setsid().map_err(errno("setsid"))?;
+                                super::terminal::setup(c)?;
+                            }
                             let plan = ExecPlan {
                                 process: proc_spec,
                                 seccomp: seccomp.as_ref(),
@@ -579,10 +687,20 @@ impl Runtime {
     /// `run`: create, start, wait for the init, delete. Returns the exit code.
     pub fn run(&self, opts: &CreateOptions, detach: bool) -> Result<i32> {
         set_subreaper();
-        let rec = self.create(opts)?;
-        if let Err(e) = self.start(&opts.id) {
-            let _ = self.delete(&opts.id, true);
-            return Err(e);
+        if !detach {
+            block_forwarded();
+        }
+        // One process does create and start: no start.sock round trip.
+        let rec = self.create_inner(opts, true)?;
+        if let Some(h) = self.root.load_config(&opts.id)?.hooks() {
+            let st = rec.oci_state_with("running");
+            if let Err(e) = hooks::run(
+                "poststart",
+                h.poststart().as_deref().unwrap_or_default(),
+                &st,
+            ) {
+                self.warn(&e.to_string());
+            }
         }
         if detach {
             return Ok(0);
@@ -616,15 +734,53 @@ fn set_subreaper() {
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
 }
 
-/// Waits for `pid` and returns a shell-style exit code (128+signal when killed).
+/// Signals `run` and `exec` pass on to the container's process, as runc does.
+const FORWARDED: &[Signal] = &[
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+
+fn forwarded_set() -> nix::sys::signal::SigSet {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for s in FORWARDED {
+        set.add(*s);
+    }
+    set.add(Signal::SIGCHLD);
+    set
+}
+
+/// Blocks the forwarded signals and SIGCHLD before any child exists, so none is lost
+/// before [`wait_exit`] waits for them. Children reset their mask before exec.
+fn block_forwarded() {
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&forwarded_set()),
+        None,
+    );
+}
+
+/// Waits for `pid`, forwarding signals to it, and returns a shell-style exit code
+/// (128+signal when killed).
 fn wait_exit(pid: Pid) -> Result<i32> {
+    let set = forwarded_set();
     loop {
-        match waitpid(pid, None) {
+        match waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, c)) => return Ok(c),
             Ok(WaitStatus::Signaled(_, s, _)) => return Ok(128 + s as i32),
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(errno(format!("waiting for {pid}"))(e)),
+        }
+        // SIGCHLD is blocked, so an exit between waitpid and here stays pending.
+        match set.wait() {
+            Ok(Signal::SIGCHLD) | Err(_) => {}
+            Ok(sig) => {
+                let _ = nix::sys::signal::kill(pid, sig);
+            }
         }
     }
 }
@@ -666,7 +822,7 @@ struct CreateGuard<'a> {
     rt: &'a Runtime,
     id: String,
     pid: Option<i32>,
-    cgroups_path: Option<String>,
+    cgroups_path: Option<(String, Option<String>)>,
     armed: bool,
 }
 
@@ -683,7 +839,7 @@ impl Drop for CreateGuard<'_> {
         if let Some(Ok((_, m))) = self
             .cgroups_path
             .as_ref()
-            .map(|p| self.rt.cgroup_manager(p))
+            .map(|(p, v)| self.rt.cgroup_manager(p, v.as_deref()))
         {
             kill_cgroup(m.as_ref());
             let _ = m.destroy(Duration::from_secs(5));
@@ -694,6 +850,8 @@ impl Drop for CreateGuard<'_> {
 
 /// What the forked processes need; borrowed from the parent's memory (fork copies it).
 struct InitContext<'a> {
+    start_now: bool,
+    oom_score_adj: Option<i32>,
     mgr: &'a dyn Manager,
     bundle: &'a Bundle,
     layout: &'a Layout,
@@ -744,6 +902,13 @@ fn init(chan: &Channel, ctx: &InitContext) -> Result<Infallible> {
     let spec: &Spec = &ctx.bundle.spec;
     let sys = LinuxSyscall;
     nix::unistd::setsid().map_err(errno("setsid"))?;
+    if let Some(adj) = ctx.oom_score_adj {
+        // Through the host's /proc, before pivot_root, so it holds from the first
+        // instruction of the user's program.
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(sys_err(format!(
+            "setting oom_score_adj {adj} (lowering it needs CAP_SYS_RESOURCE)"
+        )))?;
+    }
     // Device nodes get exactly the modes the spec asks for.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     // Bound before pivot_root, while the state directory is reachable.
@@ -778,15 +943,11 @@ fn init(chan: &Channel, ctx: &InitContext) -> Result<Infallible> {
         }
     }
     rootfs::pivot(&sys, &ctx.bundle.rootfs)?;
-    rootfs::finish(&sys, spec)?;
-    if let Some(h) = spec.hostname() {
-        sys.sethostname(h)
-            .map_err(sys_err(format!("sethostname {h:?}")))?;
+    // A missing working directory is made, as runc does (before the root turns read-only).
+    if let Some(p) = spec.process().as_ref() {
+        let _ = std::fs::create_dir_all(p.cwd());
     }
-    if let Some(d) = spec.domainname() {
-        sys.setdomainname(d)
-            .map_err(sys_err(format!("setdomainname {d:?}")))?;
-    }
+    // sysctls before read-only paths: /proc/sys is one of them.
     for (k, v) in spec
         .linux()
         .as_ref()
@@ -797,11 +958,44 @@ fn init(chan: &Channel, ctx: &InitContext) -> Result<Infallible> {
         let p = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
         std::fs::write(&p, v).map_err(sys_err(format!("sysctl {k}={v}")))?;
     }
+    rootfs::finish(&sys, spec)?;
+    if let Some(h) = spec.hostname() {
+        sys.sethostname(h)
+            .map_err(sys_err(format!("sethostname {h:?}")))?;
+    }
+    if let Some(d) = spec.domainname() {
+        sys.setdomainname(d)
+            .map_err(sys_err(format!("setdomainname {d:?}")))?;
+    }
     if let Some(c) = console {
         super::terminal::setup(c)?;
     }
     let _ = ctx.state_dir;
     chan.send(&Msg::Ready)?;
+    let process = spec.process().as_ref().expect("validated");
+    let plan = ExecPlan {
+        process,
+        seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()),
+        caps: ctx.caps,
+        preserve_fds: ctx.preserve_fds,
+    };
+    let start_state = || {
+        serde_json::json!({
+            "ociVersion": "1.2.0", "id": ctx.id, "status": "created",
+            "pid": std::process::id(), "bundle": ctx.bundle.dir,
+        })
+    };
+    if ctx.start_now {
+        // `run`: no waiting; errors go back over the channel.
+        if let Some(h) = hooks {
+            hooks::run(
+                "startContainer",
+                h.start_container().as_deref().unwrap_or_default(),
+                &start_state(),
+            )?;
+        }
+        return process::finalize_and_exec(&plan);
+    }
     // Wait for `start`.
     let (mut conn, _) = loop {
         match listener.accept() {
@@ -818,26 +1012,15 @@ fn init(chan: &Channel, ctx: &InitContext) -> Result<Infallible> {
         // SAFETY: leave at once; the caller has the report.
         unsafe { libc::_exit(127) }
     };
-    let process = spec.process().as_ref().expect("validated");
     if let Some(h) = hooks {
-        let st = serde_json::json!({
-            "ociVersion": "1.2.0", "id": ctx.id, "status": "created",
-            "pid": std::process::id(), "bundle": ctx.bundle.dir,
-        });
         if let Err(e) = hooks::run(
             "startContainer",
             h.start_container().as_deref().unwrap_or_default(),
-            &st,
+            &start_state(),
         ) {
             report(e);
         }
     }
-    let plan = ExecPlan {
-        process,
-        seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()),
-        caps: ctx.caps,
-        preserve_fds: ctx.preserve_fds,
-    };
     let e = match process::finalize_and_exec(&plan) {
         Ok(never) => match never {},
         Err(e) => e,

@@ -13,6 +13,7 @@
 pub mod capabilities;
 pub mod channel;
 pub mod container;
+pub mod defaults;
 pub mod error;
 pub mod hooks;
 pub mod namespaces;

@@ -743,6 +743,49 @@ mod tests {
     }
 
     #[test]
+    fn v1_cgroup_mount_is_a_tmpfs_of_hierarchies_made_read_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = spec(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "mounts": [{"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro"]}]
+        }));
+        let mut h = std::collections::BTreeMap::new();
+        h.insert(
+            "cpu".to_string(),
+            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"),
+        );
+        h.insert(
+            "cpuacct".to_string(),
+            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"),
+        );
+        h.insert("memory".to_string(), PathBuf::from("/sys/fs/cgroup/memory"));
+        let layout = Layout::V1 {
+            hierarchies: h,
+            unified: None,
+        };
+        let sys = RecordingSyscall::default();
+        let ctx = RootfsContext {
+            rootfs: tmp.path(),
+            bundle: tmp.path(),
+            cgroups: Some(&layout),
+            in_userns: false,
+        };
+        prepare(&sys, &s, &ctx).unwrap();
+        let r = tmp.path().display().to_string();
+        let calls = sys.take();
+        let has = |c: &str| calls.iter().any(|x| x == c);
+        assert!(
+            has(&format!(
+                "mount tmpfs {r}/sys/fs/cgroup tmpfs MS_NOSUID | MS_NODEV | MS_NOEXEC mode=755"
+            )),
+            "{calls:#?}"
+        );
+        assert!(has(&format!("mount cgroup {r}/sys/fs/cgroup/cpu,cpuacct cgroup MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC cpu,cpuacct")), "{calls:#?}");
+        assert!(has(&format!("mount cgroup {r}/sys/fs/cgroup/memory cgroup MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC memory")), "{calls:#?}");
+        assert!(has(&format!("mount - {r}/sys/fs/cgroup - MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_REMOUNT mode=755")), "{calls:#?}");
+    }
+
+    #[test]
     fn finish_masks_and_protects_existing_paths_only() {
         let s = spec(serde_json::json!({
             "ociVersion": "1.0.2",

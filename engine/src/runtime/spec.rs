@@ -148,12 +148,43 @@ pub fn validate(spec: &Spec) -> Result<()> {
             ));
         }
     }
+    // Asked for but not implemented: refuse rather than run without it.
+    let unsupported = |field: &str| {
+        invalid(
+            field,
+            "is not supported by berth-runtime yet; remove it from config.json",
+        )
+    };
+    if process.scheduler().is_some() {
+        return Err(unsupported("process.scheduler"));
+    }
+    if process.io_priority().is_some() {
+        return Err(unsupported("process.ioPriority"));
+    }
+    if process.exec_cpu_affinity().is_some() {
+        return Err(unsupported("process.execCPUAffinity"));
+    }
     let Some(linux) = spec.linux() else {
         return Err(invalid(
             "linux",
             "missing; a Linux container needs at least linux.namespaces",
         ));
     };
+    if linux.personality().is_some() {
+        return Err(unsupported("linux.personality"));
+    }
+    if linux.intel_rdt().is_some() {
+        return Err(unsupported("linux.intelRdt"));
+    }
+    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(unsupported("linux.netDevices"));
+    }
+    if linux.memory_policy().is_some() {
+        return Err(unsupported("linux.memoryPolicy"));
+    }
+    if linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(unsupported("linux.timeOffsets"));
+    }
     let mut types = HashSet::new();
     for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
         if !types.insert(ns.typ()) {
@@ -173,6 +204,12 @@ pub fn validate(spec: &Spec) -> Result<()> {
                 return Err(invalid(
                     format!("linux.namespaces[{i}].path"),
                     "joining a user namespace by path is not supported yet",
+                ));
+            }
+            if ns.typ() == LinuxNamespaceType::Mount {
+                return Err(invalid(
+                    format!("linux.namespaces[{i}].path"),
+                    "joining a mount namespace by path is not supported: the root filesystem is set up in a new one (use exec to enter a running container)",
                 ));
             }
             absolute(format!("linux.namespaces[{i}].path"), p)?;
@@ -253,11 +290,36 @@ pub fn validate(spec: &Spec) -> Result<()> {
             absolute(format!("{field}[{i}]"), Path::new(p))?;
         }
     }
+    let has_ns = |t| linux.namespaces().iter().flatten().any(|n| n.typ() == t);
     for k in linux.sysctl().iter().flat_map(|m| m.keys()) {
         if k.contains('/') || k.contains("..") || k.is_empty() {
             return Err(invalid(
                 "linux.sysctl",
                 format!("{k:?} is not a sysctl name (use dots: net.ipv4.ip_forward)"),
+            ));
+        }
+        // Only namespaced sysctls: anything else would change the host.
+        const IPC: &[&str] = &[
+            "kernel.msgmax",
+            "kernel.msgmnb",
+            "kernel.msgmni",
+            "kernel.sem",
+            "kernel.shmall",
+            "kernel.shmmax",
+            "kernel.shmmni",
+            "kernel.shm_rmid_forced",
+        ];
+        let ok = if IPC.contains(&k.as_str()) || k.starts_with("fs.mqueue.") {
+            has_ns(LinuxNamespaceType::Ipc)
+        } else if k.starts_with("net.") {
+            has_ns(LinuxNamespaceType::Network)
+        } else {
+            false
+        };
+        if !ok {
+            return Err(invalid(
+                "linux.sysctl",
+                format!("{k:?} is not namespaced for this container (net.* needs a network namespace, kernel IPC keys an ipc one; others would change the host)"),
             ));
         }
     }
@@ -349,10 +411,104 @@ mod tests {
     }
 
     #[test]
+    fn joined_namespaces_must_exist_and_not_be_mount() {
+        let mut v = base();
+        v["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "network", "path": "/nonexistent/berth-ns"}]);
+        let e = check(v).unwrap_err().to_string();
+        assert!(e.contains("does not exist"), "{e}");
+        let mut v = base();
+        v["linux"]["namespaces"] =
+            serde_json::json!([{"type": "mount", "path": "/proc/self/ns/mnt"}]);
+        let e = check(v).unwrap_err().to_string();
+        assert!(e.contains("mount namespace by path"), "{e}");
+    }
+
+    #[test]
+    fn unsupported_features_are_refused_by_name() {
+        let mut v = base();
+        v["linux"]["personality"] = serde_json::json!({"domain": "LINUX32"});
+        let e = check(v).unwrap_err().to_string();
+        assert!(
+            e.contains("linux.personality") && e.contains("not supported"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn only_namespaced_sysctls_are_accepted() {
+        let mut v = base();
+        v["linux"]["sysctl"] = serde_json::json!({"vm.swappiness": "10"});
+        assert!(check(v).unwrap_err().to_string().contains("vm.swappiness"));
+        let mut v = base();
+        v["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ip_forward": "1"});
+        assert!(check(v).is_err(), "no network namespace in base()");
+        let mut v = base();
+        v["linux"]["namespaces"] =
+            serde_json::json!([{"type": "mount"}, {"type": "network"}, {"type": "ipc"}]);
+        v["linux"]["sysctl"] =
+            serde_json::json!({"net.ipv4.ip_forward": "1", "kernel.shmmax": "1000000"});
+        check(v).unwrap();
+    }
+
+    #[test]
     fn ids_are_checked() {
         assert!(validate_id("berth-1").is_ok());
         assert!(validate_id("../x").is_err());
         assert!(validate_id("").is_err());
         assert!(validate_id("a/b").is_err());
+    }
+
+    mod no_panic {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A JSON value tree of bounded size, to splice into a valid config.
+        fn json_value() -> impl Strategy<Value = serde_json::Value> {
+            let leaf = prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<bool>().prop_map(serde_json::Value::from),
+                any::<i64>().prop_map(serde_json::Value::from),
+                "[a-z/._ -]{0,12}".prop_map(serde_json::Value::from),
+            ];
+            leaf.prop_recursive(3, 16, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                    prop::collection::btree_map("[a-zA-Z]{1,8}", inner, 0..4)
+                        .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_bytes_give_a_result_not_a_panic(text in ".{0,200}") {
+                if let Ok(s) = parse(Path::new("config.json"), &text) {
+                    let _ = validate(&s);
+                }
+            }
+
+            #[test]
+            fn any_value_at_any_key_gives_a_result_not_a_panic(
+                path in prop::sample::select(vec![
+                    "/root", "/root/path", "/process", "/process/args", "/process/cwd",
+                    "/process/user", "/process/rlimits", "/process/capabilities",
+                    "/linux", "/linux/namespaces", "/linux/resources", "/linux/seccomp",
+                    "/linux/devices", "/linux/maskedPaths", "/mounts", "/hooks", "/hostname",
+                ]),
+                value in json_value(),
+            ) {
+                let mut v = base();
+                if let Some(slot) = v.pointer_mut(path) {
+                    *slot = value;
+                } else if let Some((parent, key)) = path.rsplit_once('/') {
+                    if let Some(obj) = v.pointer_mut(if parent.is_empty() { "" } else { parent }).and_then(|p| p.as_object_mut()) {
+                        obj.insert(key.to_string(), value);
+                    }
+                }
+                let _ = check(v);
+            }
+        }
     }
 }

@@ -43,6 +43,9 @@ pub struct Record {
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
     pub cgroups_path: String,
+    /// "v1" or "v2": the tree the group was made in (a hybrid host has both).
+    #[serde(default)]
+    pub cgroup_version: Option<String>,
     /// Unix seconds.
     pub created: u64,
     #[serde(default)]
@@ -136,6 +139,21 @@ impl StateRoot {
         }
     }
 
+    /// Holds an exclusive lock on the container's directory until dropped, so two
+    /// commands on one container (start and delete, say) never interleave. None when
+    /// the container does not exist.
+    pub fn lock(&self, id: &str) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+        let d = self.dir(id);
+        let f = match std::fs::File::open(&d) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Self::err(&d, e)),
+        };
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map(Some)
+            .map_err(|(_, e)| Self::err(&d, format!("locking: {e}")))
+    }
+
     pub fn save(&self, r: &Record) -> Result<()> {
         let path = self.dir(&r.id).join("state.json");
         write_atomic(
@@ -223,6 +241,7 @@ mod tests {
             bundle: "/b".into(),
             rootfs: "/b/rootfs".into(),
             cgroups_path: "/berth-c1".into(),
+            cgroup_version: Some("v1".into()),
             created: 0,
             annotations: HashMap::new(),
         };

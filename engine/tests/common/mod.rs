@@ -192,12 +192,24 @@ impl Fixture {
     }
 
     pub fn delete(&self, id: &str) {
+        let pid = self.init_pid(id);
         let o = self.rt(&["delete", "--force", id]);
+        reap(pid);
         assert!(
             o.status.success(),
             "delete failed: {}",
             String::from_utf8_lossy(&o.stderr)
         );
+    }
+
+    fn init_pid(&self, id: &str) -> Option<i32> {
+        self.cmd(&["state", id])
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
+            .and_then(|v| v["pid"].as_i64())
+            .map(|p| p as i32)
     }
 
     /// The directory of controller `ctl` for cgroup path `/id` on this v1 host.
@@ -209,14 +221,22 @@ impl Fixture {
 impl Drop for Fixture {
     fn drop(&mut self) {
         for id in self.ids.borrow().iter() {
+            let pid = self.init_pid(id);
             let _ = self
                 .cmd(&["delete", "--force", id])
                 .stderr(Stdio::null())
                 .output();
+            reap(pid);
         }
-        // Reap the containers' inits that came to us.
-        // SAFETY: waitpid on any child, non-blocking.
-        while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+    }
+}
+
+/// Reaps a container's init that came to us as subreaper (only that pid: under
+/// `cargo test` other tests' children in this process are not ours to take).
+fn reap(pid: Option<i32>) {
+    if let Some(pid) = pid {
+        // SAFETY: waitpid on one pid, non-blocking.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
     }
 }
 

@@ -85,6 +85,11 @@ enum Cmd {
         process: Option<PathBuf>,
         #[arg(short, long)]
         detach: bool,
+        /// Give the process a terminal; its master side goes to --console-socket.
+        #[arg(short, long)]
+        tty: bool,
+        #[arg(long = "console-socket")]
+        console_socket: Option<PathBuf>,
         #[arg(short, long = "env")]
         env: Vec<String>,
         #[arg(long)]
@@ -102,12 +107,22 @@ enum Cmd {
     Pause { id: String },
     /// Thaw a paused container.
     Resume { id: String },
+    /// List the host pids of the container's processes (one per line, or --format json).
+    Ps {
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        id: String,
+    },
     /// Print the container's resource usage as JSON (memory, CPU, pids).
     Stats { id: String },
     /// Write a default config.json into the bundle directory.
     Spec {
         #[arg(short, long, default_value = ".")]
         bundle: PathBuf,
+        /// Docker's defaults (its 14 capabilities, /dev/mqueue, no_new_privs off)
+        /// instead of runc's.
+        #[arg(long)]
+        docker: bool,
     },
     /// List containers.
     List {
@@ -170,6 +185,17 @@ fn run(cli: Cli) -> Result<i32, RuntimeError> {
         Cmd::Delete { force, id } => rt.delete(&id, force).map(|_| 0),
         Cmd::Pause { id } => rt.pause(&id).map(|_| 0),
         Cmd::Resume { id } => rt.resume(&id).map(|_| 0),
+        Cmd::Ps { format, id } => {
+            let pids = rt.pids(&id)?;
+            if format == "json" {
+                println!("{}", serde_json::to_string(&pids).expect("json"));
+            } else {
+                for p in pids {
+                    println!("{p}");
+                }
+            }
+            Ok(0)
+        }
         Cmd::Stats { id } => {
             let s = rt.stats(&id)?;
             println!("{}", serde_json::to_string_pretty(&s).expect("json"));
@@ -195,6 +221,8 @@ fn run(cli: Cli) -> Result<i32, RuntimeError> {
         Cmd::Exec {
             process,
             detach,
+            tty,
+            console_socket,
             env,
             cwd,
             user,
@@ -220,7 +248,7 @@ fn run(cli: Cli) -> Result<i32, RuntimeError> {
                     let spec = rt.root.load_config(&id)?;
                     let mut p = spec.process().clone().unwrap_or_default();
                     p.set_args(Some(command.clone()));
-                    p.set_terminal(Some(false));
+                    p.set_terminal(Some(tty));
                     p
                 }
             };
@@ -243,7 +271,10 @@ fn run(cli: Cli) -> Result<i32, RuntimeError> {
                 usr.set_gid(gid.parse().map_err(|_| bad())?);
                 p.set_user(usr);
             }
-            match rt.exec(&id, &p, !detach)? {
+            if tty {
+                p.set_terminal(Some(true));
+            }
+            match rt.exec_with_console(&id, &p, !detach, console_socket.as_deref())? {
                 ExecResult::Started(pid) => {
                     if let Some(pf) = pid_file {
                         std::fs::write(&pf, pid.to_string()).map_err(|source| {
@@ -258,7 +289,7 @@ fn run(cli: Cli) -> Result<i32, RuntimeError> {
                 ExecResult::Exited(code) => Ok(code),
             }
         }
-        Cmd::Spec { bundle } => {
+        Cmd::Spec { bundle, docker } => {
             let path = bundle.join("config.json");
             if path.exists() {
                 return Err(RuntimeError::InvalidConfig {
@@ -266,9 +297,23 @@ fn run(cli: Cli) -> Result<i32, RuntimeError> {
                     problem: format!("{} exists already; remove it first", path.display()),
                 });
             }
-            let mut spec = oci_spec::runtime::Spec::default();
+            let mut spec = if docker {
+                berth_engine::runtime::defaults::container_spec(
+                    "ID",
+                    std::path::Path::new("rootfs"),
+                    vec!["sh".into()],
+                )
+            } else {
+                oci_spec::runtime::Spec::default()
+            };
             if let Some(p) = spec.process_mut() {
                 p.set_terminal(Some(false));
+            }
+            if docker {
+                // The cgroup path follows the container ID when none is given.
+                if let Some(l) = spec.linux_mut() {
+                    l.set_cgroups_path(None);
+                }
             }
             let text = serde_json::to_string_pretty(&spec).expect("json");
             std::fs::write(&path, text + "\n").map_err(|source| RuntimeError::Sys {

@@ -9,6 +9,7 @@
 
 pub mod cgroups;
 pub mod container;
+pub mod init;
 pub mod logs;
 pub mod monitor;
 pub mod runtime;

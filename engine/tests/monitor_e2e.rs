@@ -482,3 +482,98 @@ fn monitor_logs_in_order_with_timestamps_tail_and_follow() {
         .collect();
     assert_eq!(late, ["late"]);
 }
+
+fn zombies_in(f: &Fixture, id: &str) -> usize {
+    f.engine
+        .top(id)
+        .unwrap()
+        .iter()
+        .filter(|p| p.state == 'Z')
+        .count()
+}
+
+#[test]
+fn monitor_init_reaps_an_orphaned_zombie() {
+    let f = Fixture::new("init");
+    // The inner shell leaves `sleep 0.2` behind as an orphan; it comes to PID 1.
+    let script = "sh -c 'sleep 0.2 &'; echo spawned; exec sleep 100";
+    let mut with = f.config("with", script);
+    with.init = true;
+    let with = f.run(with);
+    let without = f.run(f.config("without", script));
+    for id in [&with, &without] {
+        f.eventually(5, "spawned", || f.logs(id).contains(&"spawned".to_string()));
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    // Without init, PID 1 is `sleep 100`, which never waits: the orphan stays a zombie.
+    assert_eq!(zombies_in(&f, &without), 1, "{:?}", f.engine.top(&without));
+    assert_eq!(zombies_in(&f, &with), 0, "{:?}", f.engine.top(&with));
+    // PID 1 is the init (a copy of the monitor), the program its child.
+    let top = f.engine.top(&with).unwrap();
+    let init = f.engine.inspect(&with).unwrap().pid.unwrap();
+    let prog = top.iter().find(|p| p.cmd == "sleep 100").unwrap();
+    assert_eq!(prog.ppid, init);
+    // Signals are forwarded: the stop signal reaches `sleep`, which dies of it.
+    let t = Instant::now();
+    f.engine.stop(&with, Some(Duration::from_secs(10))).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(f.engine.inspect(&with).unwrap().exit_code, Some(143));
+}
+
+#[test]
+fn monitor_pause_freezes_a_busy_loop_and_unpause_resumes_it() {
+    let f = Fixture::new("pause");
+    let id = f.run(f.config("c", "while :; do :; done"));
+    let cpu = || f.engine.stats(&id).unwrap().cgroup.cpu_usage_ns.unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    f.engine.pause(&id).unwrap();
+    assert_eq!(f.engine.inspect(&id).unwrap().state, Status::Paused);
+    let a = cpu();
+    std::thread::sleep(Duration::from_millis(500));
+    let used = cpu() - a;
+    assert!(used < 5_000_000, "a frozen loop used {used} ns of CPU");
+    f.engine.unpause(&id).unwrap();
+    assert_eq!(f.engine.inspect(&id).unwrap().state, Status::Running);
+    let a = cpu();
+    std::thread::sleep(Duration::from_millis(500));
+    let used = cpu() - a;
+    assert!(
+        used > 100_000_000,
+        "the loop used only {used} ns after unpause"
+    );
+    // Stop works on a paused container too.
+    f.engine.pause(&id).unwrap();
+    f.engine
+        .stop(&id, Some(Duration::from_millis(300)))
+        .unwrap();
+    assert_eq!(f.engine.inspect(&id).unwrap().state, Status::Exited);
+}
+
+#[test]
+fn monitor_killed_is_noticed_and_its_container_can_be_removed() {
+    let f = Fixture::new("lost");
+    let id = f.run(f.config("c", "while true; do sleep 0.1; done"));
+    let info = f.engine.inspect(&id).unwrap();
+    let (mon, pid) = (info.monitor_pid.unwrap(), info.pid.unwrap());
+    // SAFETY: kill with integer arguments, on the monitor we started.
+    unsafe { libc::kill(mon, libc::SIGKILL) };
+    f.eventually(5, "monitor gone", || {
+        reap();
+        !Path::new(&format!("/proc/{mon}")).exists()
+    });
+    let info = f.engine.inspect(&id).unwrap();
+    assert_eq!(info.state, Status::Dead);
+    assert!(info.error.unwrap().contains("monitor"));
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "the container runs on"
+    );
+    f.engine
+        .stop(&id, Some(Duration::from_millis(500)))
+        .unwrap();
+    reap();
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    assert_eq!(f.engine.inspect(&id).unwrap().state, Status::Exited);
+    f.engine.remove(&id, false).unwrap();
+    assert!(leftovers(f.tmp.path(), &id).is_empty());
+}

@@ -857,12 +857,26 @@ impl Engine {
         })
     }
 
-    /// The container's processes (from its cgroup and /proc).
+    /// The container's processes (from its cgroup and /proc), zombies included.
     pub fn top(&self, id_or_name: &str) -> Result<Vec<ProcessInfo>> {
         let rec = self.load(id_or_name)?;
         let mgr = self.cgroup(&rec, "list processes")?;
         let mut out = vec![];
-        for pid in mgr.pids()? {
+        // The cgroup lists live tasks only; zombies are found as their parents' children.
+        let mut pids = mgr.pids()?;
+        let mut i = 0;
+        while i < pids.len() {
+            let p = pids[i];
+            let kids =
+                std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
+            for k in kids.split_whitespace().filter_map(|k| k.parse().ok()) {
+                if !pids.contains(&k) {
+                    pids.push(k);
+                }
+            }
+            i += 1;
+        }
+        for pid in pids {
             let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
                 continue;
             };

@@ -470,7 +470,7 @@ pub fn build(id: &str, c: &ContainerConfig) -> Result<Value, EngineError> {
 }
 
 /// Set on the spec of a container whose PID 1 is Berth's minimal init.
-pub const INIT_ANNOTATION: &str = "io.berth.init";
+pub const INIT_ANNOTATION: &str = crate::init::ANNOTATION;
 
 /// The OCI process of an `exec` (or a healthcheck probe) in a container made from `c`.
 pub fn exec_process(c: &ContainerConfig, e: &ExecConfig) -> Result<Value, EngineError> {

@@ -789,6 +789,15 @@ fn init(chan: &Channel, ctx: &InitContext) -> Result<Infallible> {
             report(e);
         }
     }
+    if crate::init::wanted(spec) {
+        // Berth's minimal init stays PID 1; the child goes on to exec the program.
+        // SAFETY: single-threaded.
+        match unsafe { fork() } {
+            Ok(ForkResult::Parent { child }) => crate::init::supervise(child.as_raw()),
+            Ok(ForkResult::Child) => {}
+            Err(e) => report(errno("fork for init")(e)),
+        }
+    }
     let plan = ExecPlan {
         process,
         seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()),

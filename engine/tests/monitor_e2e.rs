@@ -70,6 +70,23 @@ impl Fixture {
             .collect()
     }
 
+    /// Waits for `n` log lines; panics showing what came.
+    fn wait_lines(&self, id: &str, n: usize) -> Vec<String> {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            let l = self.logs(id);
+            if l.len() >= n {
+                return l;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "wanted {n} log lines, got {:?} ({:?})",
+            self.logs(id),
+            self.engine.inspect(id).map(|i| (i.state, i.exit_code))
+        );
+    }
+
     /// Polls `f` until it holds or `secs` pass.
     fn eventually(&self, secs: u64, what: &str, mut f: impl FnMut() -> bool) {
         let start = Instant::now();
@@ -576,4 +593,101 @@ fn monitor_killed_is_noticed_and_its_container_can_be_removed() {
     assert_eq!(f.engine.inspect(&id).unwrap().state, Status::Exited);
     f.engine.remove(&id, false).unwrap();
     assert!(leftovers(f.tmp.path(), &id).is_empty());
+}
+
+#[test]
+fn monitor_config_reaches_the_container() {
+    use berth_engine::container::{MountSpec, Resources, Ulimit};
+    let f = Fixture::new("cfg");
+    let host = f.tmp.path().join("shared");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("file"), "from host\n").unwrap();
+    let mut c = f.config(
+        "c",
+        "id -u; id -g; pwd; echo $GREETING; hostname; cat /data/file; \
+         touch /data/x 2>/dev/null && echo bind-rw || echo bind-ro; \
+         touch /rootfile 2>/dev/null && echo root-rw || echo root-ro; \
+         touch /scratch/x && echo tmpfs-rw; ulimit -n; \
+         cat /proc/sys/net/ipv4/ip_forward; readlink /proc/self/ns/net; \
+         grep CapEff /proc/self/status; sleep 100",
+    );
+    c.user = Some("nobody".into());
+    c.working_dir = Some("/tmp".into());
+    c.image.env = vec!["GREETING=image".into()];
+    c.env = vec!["GREETING=hello".into()];
+    c.hostname = Some("berth-box".into());
+    c.read_only = true;
+    c.mounts = vec![
+        MountSpec::Bind {
+            source: host.clone(),
+            target: "/data".into(),
+            read_only: true,
+        },
+        MountSpec::Tmpfs {
+            target: "/scratch".into(),
+            size: Some(1 << 20),
+            mode: Some(0o1777),
+        },
+    ];
+    c.ulimits = vec![Ulimit {
+        name: "nofile".into(),
+        soft: 512,
+        hard: 512,
+    }];
+    c.sysctls = [("net.ipv4.ip_forward".to_string(), "1".to_string())].into();
+    c.cap_drop = vec!["ALL".into()];
+    c.resources = Resources {
+        memory: Some(64 << 20),
+        pids_limit: Some(50),
+        cpu_shares: Some(512),
+        ..Default::default()
+    };
+    let id = f.run(c);
+    let out = f.wait_lines(&id, 13);
+    assert_eq!(
+        out[..12],
+        [
+            "65534",
+            "65534",
+            "/tmp",
+            "hello",
+            "berth-box",
+            "from host",
+            "bind-ro",
+            "root-ro",
+            "tmpfs-rw",
+            "512",
+            "1",
+            out[11].as_str()
+        ],
+        "{out:?}"
+    );
+    assert_eq!(out[12], "CapEff:\t0000000000000000");
+    let cg = |ctl: &str, file: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{ctl}/berth-{id}/{file}"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        cg("memory", "memory.limit_in_bytes"),
+        (64 << 20).to_string()
+    );
+    assert_eq!(cg("pids", "pids.max"), "50");
+    assert_eq!(cg("cpu", "cpu.shares"), "512");
+    // A second container joins the first one's network namespace by path.
+    let pid = f.engine.inspect(&id).unwrap().pid.unwrap();
+    let mut c2 = f.config("joiner", "readlink /proc/self/ns/net");
+    c2.namespaces.net = Some(format!("/proc/{pid}/ns/net").into());
+    let id2 = f.run(c2);
+    f.engine
+        .wait(&id2, WaitCondition::Exited, Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(f.logs(&id2), [out[11].clone()]);
+    assert_ne!(
+        std::fs::read_link("/proc/self/ns/net")
+            .unwrap()
+            .to_string_lossy(),
+        out[11]
+    );
 }

@@ -735,15 +735,7 @@ fn init(chan: &Channel, ctx: &InitContext) -> Result<Infallible> {
         }
     }
     rootfs::pivot(&sys, &ctx.bundle.rootfs)?;
-    rootfs::finish(&sys, spec)?;
-    if let Some(h) = spec.hostname() {
-        sys.sethostname(h)
-            .map_err(sys_err(format!("sethostname {h:?}")))?;
-    }
-    if let Some(d) = spec.domainname() {
-        sys.setdomainname(d)
-            .map_err(sys_err(format!("setdomainname {d:?}")))?;
-    }
+    // sysctls before finish: it makes /proc/sys read-only (runc's order too).
     for (k, v) in spec
         .linux()
         .as_ref()
@@ -753,6 +745,15 @@ fn init(chan: &Channel, ctx: &InitContext) -> Result<Infallible> {
     {
         let p = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
         std::fs::write(&p, v).map_err(sys_err(format!("sysctl {k}={v}")))?;
+    }
+    rootfs::finish(&sys, spec)?;
+    if let Some(h) = spec.hostname() {
+        sys.sethostname(h)
+            .map_err(sys_err(format!("sethostname {h:?}")))?;
+    }
+    if let Some(d) = spec.domainname() {
+        sys.setdomainname(d)
+            .map_err(sys_err(format!("setdomainname {d:?}")))?;
     }
     if let Some(c) = console {
         super::terminal::setup(c)?;

@@ -1021,6 +1021,15 @@ fn init(chan: &Channel, ctx: &InitContext) -> Result<Infallible> {
             report(e);
         }
     }
+    if crate::init::wanted(spec) {
+        // Berth's minimal init stays PID 1; the child goes on to exec the program.
+        // SAFETY: single-threaded.
+        match unsafe { fork() } {
+            Ok(ForkResult::Parent { child }) => crate::init::supervise(child.as_raw()),
+            Ok(ForkResult::Child) => {}
+            Err(e) => report(errno("fork for init")(e)),
+        }
+    }
     let e = match process::finalize_and_exec(&plan) {
         Ok(never) => match never {},
         Err(e) => e,

@@ -1,0 +1,954 @@
+//! The engine's container API: typed values in (no YAML), supervised containers out.
+//! Each started container has its own monitor process ([`crate::monitor`]), so the
+//! calling `berth` command may exit while its containers keep running, logging,
+//! restarting and being health-checked.
+//!
+//! Calls that fork (start, exec) spawn the `berth-monitor` binary with
+//! `std::process::Command`, so this API is safe to call from a multi-threaded
+//! (tokio) process; the rest only reads and writes files and sockets. Calls block:
+//! from async code, use `spawn_blocking`.
+//!
+//! ```no_run
+//! use berth_engine::container::{Engine, ContainerConfig, ImageConfig, LabelFilter,
+//!     RestartPolicy, LogOptions, WaitCondition};
+//! use std::time::Duration;
+//!
+//! let engine = Engine::new("/var/lib/berth", "/run/berth")?;
+//! let id = engine.create(ContainerConfig {
+//!     name: "demo-web-1".into(),
+//!     labels: [("io.berth.project".into(), "demo".into())].into(),
+//!     rootfs: "/var/lib/berth/rootfs/web".into(),
+//!     image: ImageConfig { cmd: vec!["httpd".into(), "-f".into()], ..Default::default() },
+//!     restart: RestartPolicy::OnFailure { max_retries: Some(3) },
+//!     stop_grace_period: Some(Duration::from_secs(5)),
+//!     ..Default::default()
+//! })?;
+//! engine.start(&id)?;
+//! for c in engine.list(&LabelFilter::new().with("io.berth.project", "demo"))? {
+//!     println!("{} {} {:?}", c.name, c.state, c.health);
+//! }
+//! for line in engine.logs(&id, LogOptions { tail: Some(10), ..Default::default() })? {
+//!     println!("{}", line.display(true));
+//! }
+//! engine.stop(&id, None)?;
+//! let exit = engine.wait(&id, WaitCondition::Exited, Some(Duration::from_secs(10)))?;
+//! engine.remove(&id, false)?;
+//! # Ok::<(), berth_engine::container::EngineError>(())
+//! ```
+
+pub mod config;
+pub mod spec;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+
+pub use crate::logs::{LogLine, LogOptions, LogStream, Stream};
+pub use crate::state::{Health, HealthStatus, ProbeResult, Status};
+pub use config::*;
+
+use crate::monitor::control::{self, Request};
+use crate::monitor::{self as mon, CONTAINER_LOG, CONTROL_SOCK};
+use crate::runtime::Runtime;
+use crate::state::{process_start, Record, StateError, Store};
+
+/// A container's ID: 32 lowercase hex digits.
+pub type ContainerId = String;
+
+/// What went wrong, and what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A config value is not acceptable; nothing was changed on the host.
+    #[error("invalid container config: {field}: {problem}")]
+    InvalidConfig { field: String, problem: String },
+    /// No container has this ID or name.
+    #[error("no such container {0:?} (see `berth ps -a`)")]
+    NotFound(String),
+    /// The name is taken.
+    #[error("the container name {name:?} is already used by {id}; remove that container or pick another name")]
+    NameInUse { name: String, id: String },
+    /// The operation does not fit the container's state.
+    #[error("container {name:?} is {status}: cannot {op}{hint}")]
+    WrongState {
+        name: String,
+        status: Status,
+        op: &'static str,
+        hint: &'static str,
+    },
+    /// The container could not be started.
+    #[error("starting container {name:?} failed: {message}")]
+    Start { name: String, message: String },
+    /// The monitor could not be reached or refused the request.
+    #[error("the monitor of container {name:?} {message}")]
+    Monitor { name: String, message: String },
+    /// Waiting ran out of time.
+    #[error("timed out after {0:?} waiting for the container")]
+    Timeout(Duration),
+    /// The `berth-monitor` binary is missing.
+    #[error("cannot find the berth-monitor program at {0} (install it beside berth, or set BERTH_MONITOR)")]
+    NoMonitorProgram(PathBuf),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
+    #[error("{op}: {source}")]
+    Io { op: String, source: std::io::Error },
+}
+
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+fn io_err(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {
+    let op = op.into();
+    move |source| EngineError::Io { op, source }
+}
+
+/// One line of `list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSummary {
+    pub id: ContainerId,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub state: Status,
+    pub exit_code: Option<i32>,
+    pub health: Option<HealthStatus>,
+}
+
+/// Everything `inspect` knows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerInfo {
+    pub id: ContainerId,
+    pub name: String,
+    pub config: ContainerConfig,
+    pub created: SystemTime,
+    pub state: Status,
+    /// Host pid of the container's first process while it runs.
+    pub pid: Option<i32>,
+    pub exit_code: Option<i32>,
+    pub started_at: Option<SystemTime>,
+    pub finished_at: Option<SystemTime>,
+    pub restart_count: u32,
+    pub health: Option<Health>,
+    /// Why the last start failed, or that the monitor died.
+    pub error: Option<String>,
+    pub monitor_pid: Option<i32>,
+    pub log_path: PathBuf,
+}
+
+/// Label selector for `list`: every pair must match (`key` alone: key present).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelFilter(pub Vec<(String, Option<String>)>);
+
+impl LabelFilter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn with(mut self, k: &str, v: &str) -> Self {
+        self.0.push((k.into(), Some(v.into())));
+        self
+    }
+    pub fn has(mut self, k: &str) -> Self {
+        self.0.push((k.into(), None));
+        self
+    }
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.0.iter().all(|(k, v)| match v {
+            Some(v) => labels.get(k) == Some(v),
+            None => labels.contains_key(k),
+        })
+    }
+}
+
+/// What `wait` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitCondition {
+    /// Not running and not going to restart (exited, or dead).
+    Exited,
+    /// Health status `healthy` (an error if it turns `unhealthy` or exits first).
+    Healthy,
+    /// Running (started, or restarted).
+    Running,
+}
+
+/// What `wait` saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitOutcome {
+    pub state: Status,
+    pub exit_code: Option<i32>,
+    pub health: Option<HealthStatus>,
+}
+
+/// Resource use of a running container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStats {
+    pub cgroup: crate::cgroups::Stats,
+    pub pids: Vec<i32>,
+}
+
+/// One process of `top`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    /// Host pid.
+    pub pid: i32,
+    pub ppid: i32,
+    pub uid: u32,
+    /// Process state letter (R, S, Z, ...).
+    pub state: char,
+    pub cmd: String,
+}
+
+/// Output of an `exec`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// The container engine over one BERTH_ROOT / BERTH_RUN pair.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    root: PathBuf,
+    run: PathBuf,
+    store: Store,
+    monitor_program: PathBuf,
+}
+
+fn new_id() -> String {
+    let mut b = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut b);
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Where `berth-monitor` is: $BERTH_MONITOR, else beside (or one above, for test
+/// binaries in deps/) the running program.
+fn default_monitor_program() -> PathBuf {
+    if let Some(p) = std::env::var_os("BERTH_MONITOR") {
+        return p.into();
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(2) {
+            let p = dir.join("berth-monitor");
+            if p.exists() {
+                return p;
+            }
+        }
+    }
+    PathBuf::from("/usr/local/bin/berth-monitor")
+}
+
+fn validate_name(n: &str) -> Result<()> {
+    let ok = !n.is_empty()
+        && n.len() <= 128
+        && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(EngineError::InvalidConfig {
+            field: "name".into(),
+            problem: format!("{n:?}: use 1 to 128 letters, digits, '_', '.', '-', starting with a letter or digit"),
+        })
+    }
+}
+
+impl Engine {
+    /// An engine keeping records under `root` (BERTH_ROOT) and sockets and runtime
+    /// state under `run` (BERTH_RUN). Creates both if needed.
+    pub fn new(root: impl Into<PathBuf>, run: impl Into<PathBuf>) -> Result<Engine> {
+        let root = std::path::absolute(root.into()).map_err(io_err("resolving BERTH_ROOT"))?;
+        let run = std::path::absolute(run.into()).map_err(io_err("resolving BERTH_RUN"))?;
+        let store = Store::new(&root, &run);
+        for d in [store.root_dir().to_path_buf(), run.join("containers")] {
+            std::fs::create_dir_all(&d).map_err(io_err(format!("creating {}", d.display())))?;
+        }
+        Ok(Engine {
+            root,
+            run,
+            store,
+            monitor_program: default_monitor_program(),
+        })
+    }
+
+    /// Uses this `berth-monitor` binary.
+    pub fn with_monitor_program(mut self, p: impl Into<PathBuf>) -> Self {
+        self.monitor_program = p.into();
+        self
+    }
+
+    fn runtime(&self) -> Runtime {
+        Runtime::new(mon::runtime_root(&self.run)).quiet()
+    }
+
+    /// ID or name to ID.
+    pub fn resolve(&self, id_or_name: &str) -> Result<ContainerId> {
+        if id_or_name.len() == 32 && self.store.dir(id_or_name).join("record.json").exists() {
+            return Ok(id_or_name.to_string());
+        }
+        for id in self.store.ids() {
+            if let Ok(r) = self.store.load(&id) {
+                if r.config.name == id_or_name {
+                    return Ok(id);
+                }
+            }
+        }
+        Err(EngineError::NotFound(id_or_name.to_string()))
+    }
+
+    fn load(&self, id_or_name: &str) -> Result<Record> {
+        let id = self.resolve(id_or_name)?;
+        self.store.load(&id).map_err(|e| match e {
+            StateError::Missing(_) => EngineError::NotFound(id_or_name.into()),
+            e => e.into(),
+        })
+    }
+
+    /// Whether the record's monitor process is alive.
+    fn monitor_alive(r: &Record) -> bool {
+        r.monitor_pid > 0 && process_start(r.monitor_pid) == Some(r.monitor_start)
+    }
+
+    /// The state as it is, not as a dead monitor last wrote it.
+    fn effective(&self, r: &Record) -> (Status, Option<String>) {
+        let supervised = matches!(
+            r.status,
+            Status::Running | Status::Paused | Status::Restarting
+        );
+        if !supervised || Self::monitor_alive(r) {
+            return (r.status, r.error.clone());
+        }
+        if !self.store.run_dir(&r.id).exists() {
+            // BERTH_RUN is gone: the host rebooted, and the container with it.
+            return (
+                Status::Exited,
+                Some("the host restarted while the container ran".into()),
+            );
+        }
+        (
+            Status::Dead,
+            Some(format!(
+                "its monitor (pid {}) died: exits are no longer recorded; stop or remove the container",
+                r.monitor_pid
+            )),
+        )
+    }
+
+    /// Records a new container; nothing runs until `start`. Refuses bad input before
+    /// touching the host.
+    pub fn create(&self, cfg: ContainerConfig) -> Result<ContainerId> {
+        validate_name(&cfg.name)?;
+        if !cfg.rootfs.is_absolute() || !cfg.rootfs.is_dir() {
+            return Err(EngineError::InvalidConfig {
+                field: "rootfs".into(),
+                problem: format!(
+                    "{} must be an existing absolute directory",
+                    cfg.rootfs.display()
+                ),
+            });
+        }
+        if let Some(s) = cfg
+            .stop_signal
+            .as_deref()
+            .or(cfg.image.stop_signal.as_deref())
+        {
+            if mon::parse_signal(s).is_none() {
+                return Err(EngineError::InvalidConfig {
+                    field: "stop_signal".into(),
+                    problem: format!("{s:?} is not a signal (SIGTERM, SIGQUIT, 15, ...)"),
+                });
+            }
+        }
+        if cfg.log.max_size == Some(0) {
+            return Err(EngineError::InvalidConfig {
+                field: "log.max_size".into(),
+                problem: "must be above 0".into(),
+            });
+        }
+        if cfg.tty {
+            return Err(EngineError::InvalidConfig {
+                field: "tty".into(),
+                problem:
+                    "a terminal for supervised containers is not supported yet; set tty: false"
+                        .into(),
+            });
+        }
+        let id = new_id();
+        // Build the spec now so a bad config is refused before anything exists.
+        let oci = spec::build(&id, &cfg)?;
+        let sock = self.store.run_dir(&id).join(CONTROL_SOCK);
+        if sock.as_os_str().len() >= 108 {
+            return Err(EngineError::InvalidConfig {
+                field: "BERTH_RUN".into(),
+                problem: format!(
+                    "{} is too long for a unix socket path; use a shorter BERTH_RUN",
+                    self.run.display()
+                ),
+            });
+        }
+        // Names are claimed under a global lock so two creators cannot both win.
+        let _g = self.global_lock()?;
+        for other in self.store.ids() {
+            if let Ok(r) = self.store.load(&other) {
+                if r.config.name == cfg.name {
+                    return Err(EngineError::NameInUse {
+                        name: cfg.name,
+                        id: other,
+                    });
+                }
+            }
+        }
+        self.store.make_dirs(&id)?;
+        let res = (|| {
+            crate::state::write_atomic(
+                &self.store.dir(&id).join("config.json"),
+                &serde_json::to_vec_pretty(&oci).expect("spec serialises"),
+                true,
+            )?;
+            self.store.save(&Record {
+                id: id.clone(),
+                config: cfg,
+                created: SystemTime::now(),
+                status: Status::Created,
+                pid: 0,
+                exit_code: None,
+                started_at: None,
+                finished_at: None,
+                restart_count: 0,
+                desired_running: false,
+                health: None,
+                error: None,
+                monitor_pid: 0,
+                monitor_start: 0,
+            })
+        })();
+        if let Err(e) = res {
+            let _ = self.store.remove(&id);
+            return Err(e.into());
+        }
+        Ok(id)
+    }
+
+    fn global_lock(&self) -> Result<crate::state::Lock> {
+        let p = self.store.root_dir().join(".names");
+        std::fs::create_dir_all(&p).map_err(io_err("creating the names lock"))?;
+        let s = Store::new(&p, &p);
+        let d = s.dir("all");
+        std::fs::create_dir_all(&d).map_err(io_err("creating the names lock"))?;
+        Ok(s.lock("all")?)
+    }
+
+    /// Starts the container under a new monitor; returns once its process runs (or
+    /// with the reason it could not start).
+    pub fn start(&self, id_or_name: &str) -> Result<()> {
+        let rec = self.load(id_or_name)?;
+        let (status, _) = self.effective(&rec);
+        match status {
+            Status::Running | Status::Paused | Status::Restarting => return Ok(()),
+            Status::Dead => {
+                return Err(EngineError::WrongState {
+                    name: rec.config.name,
+                    status,
+                    op: "start",
+                    hint: " (its monitor died; stop it first)",
+                })
+            }
+            Status::Created | Status::Exited => {}
+        }
+        if !self.monitor_program.exists() {
+            return Err(EngineError::NoMonitorProgram(self.monitor_program.clone()));
+        }
+        self.store.update(&rec.id, |r| {
+            r.desired_running = true;
+            r.restart_count = 0;
+            r.error = None;
+        })?;
+        let mut child = Command::new(&self.monitor_program)
+            .arg("run")
+            .arg(&self.root)
+            .arg(&self.run)
+            .arg(&rec.id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(io_err(format!(
+                "running {}",
+                self.monitor_program.display()
+            )))?;
+        let out = child.stdout.take().expect("piped");
+        let _ = child.wait();
+        mon::read_report(out)
+            .map(|_| ())
+            .map_err(|message| EngineError::Start {
+                name: rec.config.name,
+                message,
+            })
+    }
+
+    fn call(&self, rec: &Record, req: &Request) -> Result<control::Response> {
+        let sock = self.store.run_dir(&rec.id).join(CONTROL_SOCK);
+        let (resp, _) = control::call(&sock, req).map_err(|e| EngineError::Monitor {
+            name: rec.config.name.clone(),
+            message: format!("cannot be reached at {}: {e}", sock.display()),
+        })?;
+        if !resp.ok {
+            return Err(EngineError::Monitor {
+                name: rec.config.name.clone(),
+                message: format!("refused: {}", resp.error.clone().unwrap_or_default()),
+            });
+        }
+        Ok(resp)
+    }
+
+    fn grace(rec: &Record, timeout: Option<Duration>) -> Duration {
+        timeout
+            .or(rec.config.stop_grace_period)
+            .unwrap_or(Duration::from_secs(10))
+    }
+
+    /// Stop signal, then SIGKILL after `timeout` (default: the config's grace
+    /// period, else 10 s). No restart follows. Returns when the container is down.
+    pub fn stop(&self, id_or_name: &str, timeout: Option<Duration>) -> Result<()> {
+        let rec = self.load(id_or_name)?;
+        let grace = Self::grace(&rec, timeout);
+        let (status, _) = self.effective(&rec);
+        match status {
+            Status::Created | Status::Exited => {
+                self.store.update(&rec.id, |r| r.desired_running = false)?;
+                Ok(())
+            }
+            Status::Dead => self.stop_unsupervised(&rec, grace),
+            Status::Running | Status::Paused | Status::Restarting => {
+                self.call(
+                    &rec,
+                    &Request::Stop {
+                        timeout_ms: grace.as_millis() as u64,
+                    },
+                )?;
+                self.wait_monitor_gone(&rec, grace + Duration::from_secs(10))
+            }
+        }
+    }
+
+    fn wait_monitor_gone(&self, rec: &Record, limit: Duration) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            // Reap it if it is our child (it is not, once detached, but be tidy).
+            let _ = nix::sys::wait::waitpid(
+                nix::unistd::Pid::from_raw(rec.monitor_pid),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            );
+            if !Self::monitor_alive(&self.store.load(&rec.id)?) {
+                return Ok(());
+            }
+            if start.elapsed() > limit {
+                return Err(EngineError::Timeout(limit));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A container whose monitor died: signal it through the runtime, then clean up.
+    fn stop_unsupervised(&self, rec: &Record, grace: Duration) -> Result<()> {
+        let rt = self.runtime();
+        let sig = rec
+            .config
+            .stop_signal
+            .as_deref()
+            .and_then(mon::parse_signal)
+            .unwrap_or(Signal::SIGTERM);
+        if let Ok(r) = rt.root.load(&rec.id) {
+            if matches!(
+                r.current_status(),
+                crate::runtime::Status::Running | crate::runtime::Status::Created
+            ) {
+                let _ = rt.kill(&rec.id, sig, false);
+                let start = Instant::now();
+                while start.elapsed() < grace
+                    && matches!(
+                        r.current_status(),
+                        crate::runtime::Status::Running | crate::runtime::Status::Created
+                    )
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            rt.delete(&rec.id, true)?;
+        }
+        let _ = std::fs::remove_file(self.store.run_dir(&rec.id).join(CONTROL_SOCK));
+        self.store.update(&rec.id, |r| {
+            r.status = Status::Exited;
+            r.desired_running = false;
+            r.pid = 0;
+            r.monitor_pid = 0;
+            r.monitor_start = 0;
+            r.finished_at = Some(SystemTime::now());
+            r.error = Some("stopped after its monitor had died; the exit code is unknown".into());
+        })?;
+        Ok(())
+    }
+
+    /// Sends `signal` to the container's first process.
+    pub fn kill(&self, id_or_name: &str, signal: Signal) -> Result<()> {
+        let rec = self.load(id_or_name)?;
+        let (status, _) = self.effective(&rec);
+        match status {
+            Status::Running | Status::Paused => {
+                self.call(
+                    &rec,
+                    &Request::Kill {
+                        signal: signal as i32,
+                    },
+                )?;
+                Ok(())
+            }
+            Status::Dead => Ok(self.runtime().kill(&rec.id, signal, false)?),
+            status => Err(EngineError::WrongState {
+                name: rec.config.name,
+                status,
+                op: "kill",
+                hint: " (it is not running)",
+            }),
+        }
+    }
+
+    /// stop then start.
+    pub fn restart(&self, id_or_name: &str, timeout: Option<Duration>) -> Result<()> {
+        self.stop(id_or_name, timeout)?;
+        self.start(id_or_name)
+    }
+
+    /// Freezes every process of the container (cgroup freezer).
+    pub fn pause(&self, id_or_name: &str) -> Result<()> {
+        self.live_op(id_or_name, Request::Pause, "pause")
+    }
+
+    pub fn unpause(&self, id_or_name: &str) -> Result<()> {
+        self.live_op(id_or_name, Request::Unpause, "unpause")
+    }
+
+    fn live_op(&self, id_or_name: &str, req: Request, op: &'static str) -> Result<()> {
+        let rec = self.load(id_or_name)?;
+        let (status, _) = self.effective(&rec);
+        if !matches!(status, Status::Running | Status::Paused) {
+            return Err(EngineError::WrongState {
+                name: rec.config.name,
+                status,
+                op,
+                hint: " (it is not running)",
+            });
+        }
+        self.call(&rec, &req)?;
+        Ok(())
+    }
+
+    /// Removes the container, its log and its records. A running one needs `force`
+    /// (then it is killed). Leaves no process, mount, cgroup, socket or file.
+    pub fn remove(&self, id_or_name: &str, force: bool) -> Result<()> {
+        let rec = self.load(id_or_name)?;
+        let (status, _) = self.effective(&rec);
+        if matches!(
+            status,
+            Status::Running | Status::Paused | Status::Restarting
+        ) {
+            if !force {
+                return Err(EngineError::WrongState {
+                    name: rec.config.name,
+                    status,
+                    op: "remove",
+                    hint: " (stop it first, or remove with force)",
+                });
+            }
+            self.stop(&rec.id, Some(Duration::ZERO))?;
+        } else if status == Status::Dead {
+            self.stop_unsupervised(&rec, Duration::ZERO)?;
+        }
+        let rt = self.runtime();
+        if rt.root.dir(&rec.id).exists() {
+            rt.delete(&rec.id, true)?;
+        }
+        self.store.remove(&rec.id)?;
+        Ok(())
+    }
+
+    fn summary(&self, r: &Record) -> ContainerSummary {
+        let (state, _) = self.effective(r);
+        ContainerSummary {
+            id: r.id.clone(),
+            name: r.config.name.clone(),
+            labels: r.config.labels.clone(),
+            state,
+            exit_code: r.exit_code,
+            health: r.health.as_ref().map(|h| h.status),
+        }
+    }
+
+    /// Containers whose labels match `filter`, by name.
+    pub fn list(&self, filter: &LabelFilter) -> Result<Vec<ContainerSummary>> {
+        let mut out: Vec<ContainerSummary> = self
+            .store
+            .ids()
+            .iter()
+            .filter_map(|id| self.store.load(id).ok())
+            .filter(|r| filter.matches(&r.config.labels))
+            .map(|r| self.summary(&r))
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    pub fn inspect(&self, id_or_name: &str) -> Result<ContainerInfo> {
+        let r = self.load(id_or_name)?;
+        let (state, error) = self.effective(&r);
+        let running = matches!(state, Status::Running | Status::Paused);
+        Ok(ContainerInfo {
+            log_path: self.store.dir(&r.id).join(CONTAINER_LOG),
+            id: r.id,
+            name: r.config.name.clone(),
+            created: r.created,
+            state,
+            pid: running.then_some(r.pid).filter(|p| *p > 0),
+            exit_code: r.exit_code,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            restart_count: r.restart_count,
+            health: r.health,
+            error,
+            monitor_pid: (r.monitor_pid > 0 && state != Status::Dead).then_some(r.monitor_pid),
+            config: r.config,
+        })
+    }
+
+    /// Waits for `cond` (polling the record), up to `timeout` (None: without end).
+    pub fn wait(
+        &self,
+        id_or_name: &str,
+        cond: WaitCondition,
+        timeout: Option<Duration>,
+    ) -> Result<WaitOutcome> {
+        let id = self.resolve(id_or_name)?;
+        let start = Instant::now();
+        loop {
+            let r = self.load(&id)?;
+            let (state, _) = self.effective(&r);
+            let out = WaitOutcome {
+                state,
+                exit_code: r.exit_code,
+                health: r.health.as_ref().map(|h| h.status),
+            };
+            let settled = matches!(state, Status::Exited | Status::Dead | Status::Created);
+            match cond {
+                WaitCondition::Exited if settled => return Ok(out),
+                WaitCondition::Running if state == Status::Running => return Ok(out),
+                WaitCondition::Healthy
+                    if out.health == Some(HealthStatus::Healthy) && state == Status::Running =>
+                {
+                    return Ok(out)
+                }
+                WaitCondition::Healthy
+                    if out.health == Some(HealthStatus::Unhealthy) || settled =>
+                {
+                    return Err(EngineError::WrongState {
+                        name: r.config.name,
+                        status: state,
+                        op: "become healthy",
+                        hint: if settled {
+                            " (it is not running)"
+                        } else {
+                            " (its healthcheck fails: see inspect)"
+                        },
+                    })
+                }
+                WaitCondition::Running if settled && r.status != Status::Created => {
+                    return Err(EngineError::WrongState {
+                        name: r.config.name,
+                        status: state,
+                        op: "be running",
+                        hint: "",
+                    })
+                }
+                _ => {}
+            }
+            if timeout.is_some_and(|t| start.elapsed() >= t) {
+                return Err(EngineError::Timeout(timeout.unwrap_or_default()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The container's output, oldest first. Readable while it runs and after it
+    /// exited; with `follow`, the iterator ends when the container stops for good.
+    pub fn logs(&self, id_or_name: &str, opts: LogOptions) -> Result<LogStream> {
+        let r = self.load(id_or_name)?;
+        let path = self.store.dir(&r.id).join(CONTAINER_LOG);
+        let me = self.clone();
+        let id = r.id.clone();
+        let alive = Box::new(move || {
+            me.store
+                .load(&id)
+                .map(|r| Self::monitor_alive(&r))
+                .unwrap_or(false)
+        });
+        LogStream::open(&path, opts, alive).map_err(io_err(format!("reading {}", path.display())))
+    }
+
+    /// Runs a process in the running container (its namespaces and cgroup) and
+    /// collects its output.
+    pub fn exec(&self, id_or_name: &str, e: &ExecConfig) -> Result<ExecOutput> {
+        let rec = self.load(id_or_name)?;
+        let (status, _) = self.effective(&rec);
+        if status != Status::Running {
+            return Err(EngineError::WrongState {
+                name: rec.config.name,
+                status,
+                op: "exec",
+                hint: " (exec needs a running container)",
+            });
+        }
+        let process = spec::exec_process(&rec.config, e)?;
+        let out = Command::new(&self.monitor_program)
+            .arg("exec")
+            .arg(&self.root)
+            .arg(&self.run)
+            .arg(&rec.id)
+            .arg(process.to_string())
+            .stdin(Stdio::null())
+            .output()
+            .map_err(io_err(format!(
+                "running {}",
+                self.monitor_program.display()
+            )))?;
+        Ok(ExecOutput {
+            exit_code: out.status.code().unwrap_or(-1),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+
+    fn cgroup(&self, rec: &Record, op: &'static str) -> Result<Box<dyn crate::cgroups::Manager>> {
+        let (status, _) = self.effective(rec);
+        if !matches!(status, Status::Running | Status::Paused | Status::Dead) {
+            return Err(EngineError::WrongState {
+                name: rec.config.name.clone(),
+                status,
+                op,
+                hint: " (it is not running)",
+            });
+        }
+        Ok(crate::cgroups::host_manager(&format!("/berth-{}", rec.id))?)
+    }
+
+    /// Memory, CPU and process figures from the container's cgroup.
+    pub fn stats(&self, id_or_name: &str) -> Result<ContainerStats> {
+        let rec = self.load(id_or_name)?;
+        let mgr = self.cgroup(&rec, "report stats")?;
+        Ok(ContainerStats {
+            cgroup: mgr.stats()?,
+            pids: mgr.pids()?,
+        })
+    }
+
+    /// The container's processes (from its cgroup and /proc), zombies included.
+    pub fn top(&self, id_or_name: &str) -> Result<Vec<ProcessInfo>> {
+        let rec = self.load(id_or_name)?;
+        let mgr = self.cgroup(&rec, "list processes")?;
+        let mut out = vec![];
+        // The cgroup lists live tasks only; zombies are found as their parents' children.
+        let mut pids = mgr.pids()?;
+        let mut i = 0;
+        while i < pids.len() {
+            let p = pids[i];
+            let kids =
+                std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
+            for k in kids.split_whitespace().filter_map(|k| k.parse().ok()) {
+                if !pids.contains(&k) {
+                    pids.push(k);
+                }
+            }
+            i += 1;
+        }
+        for pid in pids {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let Some(close) = stat.rfind(')') else {
+                continue;
+            };
+            let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|b| {
+                    b.split(|c| *c == 0)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| String::from_utf8_lossy(s).into_owned())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("Uid:"))
+                        .and_then(|l| l.split_whitespace().next().and_then(|u| u.parse().ok()))
+                })
+                .unwrap_or(0);
+            out.push(ProcessInfo {
+                pid,
+                ppid: f.get(1).and_then(|p| p.parse().ok()).unwrap_or(0),
+                uid,
+                state: f.first().and_then(|s| s.chars().next()).unwrap_or('?'),
+                cmd,
+            });
+        }
+        out.sort_by_key(|p| p.pid);
+        Ok(out)
+    }
+
+    /// After a reboot (BERTH_RUN emptied, BERTH_ROOT kept): starts again the containers
+    /// that were running with `always` or `unless-stopped`. Returns their IDs.
+    pub fn recover(&self) -> Result<Vec<ContainerId>> {
+        let mut started = vec![];
+        for id in self.store.ids() {
+            let Ok(r) = self.store.load(&id) else {
+                continue;
+            };
+            let was_running = matches!(
+                r.status,
+                Status::Running | Status::Paused | Status::Restarting
+            );
+            let policy = matches!(
+                r.config.restart,
+                RestartPolicy::Always | RestartPolicy::UnlessStopped
+            );
+            if was_running
+                && policy
+                && r.desired_running
+                && !Self::monitor_alive(&r)
+                && !self.store.run_dir(&id).exists()
+            {
+                let rt = self.runtime();
+                if rt.root.dir(&id).exists() {
+                    let _ = rt.delete(&id, true);
+                }
+                self.store.update(&id, |r| r.status = Status::Exited)?;
+                self.start(&id)?;
+                started.push(id);
+            }
+        }
+        Ok(started)
+    }
+
+    /// BERTH_ROOT and BERTH_RUN of this engine.
+    pub fn paths(&self) -> (&Path, &Path) {
+        (&self.root, &self.run)
+    }
+}

@@ -1,0 +1,693 @@
+//! Supervised containers end to end, as root on the real kernel, with the busybox
+//! rootfs: the engine's container API, its monitors, logs, restart policies,
+//! healthchecks. Every test has its own BERTH_ROOT/BERTH_RUN and a Drop guard that
+//! force-removes its containers and checks nothing is left.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use berth_engine::container::{
+    ContainerConfig, Engine, ExecConfig, HealthStatus, HealthTest, Healthcheck, ImageConfig,
+    LabelFilter, LogOptions, RestartPolicy, Status, Stream, WaitCondition,
+};
+
+const MONITOR: &str = env!("CARGO_BIN_EXE_berth-monitor");
+
+struct Fixture {
+    tmp: tempfile::TempDir,
+    engine: Engine,
+    rootfs: PathBuf,
+    name: String,
+}
+
+impl Fixture {
+    fn new(name: &str) -> Fixture {
+        // Monitors come back to us when their first process exits, so we reap them.
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        let tmp = tempfile::Builder::new()
+            .prefix("berth-mon-")
+            .tempdir()
+            .unwrap();
+        let rootfs = tmp.path().join("rootfs");
+        berth_tests::busybox_rootfs(&rootfs).unwrap();
+        let engine = Engine::new(tmp.path().join("root"), tmp.path().join("run"))
+            .unwrap()
+            .with_monitor_program(MONITOR);
+        Fixture {
+            tmp,
+            engine,
+            rootfs,
+            name: format!("berth-{name}-{}", std::process::id()),
+        }
+    }
+
+    fn config(&self, n: &str, script: &str) -> ContainerConfig {
+        ContainerConfig {
+            name: format!("{}-{n}", self.name),
+            labels: [("io.berth.project".to_string(), self.name.clone())].into(),
+            rootfs: self.rootfs.clone(),
+            image: ImageConfig {
+                cmd: vec!["/bin/sh".into(), "-c".into(), script.into()],
+                ..Default::default()
+            },
+            stop_grace_period: Some(Duration::from_secs(2)),
+            ..Default::default()
+        }
+    }
+
+    fn run(&self, cfg: ContainerConfig) -> String {
+        let id = self.engine.create(cfg).unwrap();
+        self.engine.start(&id).unwrap();
+        id
+    }
+
+    fn logs(&self, id: &str) -> Vec<String> {
+        self.engine
+            .logs(id, LogOptions::default())
+            .unwrap()
+            .map(|l| l.message)
+            .collect()
+    }
+
+    /// Waits for `n` log lines; panics showing what came.
+    fn wait_lines(&self, id: &str, n: usize) -> Vec<String> {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            let l = self.logs(id);
+            if l.len() >= n {
+                return l;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "wanted {n} log lines, got {:?} ({:?})",
+            self.logs(id),
+            self.engine.inspect(id).map(|i| (i.state, i.exit_code))
+        );
+    }
+
+    /// Polls `f` until it holds or `secs` pass.
+    fn eventually(&self, secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(secs) {
+            if f() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("timed out after {secs}s waiting for: {what}");
+    }
+}
+
+fn reap() {
+    // SAFETY: non-blocking waitpid on any child of this (one-test) process.
+    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+}
+
+/// Cgroup directories, sockets, records and mounts of a container.
+fn leftovers(root: &Path, id: &str) -> Vec<String> {
+    let mut out = vec![];
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let p = h.path().join(format!("berth-{id}"));
+        if p.exists() {
+            out.push(p.display().to_string());
+        }
+    }
+    for p in [
+        root.join("root/containers").join(id),
+        root.join("run/containers").join(id),
+        root.join("run/runtime").join(id),
+    ] {
+        if p.exists() {
+            out.push(p.display().to_string());
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for l in mounts.lines().filter(|l| l.contains(id)) {
+        out.push(l.to_string());
+    }
+    out
+}
+
+fn zombies_of_ours() -> Vec<String> {
+    let me = std::process::id().to_string();
+    let mut out = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+        if f[0] == "Z" && f[1] == me {
+            out.push(stat);
+        }
+    }
+    out
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let ids: Vec<String> = self
+            .engine
+            .list(&LabelFilter::new())
+            .map(|l| l.into_iter().map(|c| c.id).collect())
+            .unwrap_or_default();
+        for id in &ids {
+            if let Err(e) = self.engine.remove(id, true) {
+                eprintln!("cleanup: removing {id}: {e}");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        reap();
+        if !std::thread::panicking() {
+            for id in &ids {
+                let l = leftovers(self.tmp.path(), id);
+                assert!(l.is_empty(), "left behind: {l:?}");
+            }
+            let z = zombies_of_ours();
+            assert!(z.is_empty(), "zombies left: {z:?}");
+        }
+    }
+}
+
+#[test]
+fn monitor_container_outlives_the_caller_and_keeps_logging() {
+    let f = Fixture::new("detach");
+    let cfg = f.config(
+        "c",
+        "trap 'echo got TERM; exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+    );
+    let id = f.engine.create(cfg).unwrap();
+    // The caller that starts it is a separate process that exits at once.
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "helper_start_from_another_process",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("BERTH_TEST_ROOT", f.tmp.path())
+        .env("BERTH_TEST_ID", &id)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let info = f.engine.inspect(&id).unwrap();
+    assert_eq!(info.state, Status::Running);
+    let pid = info.pid.unwrap();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    let n = f.logs(&id).len();
+    f.eventually(5, "more log lines after the caller exited", || {
+        f.logs(&id).len() >= n + 3
+    });
+    let lines = f.logs(&id);
+    assert!(lines[0].starts_with("tick 0"), "{lines:?}");
+    f.engine.stop(&id, None).unwrap();
+    let info = f.engine.inspect(&id).unwrap();
+    assert_eq!(info.state, Status::Exited);
+    // The stop signal reached the program (PID 1 of its namespace, so only a handler
+    // can act on it) and its exit code was recorded.
+    assert_eq!(info.exit_code, Some(0));
+    assert_eq!(f.logs(&id).last().unwrap(), "got TERM");
+}
+
+/// Run by the test above in a child process: starts a container and exits.
+#[test]
+#[ignore]
+fn helper_start_from_another_process() {
+    let (Ok(root), Ok(id)) = (
+        std::env::var("BERTH_TEST_ROOT"),
+        std::env::var("BERTH_TEST_ID"),
+    ) else {
+        return;
+    };
+    let root = PathBuf::from(root);
+    let e = Engine::new(root.join("root"), root.join("run"))
+        .unwrap()
+        .with_monitor_program(MONITOR);
+    e.start(&id).unwrap();
+}
+
+#[test]
+fn monitor_exit_code_and_time_are_recorded() {
+    let f = Fixture::new("exit");
+    let id = f.run(f.config("c", "echo out; echo err >&2; exit 7"));
+    let w = f
+        .engine
+        .wait(&id, WaitCondition::Exited, Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!((w.state, w.exit_code), (Status::Exited, Some(7)));
+    let info = f.engine.inspect(&id).unwrap();
+    assert!(info.finished_at.unwrap() >= info.started_at.unwrap());
+    let lines: Vec<_> = f
+        .engine
+        .logs(&id, LogOptions::default())
+        .unwrap()
+        .map(|l| (l.stream, l.message))
+        .collect();
+    assert!(lines.contains(&(Stream::Stdout, "out".into())), "{lines:?}");
+    assert!(lines.contains(&(Stream::Stderr, "err".into())), "{lines:?}");
+    // Summary by label.
+    let l = f
+        .engine
+        .list(&LabelFilter::new().with("io.berth.project", &f.name))
+        .unwrap();
+    assert_eq!(l.len(), 1);
+    assert_eq!(l[0].exit_code, Some(7));
+    assert!(f
+        .engine
+        .list(&LabelFilter::new().with("io.berth.project", "other"))
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn monitor_bad_input_is_refused_with_a_reason() {
+    let f = Fixture::new("bad");
+    let mut c = f.config("c", "true");
+    c.name = "bad name/x".into();
+    assert!(f.engine.create(c).unwrap_err().to_string().contains("name"));
+    let mut c = f.config("c", "true");
+    c.rootfs = "/nonexistent-berth".into();
+    assert!(f
+        .engine
+        .create(c)
+        .unwrap_err()
+        .to_string()
+        .contains("rootfs"));
+    let mut c = f.config("c", "true");
+    c.stop_signal = Some("SIGNOPE".into());
+    assert!(f
+        .engine
+        .create(c)
+        .unwrap_err()
+        .to_string()
+        .contains("stop_signal"));
+    let c = f.config("dup", "true");
+    f.engine.create(c.clone()).unwrap();
+    assert!(f
+        .engine
+        .create(c)
+        .unwrap_err()
+        .to_string()
+        .contains("already used"));
+    // A program that does not exist: start says why.
+    let mut c = f.config("noprog", "true");
+    c.image.cmd = vec!["/no/such/berth-prog".into()];
+    let id = f.engine.create(c).unwrap();
+    let e = f.engine.start(&id).unwrap_err().to_string();
+    assert!(e.contains("berth-prog"), "{e}");
+    assert!(matches!(
+        f.engine.inspect("no-such-container"),
+        Err(berth_engine::container::EngineError::NotFound(_))
+    ));
+}
+
+#[test]
+fn monitor_stop_escalates_to_sigkill_after_the_grace_period() {
+    let f = Fixture::new("stopkill");
+    let mut c = f.config(
+        "c",
+        "trap '' TERM; echo ready; while true; do sleep 0.1; done",
+    );
+    c.stop_grace_period = Some(Duration::from_millis(700));
+    let id = f.run(c);
+    f.eventually(5, "ready", || f.logs(&id).contains(&"ready".to_string()));
+    let t = Instant::now();
+    f.engine.stop(&id, None).unwrap();
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(700), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(f.engine.inspect(&id).unwrap().exit_code, Some(137));
+}
+
+#[test]
+fn monitor_on_failure_3_restarts_exactly_three_times() {
+    let f = Fixture::new("onfail");
+    let mut c = f.config("c", "echo run; exit 3");
+    c.restart = RestartPolicy::OnFailure {
+        max_retries: Some(3),
+    };
+    let id = f.run(c);
+    let w = f
+        .engine
+        .wait(&id, WaitCondition::Exited, Some(Duration::from_secs(20)))
+        .unwrap();
+    assert_eq!(w.exit_code, Some(3));
+    let info = f.engine.inspect(&id).unwrap();
+    assert_eq!(info.restart_count, 3);
+    let runs = f.logs(&id).iter().filter(|l| *l == "run").count();
+    assert_eq!(runs, 4, "one start and three restarts");
+}
+
+#[test]
+fn monitor_always_restarts_after_a_crash_but_not_after_stop() {
+    let f = Fixture::new("always");
+    let mut c = f.config("c", "echo up; sleep 0.3; exit 1");
+    c.restart = RestartPolicy::Always;
+    let id = f.run(c);
+    f.eventually(10, "two restarts", || {
+        f.engine.inspect(&id).unwrap().restart_count >= 2
+    });
+    f.engine.stop(&id, None).unwrap();
+    let info = f.engine.inspect(&id).unwrap();
+    assert_eq!(info.state, Status::Exited);
+    let n = info.restart_count;
+    std::thread::sleep(Duration::from_secs(1));
+    let info = f.engine.inspect(&id).unwrap();
+    assert_eq!((info.state, info.restart_count), (Status::Exited, n));
+}
+
+#[test]
+fn monitor_healthcheck_goes_starting_healthy_unhealthy() {
+    let f = Fixture::new("health");
+    let mut c = f.config("c", "touch /tmp/ok; while true; do sleep 0.1; done");
+    c.mounts = vec![berth_engine::container::MountSpec::Tmpfs {
+        target: "/tmp".into(),
+        size: None,
+        mode: None,
+    }];
+    c.healthcheck = Some(Healthcheck {
+        test: HealthTest::CmdShell("test -e /tmp/ok && echo fine".into()),
+        interval: Some(Duration::from_millis(200)),
+        timeout: Some(Duration::from_secs(2)),
+        retries: Some(2),
+        start_period: None,
+        start_interval: None,
+    });
+    let id = f.engine.create(c).unwrap();
+    f.engine.start(&id).unwrap();
+    assert_eq!(
+        f.engine.inspect(&id).unwrap().health.unwrap().status,
+        HealthStatus::Starting
+    );
+    let w = f
+        .engine
+        .wait(&id, WaitCondition::Healthy, Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(w.health, Some(HealthStatus::Healthy));
+    let h = f.engine.inspect(&id).unwrap().health.unwrap();
+    assert_eq!(h.log.back().unwrap().output.trim(), "fine");
+    // The probe starts failing.
+    let o = f
+        .engine
+        .exec(
+            &id,
+            &ExecConfig {
+                args: vec!["rm".into(), "/tmp/ok".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(o.exit_code, 0, "{}", String::from_utf8_lossy(&o.stderr));
+    f.eventually(10, "unhealthy", || {
+        f.engine.inspect(&id).unwrap().health.unwrap().status == HealthStatus::Unhealthy
+    });
+    assert_eq!(f.engine.inspect(&id).unwrap().state, Status::Running);
+}
+
+#[test]
+fn monitor_hanging_probe_is_timed_out_and_the_container_lives() {
+    let f = Fixture::new("hang");
+    let mut c = f.config("c", "while true; do sleep 0.1; done");
+    c.healthcheck = Some(Healthcheck {
+        test: HealthTest::Cmd(vec!["sleep".into(), "100".into()]),
+        interval: Some(Duration::from_millis(200)),
+        timeout: Some(Duration::from_millis(300)),
+        retries: Some(1),
+        start_period: None,
+        start_interval: None,
+    });
+    let id = f.run(c);
+    f.eventually(10, "unhealthy by timeout", || {
+        f.engine
+            .inspect(&id)
+            .unwrap()
+            .health
+            .is_some_and(|h| h.status == HealthStatus::Unhealthy)
+    });
+    let info = f.engine.inspect(&id).unwrap();
+    let last = info.health.unwrap().log.back().unwrap().clone();
+    assert_eq!(last.exit_code, -1);
+    assert!(last.output.contains("timeout"), "{}", last.output);
+    assert!(last.end.duration_since(last.start).unwrap() < Duration::from_secs(3));
+    assert_eq!(info.state, Status::Running);
+    // No probe left running in the container.
+    let top = f.engine.top(&id).unwrap();
+    assert!(!top.iter().any(|p| p.cmd.contains("sleep 100")), "{top:?}");
+}
+
+#[test]
+fn monitor_logs_in_order_with_timestamps_tail_and_follow() {
+    let f = Fixture::new("logs");
+    let id = f.run(f.config(
+        "c",
+        "for i in 1 2 3 4 5; do echo line $i; done; sleep 0.5; echo late; sleep 0.3",
+    ));
+    // Follow from the start: every line, in order, and the stream ends with the container.
+    let t = Instant::now();
+    let followed: Vec<_> = f
+        .engine
+        .logs(
+            &id,
+            LogOptions {
+                follow: true,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .collect();
+    assert!(t.elapsed() < Duration::from_secs(10));
+    let msgs: Vec<_> = followed.iter().map(|l| l.message.as_str()).collect();
+    assert_eq!(
+        msgs,
+        ["line 1", "line 2", "line 3", "line 4", "line 5", "late"]
+    );
+    assert!(followed.windows(2).all(|w| w[0].time <= w[1].time));
+    let shown = followed[0].display(true);
+    assert!(
+        shown.ends_with(" line 1") && shown.contains('T') && shown.contains('Z'),
+        "{shown}"
+    );
+    let tail: Vec<_> = f
+        .engine
+        .logs(
+            &id,
+            LogOptions {
+                tail: Some(2),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .map(|l| l.message)
+        .collect();
+    assert_eq!(tail, ["line 5", "late"]);
+    let since = followed[5].time;
+    let late: Vec<_> = f
+        .engine
+        .logs(
+            &id,
+            LogOptions {
+                since: Some(since),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .map(|l| l.message)
+        .collect();
+    assert_eq!(late, ["late"]);
+}
+
+fn zombies_in(f: &Fixture, id: &str) -> usize {
+    f.engine
+        .top(id)
+        .unwrap()
+        .iter()
+        .filter(|p| p.state == 'Z')
+        .count()
+}
+
+#[test]
+fn monitor_init_reaps_an_orphaned_zombie() {
+    let f = Fixture::new("init");
+    // The inner shell leaves `sleep 0.2` behind as an orphan; it comes to PID 1.
+    let script = "sh -c 'sleep 0.2 &'; echo spawned; exec sleep 100";
+    let mut with = f.config("with", script);
+    with.init = true;
+    let with = f.run(with);
+    let without = f.run(f.config("without", script));
+    for id in [&with, &without] {
+        f.eventually(5, "spawned", || f.logs(id).contains(&"spawned".to_string()));
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    // Without init, PID 1 is `sleep 100`, which never waits: the orphan stays a zombie.
+    assert_eq!(zombies_in(&f, &without), 1, "{:?}", f.engine.top(&without));
+    assert_eq!(zombies_in(&f, &with), 0, "{:?}", f.engine.top(&with));
+    // PID 1 is the init (a copy of the monitor), the program its child.
+    let top = f.engine.top(&with).unwrap();
+    let init = f.engine.inspect(&with).unwrap().pid.unwrap();
+    let prog = top.iter().find(|p| p.cmd == "sleep 100").unwrap();
+    assert_eq!(prog.ppid, init);
+    // Signals are forwarded: the stop signal reaches `sleep`, which dies of it.
+    let t = Instant::now();
+    f.engine.stop(&with, Some(Duration::from_secs(10))).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(f.engine.inspect(&with).unwrap().exit_code, Some(143));
+}
+
+#[test]
+fn monitor_pause_freezes_a_busy_loop_and_unpause_resumes_it() {
+    let f = Fixture::new("pause");
+    let id = f.run(f.config("c", "while :; do :; done"));
+    let cpu = || f.engine.stats(&id).unwrap().cgroup.cpu_usage_ns.unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    f.engine.pause(&id).unwrap();
+    assert_eq!(f.engine.inspect(&id).unwrap().state, Status::Paused);
+    let a = cpu();
+    std::thread::sleep(Duration::from_millis(500));
+    let used = cpu() - a;
+    assert!(used < 5_000_000, "a frozen loop used {used} ns of CPU");
+    f.engine.unpause(&id).unwrap();
+    assert_eq!(f.engine.inspect(&id).unwrap().state, Status::Running);
+    let a = cpu();
+    std::thread::sleep(Duration::from_millis(500));
+    let used = cpu() - a;
+    assert!(
+        used > 100_000_000,
+        "the loop used only {used} ns after unpause"
+    );
+    // Stop works on a paused container too.
+    f.engine.pause(&id).unwrap();
+    f.engine
+        .stop(&id, Some(Duration::from_millis(300)))
+        .unwrap();
+    assert_eq!(f.engine.inspect(&id).unwrap().state, Status::Exited);
+}
+
+#[test]
+fn monitor_killed_is_noticed_and_its_container_can_be_removed() {
+    let f = Fixture::new("lost");
+    let id = f.run(f.config("c", "while true; do sleep 0.1; done"));
+    let info = f.engine.inspect(&id).unwrap();
+    let (mon, pid) = (info.monitor_pid.unwrap(), info.pid.unwrap());
+    // SAFETY: kill with integer arguments, on the monitor we started.
+    unsafe { libc::kill(mon, libc::SIGKILL) };
+    f.eventually(5, "monitor gone", || {
+        reap();
+        !Path::new(&format!("/proc/{mon}")).exists()
+    });
+    let info = f.engine.inspect(&id).unwrap();
+    assert_eq!(info.state, Status::Dead);
+    assert!(info.error.unwrap().contains("monitor"));
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "the container runs on"
+    );
+    f.engine
+        .stop(&id, Some(Duration::from_millis(500)))
+        .unwrap();
+    reap();
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    assert_eq!(f.engine.inspect(&id).unwrap().state, Status::Exited);
+    f.engine.remove(&id, false).unwrap();
+    assert!(leftovers(f.tmp.path(), &id).is_empty());
+}
+
+#[test]
+fn monitor_config_reaches_the_container() {
+    use berth_engine::container::{MountSpec, Resources, Ulimit};
+    let f = Fixture::new("cfg");
+    let host = f.tmp.path().join("shared");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("file"), "from host\n").unwrap();
+    let mut c = f.config(
+        "c",
+        "id -u; id -g; pwd; echo $GREETING; hostname; cat /data/file; \
+         touch /data/x 2>/dev/null && echo bind-rw || echo bind-ro; \
+         touch /rootfile 2>/dev/null && echo root-rw || echo root-ro; \
+         touch /scratch/x && echo tmpfs-rw; ulimit -n; \
+         cat /proc/sys/net/ipv4/ip_forward; readlink /proc/self/ns/net; \
+         grep CapEff /proc/self/status; sleep 100",
+    );
+    c.user = Some("nobody".into());
+    c.working_dir = Some("/tmp".into());
+    c.image.env = vec!["GREETING=image".into()];
+    c.env = vec!["GREETING=hello".into()];
+    c.hostname = Some("berth-box".into());
+    c.read_only = true;
+    c.mounts = vec![
+        MountSpec::Bind {
+            source: host.clone(),
+            target: "/data".into(),
+            read_only: true,
+        },
+        MountSpec::Tmpfs {
+            target: "/scratch".into(),
+            size: Some(1 << 20),
+            mode: Some(0o1777),
+        },
+    ];
+    c.ulimits = vec![Ulimit {
+        name: "nofile".into(),
+        soft: 512,
+        hard: 512,
+    }];
+    c.sysctls = [("net.ipv4.ip_forward".to_string(), "1".to_string())].into();
+    c.cap_drop = vec!["ALL".into()];
+    c.resources = Resources {
+        memory: Some(64 << 20),
+        pids_limit: Some(50),
+        cpu_shares: Some(512),
+        ..Default::default()
+    };
+    let id = f.run(c);
+    let out = f.wait_lines(&id, 13);
+    assert_eq!(
+        out[..12],
+        [
+            "65534",
+            "65534",
+            "/tmp",
+            "hello",
+            "berth-box",
+            "from host",
+            "bind-ro",
+            "root-ro",
+            "tmpfs-rw",
+            "512",
+            "1",
+            out[11].as_str()
+        ],
+        "{out:?}"
+    );
+    assert_eq!(out[12], "CapEff:\t0000000000000000");
+    let cg = |ctl: &str, file: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{ctl}/berth-{id}/{file}"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        cg("memory", "memory.limit_in_bytes"),
+        (64 << 20).to_string()
+    );
+    assert_eq!(cg("pids", "pids.max"), "50");
+    assert_eq!(cg("cpu", "cpu.shares"), "512");
+    // A second container joins the first one's network namespace by path.
+    let pid = f.engine.inspect(&id).unwrap().pid.unwrap();
+    let mut c2 = f.config("joiner", "readlink /proc/self/ns/net");
+    c2.namespaces.net = Some(format!("/proc/{pid}/ns/net").into());
+    let id2 = f.run(c2);
+    f.engine
+        .wait(&id2, WaitCondition::Exited, Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(f.logs(&id2), [out[11].clone()]);
+    assert_ne!(
+        std::fs::read_link("/proc/self/ns/net")
+            .unwrap()
+            .to_string_lossy(),
+        out[11]
+    );
+}

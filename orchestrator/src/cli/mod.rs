@@ -1,6 +1,10 @@
 //! The `berth` verbs, one module each, with flags spelt as `docker compose` spells them.
 
 mod config;
+mod down;
+mod logs;
+mod ps;
+mod up;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -101,6 +105,14 @@ impl GlobalArgs {
 pub enum Command {
     /// Parse, resolve and render the stack file in canonical form
     Config(config::ConfigArgs),
+    /// Create and start the stack's containers, in dependency order
+    Up(up::UpArgs),
+    /// Stop and remove the stack's containers and networks
+    Down(down::DownArgs),
+    /// List the stack's containers
+    Ps(ps::PsArgs),
+    /// Show the stack's container logs
+    Logs(logs::LogsArgs),
 }
 
 /// Prints an error with its chain of causes and, for a stack-file error, the line at fault.
@@ -147,6 +159,10 @@ pub fn main() -> i32 {
     let colour = cli.global.colour();
     let result = match &cli.command {
         Command::Config(args) => config::run(&cli.global, args),
+        Command::Up(args) => up::run(&cli.global, args),
+        Command::Down(args) => down::run(&cli.global, args),
+        Command::Ps(args) => ps::run(&cli.global, args),
+        Command::Logs(args) => logs::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,

@@ -2,6 +2,8 @@
 //! function of what the stack wants and what exists ([`plan`]); the executor (with the
 //! engine and networking behind traits) comes with `berth up`.
 
+pub mod backend;
 pub mod desired;
 pub mod execute;
 pub mod plan;
+pub mod translate;

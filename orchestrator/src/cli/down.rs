@@ -1,0 +1,85 @@
+//! `berth down`: stop and remove the stack's containers and networks (and, with `-v`,
+//! its named volumes), leaving nothing behind.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail};
+use clap::Args;
+
+use super::GlobalArgs;
+use crate::reconcile::backend::{EngineBackend, Paths};
+use crate::stack;
+
+#[derive(Args, Debug)]
+pub struct DownArgs {
+    /// Also remove the stack's named volumes (kept by default)
+    #[arg(short, long)]
+    pub volumes: bool,
+    /// Also remove containers of services no longer in the stack file
+    #[arg(long)]
+    pub remove_orphans: bool,
+    /// Seconds to wait for a container to stop before killing it
+    #[arg(short, long)]
+    pub timeout: Option<u64>,
+}
+
+pub fn run(global: &GlobalArgs, args: &DownArgs) -> anyhow::Result<i32> {
+    let opts = global.load_options(&[])?;
+    let loaded = Arc::new(stack::load(&opts)?);
+    let backend =
+        EngineBackend::new(Arc::clone(&loaded), Paths::from_env()).map_err(|e| anyhow!(e))?;
+    let observed = backend.observe().map_err(|e| anyhow!(e))?;
+    let timeout = args.timeout.map(Duration::from_secs);
+    let mut problems = Vec::new();
+    // Dependants first: the reverse of the start order.
+    let order: Vec<&str> = loaded.graph.stop_order();
+    let mut containers = observed.containers.clone();
+    containers.sort_by_key(|c| order.iter().position(|s| *s == c.service).unwrap_or(0));
+    for c in &containers {
+        let known = loaded.project.services.contains_key(&c.service);
+        if !known && !args.remove_orphans {
+            eprintln!(
+                "warning: orphan container {} kept; `berth down --remove-orphans` removes it",
+                c.name
+            );
+            continue;
+        }
+        match backend.remove_container(&c.name, timeout) {
+            Ok(()) => eprintln!(" ✔ removed {}", c.name),
+            Err(e) => problems.push(format!("{}: {e}", c.name)),
+        }
+    }
+    for net in loaded.project.networks.values() {
+        if net.external == Some(true) {
+            continue;
+        }
+        let Some(name) = &net.name else { continue };
+        match backend.net.remove_network(name) {
+            Ok(()) => eprintln!(" ✔ removed network {name}"),
+            Err(e) => problems.push(format!("network {name}: {e}")),
+        }
+    }
+    if args.volumes {
+        for vol in loaded.project.volumes.values() {
+            if vol.external == Some(true) {
+                continue;
+            }
+            let Some(name) = &vol.name else { continue };
+            let dir = backend.paths.volumes().join(name);
+            if dir.exists() {
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => eprintln!(" ✔ removed volume {name}"),
+                    Err(e) => problems.push(format!("volume {name}: {e}")),
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("error: {p}");
+        }
+        bail!("`down` could not remove everything; run it again to finish");
+    }
+    Ok(0)
+}

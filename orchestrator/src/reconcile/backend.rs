@@ -1,0 +1,516 @@
+//! The real [`Backend`]: Berth's engine (images, containers under their monitors) and
+//! networking, driven from a loaded stack. `observe` and `down` live here too: they read
+//! and remove what the same pieces made.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_engine::container::{self as ec, Engine, HealthStatus, LabelFilter, Status};
+use berth_engine::image::{self, Images};
+use berth_engine::rootfs;
+use berth_networking::{
+    dns, AttachRequest, Config as NetConfig, DnsOptions, HelperProgram, IpamConfig, Netns,
+    NetworkSpec, Networking, PortMapping, Protocol,
+};
+
+use super::execute::{Backend, Health};
+use super::plan::{container_name, Action, ContainerState, Observed, ObservedContainer};
+use super::translate::{
+    container_config, Placement, LABEL_HASH, LABEL_IMAGE_DIGEST, LABEL_NUMBER, LABEL_PROJECT,
+    LABEL_SERVICE,
+};
+use crate::stack::config::service_hash;
+use crate::stack::model::{Protocol as PortProtocol, Service};
+use crate::stack::Loaded;
+
+/// Where Berth keeps things: `BERTH_ROOT` (survives a reboot) and `BERTH_RUN`.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub root: PathBuf,
+    pub run: PathBuf,
+}
+
+impl Paths {
+    pub fn from_env() -> Paths {
+        let var = |k: &str, d: &str| {
+            std::env::var_os(k)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(d))
+        };
+        Paths {
+            root: var("BERTH_ROOT", "/var/lib/berth"),
+            run: var("BERTH_RUN", "/run/berth"),
+        }
+    }
+
+    pub fn volumes(&self) -> PathBuf {
+        self.root.join("volumes")
+    }
+
+    /// Per-container files Berth writes (resolv.conf, hosts).
+    fn etc(&self, container: &str) -> PathBuf {
+        self.root.join("etc").join(container)
+    }
+}
+
+/// A helper binary shipped beside `berth` (`berth-dns`, `berth-port-proxy`).
+fn helper(name: &str) -> PathBuf {
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(2) {
+            let p = dir.join(name);
+            if p.exists() {
+                return p;
+            }
+        }
+    }
+    PathBuf::from(format!("/usr/local/bin/{name}"))
+}
+
+pub struct EngineBackend {
+    pub loaded: Arc<Loaded>,
+    pub paths: Paths,
+    pub engine: Engine,
+    pub images: Images,
+    pub net: Networking,
+    /// Image digests resolved during this run, by image reference.
+    digests: Mutex<HashMap<String, String>>,
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+impl EngineBackend {
+    pub fn new(loaded: Arc<Loaded>, paths: Paths) -> Result<EngineBackend, String> {
+        let engine = Engine::new(&paths.root, &paths.run).map_err(err)?;
+        let images = Images::open(&paths.root).map_err(err)?;
+        let net = Networking::with_nftables(NetConfig {
+            root: paths.root.clone(),
+            run: paths.run.clone(),
+            ..NetConfig::from_env()
+        });
+        Ok(EngineBackend {
+            loaded,
+            paths,
+            engine,
+            images,
+            net,
+            digests: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn project(&self) -> &str {
+        &self.loaded.name
+    }
+
+    /// The image of a service in the store, pulled if missing.
+    fn image(&self, reference: &str) -> Result<image::Image, String> {
+        if let Ok(found) = self.images.resolve(reference) {
+            return Ok(found);
+        }
+        let handle = tokio::runtime::Handle::try_current().map_err(err)?;
+        handle
+            .block_on(image::pull(
+                &self.images,
+                reference,
+                &image::RegistryOptions::default(),
+                Arc::new(image::registry::Quiet),
+            ))
+            .map_err(|e| format!("image {reference} is not here and could not be pulled: {e}"))?;
+        self.images.resolve(reference).map_err(err)
+    }
+
+    /// The digest the service's image resolves to now, if it is in the store.
+    pub fn image_digest(&self, reference: &str) -> Option<String> {
+        if let Some(d) = self.digests.lock().ok()?.get(reference) {
+            return Some(d.clone());
+        }
+        let d = self
+            .images
+            .resolve(reference)
+            .ok()?
+            .record
+            .manifest
+            .to_string();
+        self.digests
+            .lock()
+            .ok()?
+            .insert(reference.to_string(), d.clone());
+        Some(d)
+    }
+
+    fn network_spec(&self, engine_name: &str) -> Option<NetworkSpec> {
+        let (_, n) = self
+            .loaded
+            .project
+            .networks
+            .iter()
+            .find(|(_, n)| n.name.as_deref() == Some(engine_name))?;
+        let pool = n.ipam.as_ref().and_then(|i| i.config.first());
+        Some(NetworkSpec {
+            name: engine_name.to_string(),
+            internal: n.internal.unwrap_or(false),
+            mtu: n
+                .driver_opts
+                .get("com.docker.network.driver.mtu")
+                .and_then(|v| v.parse().ok()),
+            ipam: IpamConfig {
+                subnet: pool
+                    .and_then(|p| p.subnet.as_deref())
+                    .and_then(|s| s.parse().ok()),
+                gateway: pool
+                    .and_then(|p| p.gateway.as_deref())
+                    .and_then(|s| s.parse().ok()),
+                ip_range: pool
+                    .and_then(|p| p.ip_range.as_deref())
+                    .and_then(|s| s.parse().ok()),
+            },
+        })
+    }
+
+    fn create_network(&self, name: &str) -> Result<(), String> {
+        let spec = self
+            .network_spec(name)
+            .ok_or_else(|| format!("network {name} is not in the stack"))?;
+        let info = self.net.ensure_network(&spec).map_err(err)?;
+        if !self.net.dns_running(&info.name) {
+            self.net
+                .start_dns(
+                    &info.name,
+                    &DnsOptions {
+                        program: HelperProgram {
+                            program: helper("berth-dns"),
+                            args: vec![],
+                        },
+                        upstreams: None,
+                    },
+                )
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+
+    fn service(&self, name: &str) -> Result<&Service, String> {
+        self.loaded
+            .project
+            .services
+            .get(name)
+            .ok_or_else(|| format!("no service {name} in the stack"))
+    }
+
+    /// The network namespace a replica runs in: its own, or another service's.
+    fn netns_for(
+        &self,
+        svc: &Service,
+        name: &str,
+    ) -> Result<(Option<Netns>, Option<PathBuf>), String> {
+        match svc.network_mode.as_deref() {
+            Some("host") => Ok((None, None)),
+            Some(mode) if mode.starts_with("service:") => {
+                let other = &mode["service:".len()..];
+                let other_name = container_name(self.project(), other, 1);
+                let ns = Netns::at(&self.paths.run, &other_name).map_err(err)?;
+                if !ns.exists() {
+                    return Err(format!(
+                        "network_mode {mode}: {other_name} has no network namespace (is it up?)"
+                    ));
+                }
+                Ok((None, Some(ns.path().to_path_buf())))
+            }
+            Some(mode) if mode.starts_with("container:") => Err(format!(
+                "network_mode {mode}: joining a container outside the stack is not supported yet"
+            )),
+            _ => {
+                let ns = Netns::create(&self.paths.run, name).map_err(err)?;
+                let path = ns.path().to_path_buf();
+                Ok((Some(ns), Some(path)))
+            }
+        }
+    }
+
+    fn create(&self, service: &str, number: u32) -> Result<(), String> {
+        let svc = self.service(service)?;
+        let reference = svc
+            .image
+            .clone()
+            .unwrap_or_else(|| format!("{}-{service}", self.project()));
+        let image = self.image(&reference)?;
+        let name = container_name(self.project(), service, number);
+        let rootfs = rootfs::prepare(&self.images, &reference, &name, &rootfs::Options::default())
+            .map_err(err)?;
+        let (own_ns, netns) = self.netns_for(svc, &name)?;
+        let mut etc_files = Vec::new();
+        if let Some(ns) = &own_ns {
+            let mut requests = Vec::new();
+            for (net_key, opts) in &svc.networks {
+                let Some(engine_name) = self
+                    .loaded
+                    .project
+                    .networks
+                    .get(net_key)
+                    .and_then(|n| n.name.clone())
+                else {
+                    continue;
+                };
+                let mut dns_names = vec![service.to_string(), name.clone()];
+                if let Some(o) = opts {
+                    dns_names.extend(o.aliases.iter().cloned());
+                }
+                if let Some(h) = &svc.hostname {
+                    dns_names.push(h.clone());
+                }
+                requests.push(AttachRequest {
+                    network: engine_name,
+                    ipv4_address: opts
+                        .as_ref()
+                        .and_then(|o| o.ipv4_address.as_deref())
+                        .and_then(|a| a.parse().ok()),
+                    priority: opts.as_ref().and_then(|o| o.priority).unwrap_or(0) as i32,
+                    dns_names,
+                });
+            }
+            let attachments = self.net.attach(ns, &requests).map_err(err)?;
+            if let Some(first) = requests.first() {
+                let ports: Vec<PortMapping> = svc
+                    .ports
+                    .iter()
+                    .filter_map(|p| {
+                        let host: u16 = p.published.as_deref()?.split('-').next()?.parse().ok()?;
+                        let mut m = match p.protocol {
+                            PortProtocol::Udp => PortMapping::udp(host, p.target),
+                            _ => PortMapping::tcp(host, p.target),
+                        };
+                        m.host_ip = p.host_ip.as_deref().and_then(|ip| ip.parse().ok());
+                        Some(m)
+                    })
+                    .collect();
+                if !ports.is_empty() {
+                    self.net.publish(ns, &first.network, &ports).map_err(err)?;
+                }
+            }
+            let dir = self.paths.etc(&name);
+            std::fs::create_dir_all(&dir).map_err(err)?;
+            let gateways: Vec<std::net::IpAddr> =
+                attachments.iter().map(|a| a.gateway.into()).collect();
+            let servers: Vec<std::net::IpAddr> =
+                svc.dns.iter().filter_map(|d| d.parse().ok()).collect();
+            let resolv = dns::resolv_conf(&gateways, &servers, &svc.dns_search, &svc.dns_opt);
+            let addrs: Vec<std::net::IpAddr> = attachments
+                .iter()
+                .map(|a| a.address.addr().into())
+                .collect();
+            let host = svc.hostname.clone().unwrap_or_else(|| name.clone());
+            let extra: Vec<dns::ExtraHost> = svc
+                .extra_hosts
+                .0
+                .iter()
+                .flat_map(|(name, ips)| {
+                    ips.iter().filter_map(move |ip| {
+                        Some(dns::ExtraHost {
+                            name: name.clone(),
+                            address: ip.parse().ok()?,
+                        })
+                    })
+                })
+                .collect();
+            let hosts = dns::hosts_file(&host, &addrs, &extra);
+            std::fs::write(dir.join("resolv.conf"), resolv).map_err(err)?;
+            std::fs::write(dir.join("hosts"), hosts).map_err(err)?;
+            etc_files.push((dir.join("resolv.conf"), "/etc/resolv.conf".to_string()));
+            etc_files.push((dir.join("hosts"), "/etc/hosts".to_string()));
+        }
+        let hash = service_hash(&self.loaded, service).unwrap_or_default();
+        let placement = Placement {
+            project: self.project().to_string(),
+            service: service.to_string(),
+            number,
+            name: name.clone(),
+            config_hash: hash,
+            image_digest: Some(image.record.manifest.to_string()),
+            rootfs: rootfs.path.clone(),
+            image: engine_image_config(&image),
+            netns,
+            ipc: None,
+            pid: None,
+            volumes_dir: self.paths.volumes(),
+            etc_files,
+        };
+        for v in &svc.volumes {
+            if let (crate::stack::model::VolumeType::Bind, Some(src)) = (v.kind, &v.source) {
+                let create = v.bind.as_ref().map(|b| b.create_host_path).unwrap_or(true);
+                if create && !Path::new(src).exists() {
+                    std::fs::create_dir_all(src)
+                        .map_err(|e| format!("creating bind source {src}: {e}"))?;
+                }
+            }
+        }
+        let cfg = container_config(svc, &self.loaded.project, &placement)?;
+        for m in &cfg.mounts {
+            if let ec::MountSpec::Volume { source, .. } = m {
+                std::fs::create_dir_all(source).map_err(err)?;
+            }
+        }
+        let id = self.engine.create(cfg).map_err(err)?;
+        self.engine.start(&id).map_err(err)?;
+        Ok(())
+    }
+
+    /// Stops and removes a container with everything made for it.
+    pub fn remove_container(&self, name: &str, timeout: Option<Duration>) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if self.engine.resolve(name).is_ok() {
+            if let Err(e) = self.engine.stop(name, timeout) {
+                problems.push(e.to_string());
+            }
+            if let Err(e) = self.engine.remove(name, true) {
+                problems.push(e.to_string());
+            }
+        }
+        if let Ok(ns) = Netns::at(&self.paths.run, name) {
+            // Detach also finds what a crashed run left, namespace file or not.
+            if let Err(e) = self.net.detach(&ns, None) {
+                problems.push(e.to_string());
+            }
+            if ns.exists() {
+                if let Err(e) = ns.remove() {
+                    problems.push(e.to_string());
+                }
+            }
+        }
+        if let Err(e) = rootfs::remove(&self.paths.root, name) {
+            problems.push(e.to_string());
+        }
+        let _ = std::fs::remove_dir_all(self.paths.etc(name));
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    /// What exists for the project: containers by label, networks and volumes by name.
+    pub fn observe(&self) -> Result<Observed, String> {
+        let list = self
+            .engine
+            .list(&LabelFilter::new().with(LABEL_PROJECT, self.project()))
+            .map_err(err)?;
+        let containers = list
+            .into_iter()
+            .map(|c| ObservedContainer {
+                service: c.labels.get(LABEL_SERVICE).cloned().unwrap_or_default(),
+                number: c
+                    .labels
+                    .get(LABEL_NUMBER)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(1),
+                config_hash: c.labels.get(LABEL_HASH).cloned().unwrap_or_default(),
+                image_digest: c.labels.get(LABEL_IMAGE_DIGEST).cloned(),
+                state: match c.state {
+                    Status::Running => ContainerState::Running,
+                    Status::Paused => ContainerState::Paused,
+                    Status::Created => ContainerState::Created,
+                    _ => ContainerState::Exited(c.exit_code.unwrap_or(0)),
+                },
+                name: c.name,
+            })
+            .collect();
+        let networks = self
+            .net
+            .networks()
+            .map_err(err)?
+            .into_iter()
+            .filter(|n| self.net.dns_running(&n.name))
+            .map(|n| n.name)
+            .collect();
+        let volumes = std::fs::read_dir(self.paths.volumes())
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Observed {
+            containers,
+            networks,
+            volumes,
+        })
+    }
+}
+
+fn engine_image_config(image: &image::Image) -> ec::ImageConfig {
+    let c = &image.config.config;
+    ec::ImageConfig {
+        entrypoint: c.entrypoint.clone().unwrap_or_default(),
+        cmd: c.cmd.clone().unwrap_or_default(),
+        env: c.env.clone().unwrap_or_default(),
+        working_dir: c.working_dir.clone().filter(|w| !w.is_empty()),
+        user: c.user.clone().filter(|u| !u.is_empty()),
+        stop_signal: c.stop_signal.clone(),
+        healthcheck: None,
+    }
+}
+
+impl Backend for EngineBackend {
+    fn run(&self, action: &Action) -> Result<(), String> {
+        match action {
+            Action::CreateNetwork(name) => self.create_network(name),
+            Action::CreateVolume(name) => {
+                std::fs::create_dir_all(self.paths.volumes().join(name).join("_data"))
+                    .map_err(|e| format!("creating volume {name}: {e}"))
+            }
+            Action::Create { service, number } => {
+                let name = container_name(self.project(), service, *number);
+                self.create(service, *number).inspect_err(|_| {
+                    // Leave nothing half-made: the next `up` starts clean.
+                    let _ = self.remove_container(&name, Some(Duration::ZERO));
+                })
+            }
+            Action::Recreate {
+                service,
+                number,
+                container,
+                ..
+            } => {
+                self.remove_container(container, None)?;
+                self.create(service, *number)
+            }
+            Action::Start { container } => self.engine.start(container).map_err(err),
+            Action::Restart { container, .. } => self.engine.restart(container, None).map_err(err),
+            Action::Remove { container, .. } => self.remove_container(container, None),
+        }
+    }
+
+    fn containers(&self, service: &str) -> Vec<String> {
+        self.engine
+            .list(
+                &LabelFilter::new()
+                    .with(LABEL_PROJECT, self.project())
+                    .with(LABEL_SERVICE, service),
+            )
+            .map(|l| l.into_iter().map(|c| c.name).collect())
+            .unwrap_or_default()
+    }
+
+    fn health(&self, container: &str) -> Result<Health, String> {
+        let info = self.engine.inspect(container).map_err(err)?;
+        Ok(match (info.state, info.health.as_ref().map(|h| h.status)) {
+            (Status::Running, Some(HealthStatus::Healthy)) => Health::Healthy,
+            (Status::Running, Some(HealthStatus::Unhealthy)) => Health::Unhealthy,
+            (Status::Running, Some(HealthStatus::Starting)) => Health::Starting,
+            (Status::Running, _) => Health::Running,
+            (Status::Created, _) => Health::Starting,
+            _ => Health::Exited(info.exit_code.unwrap_or(-1)),
+        })
+    }
+}
+
+/// Unused protocol mapping guard: keeps the networking and model enums in step.
+#[allow(dead_code)]
+fn protocol(p: PortProtocol) -> Protocol {
+    match p {
+        PortProtocol::Udp => Protocol::Udp,
+        _ => Protocol::Tcp,
+    }
+}

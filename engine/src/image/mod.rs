@@ -19,3 +19,4 @@ pub use images::{Image, Images, PruneReport};
 pub mod registry;
 
 pub use registry::{pull, push, Progress, PullReport, PushReport, RegistryOptions};
+pub mod export;

@@ -114,7 +114,11 @@ impl Images {
                 }
             }
         }
-        Err(ImageError::NotFound(name.to_string()))
+        Err(ImageError::NotFound(
+            Reference::parse(name)
+                .map(|r| r.to_string())
+                .unwrap_or_else(|_| name.to_string()),
+        ))
     }
 
     /// Reads the manifest and config of a record.

@@ -10,7 +10,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, RegistryOperation};
@@ -241,37 +241,39 @@ pub async fn pull(
         ));
     }
     // Layers in parallel: each is fetched (unless stored) then unpacked (unless done).
-    let jobs = m
+    // The work list is owned so the future stays `Send` (callers spawn pulls).
+    let work: Vec<(Digest, u64, Digest)> = m
         .layers()
         .iter()
         .zip(config.rootfs.diff_ids.iter())
-        .map(|(l, diff_id)| {
-            let client = &client;
-            let store = store.clone();
-            let r = &r;
-            let progress = progress.clone();
-            let diff_id = diff_id.clone();
-            async move {
-                let d = manifest::descriptor_digest(l)?;
-                let got = fetch_blob(client, r, &store, &d, l.size(), &*progress, "layer").await?;
-                let (s, bd, did) = (store.clone(), d.clone(), diff_id.clone());
-                tokio::task::spawn_blocking(move || unpack::ensure_layer(&s, &bd, &did))
-                    .await
-                    .map_err(|e| join_err(r, e))??;
-                progress.finish(
-                    &d,
-                    if got.is_some() {
-                        "pull complete"
-                    } else {
-                        "already exists"
-                    },
-                );
-                Ok::<_, ImageError>(got.map(|n| (d, n)))
-            }
-        });
+        .map(|(l, diff_id)| Ok((manifest::descriptor_digest(l)?, l.size(), diff_id.clone())))
+        .collect::<Result<_>>()?;
+    let jobs = work.into_iter().map(|(d, size, diff_id)| {
+        let client = &client;
+        let store = store.clone();
+        let r = &r;
+        let progress = progress.clone();
+        async move {
+            let got = fetch_blob(client, r, &store, &d, size, &*progress, "layer").await?;
+            let (s, bd, did) = (store.clone(), d.clone(), diff_id.clone());
+            tokio::task::spawn_blocking(move || unpack::ensure_layer(&s, &bd, &did))
+                .await
+                .map_err(|e| join_err(r, e))??;
+            progress.finish(
+                &d,
+                if got.is_some() {
+                    "pull complete"
+                } else {
+                    "already exists"
+                },
+            );
+            Ok::<_, ImageError>(got.map(|n| (d, n)))
+        }
+    });
     let results: Vec<Option<(Digest, u64)>> = futures_util::stream::iter(jobs)
-        .buffer_unordered(opts.max_concurrent.max(1).max(4))
+        .buffer_unordered(opts.max_concurrent.max(4))
         .try_collect()
+        .boxed()
         .await?;
     for (d, n) in results.into_iter().flatten() {
         fetched.push(d);
@@ -524,8 +526,9 @@ pub async fn push(
         }
     });
     let results: Vec<(Digest, bool)> = futures_util::stream::iter(jobs)
-        .buffer_unordered(opts.max_concurrent.max(1).max(4))
+        .buffer_unordered(opts.max_concurrent.max(4))
         .try_collect()
+        .boxed()
         .await?;
     for (d, was_sent) in results {
         if was_sent {

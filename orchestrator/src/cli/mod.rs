@@ -1,6 +1,7 @@
 //! The `berth` verbs, one module each, with flags spelt as `docker compose` spells them.
 
 mod config;
+mod image;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -101,6 +102,13 @@ impl GlobalArgs {
 pub enum Command {
     /// Parse, resolve and render the stack file in canonical form
     Config(config::ConfigArgs),
+    /// Pull the images of the stack's services
+    Pull(image::PullArgs),
+    /// List the images of the stack's services
+    Images(image::ImagesArgs),
+    /// Manage the image store: ls, rm, prune, inspect, load, import, save, push, tag, pull
+    #[command(subcommand)]
+    Image(image::ImageCommand),
 }
 
 /// Prints an error with its chain of causes and, for a stack-file error, the line at fault.
@@ -147,6 +155,9 @@ pub fn main() -> i32 {
     let colour = cli.global.colour();
     let result = match &cli.command {
         Command::Config(args) => config::run(&cli.global, args),
+        Command::Pull(args) => image::pull(&cli.global, args),
+        Command::Images(args) => image::images(&cli.global, args),
+        Command::Image(cmd) => image::image(&cli.global, cmd),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,117 @@
+//! The image verbs as a user runs them: `berth pull`, `berth images` and
+//! `berth image …`, against a real docker-registry on 127.0.0.1 and a temporary
+//! BERTH_ROOT.
+
+#[path = "../../engine/tests/image_support/mod.rs"]
+mod image_support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use image_support::*;
+
+fn berth(dir: &Path, root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(args)
+        .current_dir(dir)
+        .env("BERTH_ROOT", root)
+        .env_remove("BERTH_PROJECT_NAME")
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn pull_images_save_rm_prune_load_push_as_a_user_runs_them() {
+    let reg = Registry::start(None);
+    let digest = skopeo_push_busybox(&reg.addr, "lab/busybox:latest", None);
+    let root = TestRoot::new();
+    let store = root.path().join("berth");
+    let proj = root.path().join("proj");
+    std::fs::create_dir_all(&proj).unwrap();
+    let image = format!("{}/lab/busybox:latest", reg.addr);
+    std::fs::write(
+        proj.join("compose.yaml"),
+        format!("services:\n  web:\n    image: {image}\n  worker:\n    image: {image}\n  app:\n    build: .\n"),
+    )
+    .unwrap();
+
+    let out = ok(&berth(&proj, &store, &["pull"]));
+    assert!(out.contains("pull complete"), "{out}");
+    assert!(out.contains(&digest), "{out}");
+    let again = ok(&berth(&proj, &store, &["pull", "web"]));
+    assert!(again.contains("0 fetched"), "{again}");
+
+    let listed = ok(&berth(&proj, &store, &["images"]));
+    assert!(
+        listed.contains(&format!("{}/lab/busybox", reg.addr)) && listed.contains("latest"),
+        "{listed}"
+    );
+    let ls = ok(&berth(&proj, &store, &["image", "ls", "--digests"]));
+    assert!(ls.contains(&digest), "{ls}");
+
+    let inspect = ok(&berth(&proj, &store, &["image", "inspect", &image]));
+    let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(v[0]["Config"]["Cmd"], serde_json::json!(["/bin/sh"]));
+    assert_eq!(v[0]["ManifestDigest"], serde_json::json!(digest));
+
+    ok(&berth(
+        &proj,
+        &store,
+        &["image", "tag", &image, "mine/bb:2"],
+    ));
+    let saved = root.path().join("bb.tar");
+    ok(&berth(
+        &proj,
+        &store,
+        &["image", "save", "-o", saved.to_str().unwrap(), "mine/bb:2"],
+    ));
+    assert!(saved.metadata().unwrap().len() > 500_000);
+
+    ok(&berth(&proj, &store, &["image", "rm", &image, "mine/bb:2"]));
+    let empty = ok(&berth(&proj, &store, &["image", "ls", "-q"]));
+    assert!(empty.trim().is_empty(), "{empty}");
+    let pruned = ok(&berth(&proj, &store, &["image", "prune"]));
+    assert!(
+        pruned.contains("Deleted 3 blob(s) and 1 unpacked layer(s)"),
+        "{pruned}"
+    );
+
+    let loaded = ok(&berth(
+        &proj,
+        &store,
+        &["image", "load", "-i", saved.to_str().unwrap()],
+    ));
+    assert!(
+        loaded.contains("Loaded image: docker.io/mine/bb:2"),
+        "{loaded}"
+    );
+    let pushed = ok(&berth(
+        &proj,
+        &store,
+        &[
+            "image",
+            "push",
+            "mine/bb:2",
+            &format!("{}/lab/again:1", reg.addr),
+        ],
+    ));
+    assert!(pushed.contains("digest: sha256:"), "{pushed}");
+
+    let bad = berth(&proj, &store, &["image", "inspect", "nope:1"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("no image docker.io/library/nope:1"),
+        "{bad:?}"
+    );
+}

@@ -108,9 +108,11 @@ impl Images {
                 if rec.manifest.hex().starts_with(hex) {
                     return self.image(rec);
                 }
-                let img = self.image(rec)?;
-                if img.config_digest.hex().starts_with(hex) {
-                    return Ok(img);
+                // A damaged image elsewhere in the store must not hide this one.
+                if let Ok(img) = self.image(rec) {
+                    if img.config_digest.hex().starts_with(hex) {
+                        return Ok(img);
+                    }
                 }
             }
         }

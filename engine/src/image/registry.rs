@@ -232,6 +232,7 @@ pub async fn pull(
     {
         fetched.push(config_digest.clone());
         total += n;
+        progress.finish(&config_digest, "config fetched");
     }
     let config = manifest::parse_config(&store.read_blob(&config_digest)?)?;
     if config.rootfs.diff_ids.len() != m.layers().len() {

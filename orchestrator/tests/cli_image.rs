@@ -115,3 +115,35 @@ fn pull_images_save_rm_prune_load_push_as_a_user_runs_them() {
         "{bad:?}"
     );
 }
+
+#[test]
+fn two_berth_processes_pulling_the_same_image_at_once_both_succeed_and_store_it_once() {
+    let reg = Registry::start(None);
+    skopeo_push_busybox(&reg.addr, "lab/busybox:latest", None);
+    let root = TestRoot::new();
+    let store = root.path().join("berth");
+    let image = format!("{}/lab/busybox:latest", reg.addr);
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["image", "pull", &image])
+            .env("BERTH_ROOT", &store)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let (oa, ob) = (ok(&a), ok(&b));
+    // Each blob came down once: the fetched counts of the two add up to two blobs.
+    let fetched = |o: &str| -> usize {
+        let i = o.find(" fetched, ").unwrap_or_else(|| panic!("{o}"));
+        let start = o[..i].rfind('(').unwrap() + 1;
+        o[start..i].parse().unwrap()
+    };
+    assert_eq!(fetched(&oa) + fetched(&ob), 2, "{oa}\n{ob}");
+    assert_eq!(files_under(&store.join("image/blobs/sha256")), 3);
+    assert_eq!(files_under(&store.join("image/layers")), 1);
+    let ls = ok(&berth(root.path(), &store, &["image", "ls", "-q"]));
+    assert_eq!(ls.lines().count(), 1, "{ls}");
+}

@@ -251,14 +251,22 @@ impl Images {
                 report.layers += 1;
             }
         }
-        // Temp files: partial downloads and unfinished unpacks. Lock files stay (a
-        // waiting process may hold one open); they are empty.
+        // Temp files: partial downloads, unfinished unpacks, and the per-blob lock
+        // files. No pull runs now (pulls hold the shared lock), so no one waits on a
+        // lock file; one still held (a crashed holder cannot hold it) is left alone.
         let tmp = self.store.tmp_dir();
         for e in fs::read_dir(&tmp)
             .map_err(io_err("reading", &tmp))?
             .flatten()
         {
             if e.file_name().to_string_lossy().ends_with(".lock") {
+                if let Ok(f) = fs::File::open(e.path()) {
+                    if let Ok(_held) =
+                        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
+                    {
+                        let _ = fs::remove_file(e.path());
+                    }
+                }
                 continue;
             }
             report.bytes += du(&e.path());

@@ -573,3 +573,39 @@ fn file_stream(
         Ok(Some((bytes::Bytes::from(buf), f)))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_from_a_docker_config() {
+        use base64::Engine as _;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.json");
+        let enc = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        fs::write(
+            &file,
+            serde_json::json!({"auths": {
+                "https://index.docker.io/v1/": {"auth": enc("hub:pw1")},
+                "ghcr.io": {"username": "gh", "password": "pw2"},
+                "127.0.0.1:5000": {"auth": enc("local:pw:with:colons")},
+            }})
+            .to_string(),
+        )
+        .unwrap();
+        let opts = RegistryOptions {
+            auth_file: Some(file),
+            ..Default::default()
+        };
+        let get = |r: &str| match credentials_for(&Reference::parse(r).unwrap(), &opts) {
+            RegistryAuth::Basic(u, p) => format!("{u}:{p}"),
+            RegistryAuth::Anonymous => "anonymous".into(),
+            RegistryAuth::Bearer(_) => "bearer".into(),
+        };
+        assert_eq!(get("redis"), "hub:pw1");
+        assert_eq!(get("ghcr.io/o/r"), "gh:pw2");
+        assert_eq!(get("127.0.0.1:5000/x"), "local:pw:with:colons");
+        assert_eq!(get("quay.io/x/y"), "anonymous");
+    }
+}

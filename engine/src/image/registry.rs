@@ -446,6 +446,18 @@ async fn fetch_blob(
                 });
             }
         };
+        if hw.count + chunk.len() as u64 > size {
+            // More than the manifest's size: a broken or hostile registry. Stop before
+            // it fills the disk; the bytes so far are useless, drop them.
+            drop(hw);
+            let _ = fs::remove_file(&partial);
+            return Err(ImageError::Registry {
+                registry: r.registry.clone(),
+                message: format!(
+                    "blob {d} is larger than the {size} bytes its manifest says; refused"
+                ),
+            });
+        }
         hw.write_all(&chunk).map_err(io_err("writing", &partial))?;
         progress.advance(d, hw.count);
     }

@@ -39,6 +39,16 @@ pub struct Options {
     pub copy: bool,
 }
 
+impl Options {
+    /// `BERTH_ROOTFS=copy` asks for copied root filesystems on hosts where overlayfs
+    /// mounts but misbehaves; anything else leaves overlayfs (with its own fallback).
+    pub fn from_env() -> Options {
+        Options {
+            copy: std::env::var("BERTH_ROOTFS").is_ok_and(|v| v == "copy"),
+        }
+    }
+}
+
 /// A prepared root filesystem (also what `rootfs.json` holds).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rootfs {

@@ -78,8 +78,13 @@ fn reg_err(r: &Reference) -> impl Fn(oci_client::errors::OciDistributionError) -
     }
 }
 
+/// Plain HTTP only where the user said so, or on loopback; TLS everywhere else.
+pub fn plain_http(r: &Reference, opts: &RegistryOptions) -> bool {
+    r.is_loopback() || opts.insecure.iter().any(|i| i == &r.registry)
+}
+
 fn client_for(r: &Reference, opts: &RegistryOptions) -> Client {
-    let plain = r.is_loopback() || opts.insecure.iter().any(|i| i == &r.registry);
+    let plain = plain_http(r, opts);
     // ring is the TLS provider (no C toolchain needed for aws-lc); installing it twice is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     Client::new(ClientConfig {
@@ -589,6 +594,24 @@ fn file_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_only_for_loopback_and_registries_marked_insecure() {
+        let opts = RegistryOptions {
+            insecure: vec!["registry.lan:5000".into()],
+            ..Default::default()
+        };
+        let p = |r: &str| plain_http(&Reference::parse(r).unwrap(), &opts);
+        assert!(p("127.0.0.1:5000/a"));
+        assert!(p("localhost/a"));
+        assert!(p("registry.lan:5000/a"));
+        assert!(
+            !p("registry.lan/a"),
+            "another port of an insecure host is not insecure"
+        );
+        assert!(!p("redis"));
+        assert!(!p("ghcr.io/o/r"));
+    }
 
     #[test]
     fn credentials_from_a_docker_config() {

@@ -147,3 +147,111 @@ fn two_berth_processes_pulling_the_same_image_at_once_both_succeed_and_store_it_
     let ls = ok(&berth(root.path(), &store, &["image", "ls", "-q"]));
     assert_eq!(ls.lines().count(), 1, "{ls}");
 }
+
+#[test]
+fn a_pull_killed_half_way_resumes_where_it_stopped() {
+    use std::os::unix::process::ExitStatusExt;
+    let reg = Registry::start(None);
+    // One 48 MB layer of incompressible bytes, so the download takes a while.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut data = Vec::with_capacity(48 << 20);
+    while data.len() < 48 << 20 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        data.extend_from_slice(&seed.to_le_bytes());
+    }
+    let raw = layer(&[E::File("big", 0o644, &data)]);
+    drop(data);
+    let layout = tempfile::tempdir().unwrap();
+    oci_layout(
+        layout.path(),
+        &[(raw.clone(), raw.clone())],
+        "big",
+        &["/big"],
+    );
+    skopeo_push_layout(layout.path(), "big", &reg.addr, "lab/big:1", None);
+    let image = format!("{}/lab/big:1", reg.addr);
+    let root = TestRoot::new();
+    let store = root.path().join("berth");
+    // skopeo compresses the layer on the way to the registry: ask it which blob it is.
+    let served = run(Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{image}")));
+    let manifest: serde_json::Value = serde_json::from_str(&served).unwrap();
+    let blob = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob_size = manifest["layers"][0]["size"].as_u64().unwrap();
+    let partial = store.join(format!("image/tmp/{}.partial", &blob[7..]));
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["image", "pull", "-q", &image])
+        .env("BERTH_ROOT", &store)
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut killed_at = 0;
+    while start.elapsed() < std::time::Duration::from_secs(60) {
+        let len = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+        if len > (4 << 20) {
+            child.kill().unwrap();
+            killed_at = len;
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "the pull was not caught half-way ({status:?} after {:?}; {:?})",
+        start.elapsed(),
+        std::fs::read_dir(store.join("image/tmp"))
+            .map(|r| r.flatten().map(|e| e.path()).collect::<Vec<_>>())
+    );
+    let kept = std::fs::metadata(&partial).unwrap().len();
+    assert!(
+        kept >= killed_at && kept < blob_size,
+        "{kept} of {blob_size}"
+    );
+
+    // The next pull fetches only what is missing, and the blob is whole and verified.
+    let config_digest = manifest["config"]["digest"].as_str().unwrap();
+    let config_size = manifest["config"]["size"].as_u64().unwrap();
+    let config_left = if store
+        .join("image/blobs/sha256")
+        .join(&config_digest[7..])
+        .exists()
+    {
+        0
+    } else {
+        config_size
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let images = berth_engine::image::Images::open(&store).unwrap();
+    let rep = rt
+        .block_on(berth_engine::image::pull(
+            &images,
+            &image,
+            &Default::default(),
+            std::sync::Arc::new(berth_engine::image::registry::Quiet),
+        ))
+        .unwrap();
+    assert_eq!(
+        rep.bytes,
+        blob_size - kept + config_left,
+        "resumed at byte {kept}"
+    );
+    assert!(!partial.exists());
+    let img = images.resolve(&image).unwrap();
+    let dirs = images.unpack(&img).unwrap();
+    assert_eq!(
+        std::fs::metadata(dirs[0].join("big")).unwrap().len(),
+        48 << 20
+    );
+}

@@ -105,6 +105,8 @@ pub fn prepare(images: &Images, image: &str, id: &str, opts: &Options) -> Result
         }
         return Ok(r);
     }
+    // Shared lock until rootfs.json names the layers: prune cannot take them meanwhile.
+    let _shared = images.store().lock_shared()?;
     let img = images.resolve(image)?;
     let lowers = images.unpack(&img)?;
     fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;

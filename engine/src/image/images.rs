@@ -146,6 +146,7 @@ impl Images {
 
     /// Unpacks every layer not yet unpacked; returns the layer directories, bottom first.
     pub fn unpack(&self, image: &Image) -> Result<Vec<PathBuf>> {
+        let _shared = self.store.lock_shared()?; // prune waits for unpacks in flight
         let layers = image.layers()?;
         let mut dirs = Vec::new();
         for (blob, diff_id) in layers {

@@ -39,6 +39,16 @@ pub struct Options {
     pub copy: bool,
 }
 
+impl Options {
+    /// `BERTH_ROOTFS=copy` asks for copied root filesystems on hosts where overlayfs
+    /// mounts but misbehaves; anything else leaves overlayfs (with its own fallback).
+    pub fn from_env() -> Options {
+        Options {
+            copy: std::env::var("BERTH_ROOTFS").is_ok_and(|v| v == "copy"),
+        }
+    }
+}
+
 /// A prepared root filesystem (also what `rootfs.json` holds).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rootfs {
@@ -95,6 +105,8 @@ pub fn prepare(images: &Images, image: &str, id: &str, opts: &Options) -> Result
         }
         return Ok(r);
     }
+    // Shared lock until rootfs.json names the layers: prune cannot take them meanwhile.
+    let _shared = images.store().lock_shared()?;
     let img = images.resolve(image)?;
     let lowers = images.unpack(&img)?;
     fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;

@@ -421,6 +421,11 @@ fn prune_frees_every_unreferenced_byte() {
     assert_eq!(report.layers, 1);
     assert_eq!(files_under(&root.path().join("image/blobs/sha256")), 0);
     assert_eq!(files_under(&root.path().join("image/layers")), 0);
+    assert_eq!(
+        files_under(&root.path().join("image/tmp")),
+        0,
+        "lock files are collected too"
+    );
     let left = du(&root.path().join("image"));
     assert!(left < 4096, "{left} bytes left of {used_before}");
 }

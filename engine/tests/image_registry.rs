@@ -335,3 +335,62 @@ async fn token_auth_pull_and_a_push_by_berth_that_pulls_back_identical() {
         .arg(format!("docker://{dest}")));
     assert_eq!(sha(raw.as_bytes()), digest);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_docker_schema2_image_pulls_and_pushes_back_as_it_came() {
+    let reg = Registry::start(None);
+    let layout = tempfile::tempdir().unwrap();
+    busybox_layout(layout.path());
+    run(Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--format",
+            "v2s2",
+            "--dest-tls-verify=false",
+        ])
+        .arg(format!("oci:{}:latest", layout.path().display()))
+        .arg(format!("docker://{}/lab/docker:v2", reg.addr)));
+    let raw = run(Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/lab/docker:v2", reg.addr)));
+    assert!(
+        raw.contains("application/vnd.docker.distribution.manifest.v2+json"),
+        "{raw}"
+    );
+
+    let root = TestRoot::new();
+    let images = Images::open(root.path()).unwrap();
+    let rep = pull(
+        &images,
+        &format!("{}/lab/docker:v2", reg.addr),
+        &opts(),
+        Arc::new(Quiet),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rep.record.media_type,
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(rep.record.manifest.as_str(), sha(raw.as_bytes()));
+    let r = rootfs::prepare(&images, &rep.record.name, "docker-1", &Default::default()).unwrap();
+    assert!(r.path.join("bin/busybox").is_file());
+    rootfs::remove(root.path(), "docker-1").unwrap();
+
+    // Pushed back under another name, the registry serves the very same bytes.
+    let dest = format!("{}/lab/docker-copy:v2", reg.addr);
+    push(
+        &images,
+        &rep.record.name,
+        Some(&dest),
+        &opts(),
+        Arc::new(Quiet),
+    )
+    .await
+    .unwrap();
+    let back = run(Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{dest}")));
+    assert_eq!(back, raw);
+}

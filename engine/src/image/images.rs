@@ -108,13 +108,19 @@ impl Images {
                 if rec.manifest.hex().starts_with(hex) {
                     return self.image(rec);
                 }
-                let img = self.image(rec)?;
-                if img.config_digest.hex().starts_with(hex) {
-                    return Ok(img);
+                // A damaged image elsewhere in the store must not hide this one.
+                if let Ok(img) = self.image(rec) {
+                    if img.config_digest.hex().starts_with(hex) {
+                        return Ok(img);
+                    }
                 }
             }
         }
-        Err(ImageError::NotFound(name.to_string()))
+        Err(ImageError::NotFound(
+            Reference::parse(name)
+                .map(|r| r.to_string())
+                .unwrap_or_else(|_| name.to_string()),
+        ))
     }
 
     /// Reads the manifest and config of a record.
@@ -140,6 +146,7 @@ impl Images {
 
     /// Unpacks every layer not yet unpacked; returns the layer directories, bottom first.
     pub fn unpack(&self, image: &Image) -> Result<Vec<PathBuf>> {
+        let _shared = self.store.lock_shared()?; // prune waits for unpacks in flight
         let layers = image.layers()?;
         let mut dirs = Vec::new();
         for (blob, diff_id) in layers {
@@ -245,14 +252,22 @@ impl Images {
                 report.layers += 1;
             }
         }
-        // Temp files: partial downloads and unfinished unpacks. Lock files stay (a
-        // waiting process may hold one open); they are empty.
+        // Temp files: partial downloads, unfinished unpacks, and the per-blob lock
+        // files. No pull runs now (pulls hold the shared lock), so no one waits on a
+        // lock file; one still held (a crashed holder cannot hold it) is left alone.
         let tmp = self.store.tmp_dir();
         for e in fs::read_dir(&tmp)
             .map_err(io_err("reading", &tmp))?
             .flatten()
         {
             if e.file_name().to_string_lossy().ends_with(".lock") {
+                if let Ok(f) = fs::File::open(e.path()) {
+                    if let Ok(_held) =
+                        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
+                    {
+                        let _ = fs::remove_file(e.path());
+                    }
+                }
                 continue;
             }
             report.bytes += du(&e.path());

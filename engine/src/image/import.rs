@@ -137,9 +137,8 @@ struct DockerManifestEntry {
     layers: Vec<String>,
 }
 
-/// `berth image load -i FILE`: a docker-archive or an OCI archive. Returns the images
-/// it named (an untagged one is named by its config digest).
-pub fn load_archive(
+/// The work of [`load_archive`], without naming the images.
+fn load_archive_inner(
     store: &Store,
     path: &Path,
     name_for_untagged: Option<&str>,
@@ -156,7 +155,6 @@ pub fn load_archive(
                 .into(),
         });
     };
-    store.put_records(&records)?;
     Ok(records)
 }
 
@@ -338,8 +336,8 @@ fn check_complete(store: &Store, manifest_digest: &Digest) -> Result<()> {
     Ok(())
 }
 
-/// `oci:PATH[:TAG]`: an OCI image layout directory, or an archive of one.
-pub fn load_oci(store: &Store, spec: &str, name: Option<&str>) -> Result<Vec<ImageRecord>> {
+/// The work of [`load_oci`], without naming the images.
+fn load_oci_inner(store: &Store, spec: &str, name: Option<&str>) -> Result<Vec<ImageRecord>> {
     // PATH may itself contain ':'; the tag is what follows the last ':' if PATH exists without it.
     let (path, tag) = match spec.rsplit_once(':') {
         Some((p, t)) if Path::new(p).exists() && !Path::new(spec).exists() => {
@@ -396,9 +394,7 @@ pub fn load_oci(store: &Store, spec: &str, name: Option<&str>) -> Result<Vec<Ima
                 }
             }
         }
-        let recs = load_oci_index(store, &path, &index, tag, name)?;
-        store.put_records(&recs)?;
-        Ok(recs)
+        load_oci_index(store, &path, &index, tag, name)
     } else {
         let ing = ingest(store, &path)?;
         let idx = ing
@@ -408,9 +404,7 @@ pub fn load_oci(store: &Store, spec: &str, name: Option<&str>) -> Result<Vec<Ima
                 path: path.clone(),
                 reason: "not an OCI image layout: no index.json".into(),
             })?;
-        let recs = load_oci_index(store, &path, idx, tag, name)?;
-        store.put_records(&recs)?;
-        Ok(recs)
+        load_oci_index(store, &path, idx, tag, name)
     }
 }
 
@@ -419,9 +413,53 @@ pub fn load_docker_archive(store: &Store, path: &Path) -> Result<Vec<ImageRecord
     load_archive(store, path, None)
 }
 
+/// Runs an import under the store's shared lock (so a prune cannot collect the blobs
+/// it has written but not yet named), then names the images under the exclusive one.
+fn named<T>(
+    store: &Store,
+    work: impl FnOnce() -> Result<T>,
+    records: impl Fn(&T) -> Vec<ImageRecord>,
+) -> Result<T> {
+    let out = {
+        let _shared = store.lock_shared()?;
+        work()?
+    };
+    store.put_records(&records(&out))?;
+    Ok(out)
+}
+
+/// `berth image load -i FILE`: a docker-archive or an OCI archive. Returns the images
+/// it named (an untagged one is named by its config digest, or `name_for_untagged`).
+pub fn load_archive(
+    store: &Store,
+    path: &Path,
+    name_for_untagged: Option<&str>,
+) -> Result<Vec<ImageRecord>> {
+    named(
+        store,
+        || load_archive_inner(store, path, name_for_untagged),
+        Vec::clone,
+    )
+}
+
+/// `oci:PATH[:TAG]`: an OCI image layout directory, or an archive of one; `name`
+/// names the image when the layout does not.
+pub fn load_oci(store: &Store, spec: &str, name: Option<&str>) -> Result<Vec<ImageRecord>> {
+    named(store, || load_oci_inner(store, spec, name), Vec::clone)
+}
+
 /// `berth image import ROOTFS.tar NAME:TAG`: a one-layer image from a root filesystem
 /// tarball (plain, gzip or zstd), with a minimal config for this host.
 pub fn import_rootfs(store: &Store, tarball: &Path, name: &str) -> Result<ImageRecord> {
+    named(
+        store,
+        || import_rootfs_inner(store, tarball, name),
+        |r| vec![r.clone()],
+    )
+}
+
+/// The work of [`import_rootfs`], without naming the image.
+fn import_rootfs_inner(store: &Store, tarball: &Path, name: &str) -> Result<ImageRecord> {
     let reference = Reference::parse(name)?;
     let mut f = File::open(tarball).map_err(io_err("opening", tarball))?;
     let (blob, size) = store.put_blob(None, &mut f)?;
@@ -453,6 +491,5 @@ pub fn import_rootfs(store: &Store, tarball: &Path, name: &str) -> Result<ImageR
         media_type,
         index: None,
     };
-    store.put_records(std::slice::from_ref(&rec))?;
     Ok(rec)
 }

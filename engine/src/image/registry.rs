@@ -10,7 +10,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, RegistryOperation};
@@ -78,8 +78,13 @@ fn reg_err(r: &Reference) -> impl Fn(oci_client::errors::OciDistributionError) -
     }
 }
 
+/// Plain HTTP only where the user said so, or on loopback; TLS everywhere else.
+pub fn plain_http(r: &Reference, opts: &RegistryOptions) -> bool {
+    r.is_loopback() || opts.insecure.iter().any(|i| i == &r.registry)
+}
+
 fn client_for(r: &Reference, opts: &RegistryOptions) -> Client {
-    let plain = r.is_loopback() || opts.insecure.iter().any(|i| i == &r.registry);
+    let plain = plain_http(r, opts);
     // ring is the TLS provider (no C toolchain needed for aws-lc); installing it twice is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     Client::new(ClientConfig {
@@ -232,6 +237,7 @@ pub async fn pull(
     {
         fetched.push(config_digest.clone());
         total += n;
+        progress.finish(&config_digest, "config fetched");
     }
     let config = manifest::parse_config(&store.read_blob(&config_digest)?)?;
     if config.rootfs.diff_ids.len() != m.layers().len() {
@@ -241,37 +247,39 @@ pub async fn pull(
         ));
     }
     // Layers in parallel: each is fetched (unless stored) then unpacked (unless done).
-    let jobs = m
+    // The work list is owned so the future stays `Send` (callers spawn pulls).
+    let work: Vec<(Digest, u64, Digest)> = m
         .layers()
         .iter()
         .zip(config.rootfs.diff_ids.iter())
-        .map(|(l, diff_id)| {
-            let client = &client;
-            let store = store.clone();
-            let r = &r;
-            let progress = progress.clone();
-            let diff_id = diff_id.clone();
-            async move {
-                let d = manifest::descriptor_digest(l)?;
-                let got = fetch_blob(client, r, &store, &d, l.size(), &*progress, "layer").await?;
-                let (s, bd, did) = (store.clone(), d.clone(), diff_id.clone());
-                tokio::task::spawn_blocking(move || unpack::ensure_layer(&s, &bd, &did))
-                    .await
-                    .map_err(|e| join_err(r, e))??;
-                progress.finish(
-                    &d,
-                    if got.is_some() {
-                        "pull complete"
-                    } else {
-                        "already exists"
-                    },
-                );
-                Ok::<_, ImageError>(got.map(|n| (d, n)))
-            }
-        });
+        .map(|(l, diff_id)| Ok((manifest::descriptor_digest(l)?, l.size(), diff_id.clone())))
+        .collect::<Result<_>>()?;
+    let jobs = work.into_iter().map(|(d, size, diff_id)| {
+        let client = &client;
+        let store = store.clone();
+        let r = &r;
+        let progress = progress.clone();
+        async move {
+            let got = fetch_blob(client, r, &store, &d, size, &*progress, "layer").await?;
+            let (s, bd, did) = (store.clone(), d.clone(), diff_id.clone());
+            tokio::task::spawn_blocking(move || unpack::ensure_layer(&s, &bd, &did))
+                .await
+                .map_err(|e| join_err(r, e))??;
+            progress.finish(
+                &d,
+                if got.is_some() {
+                    "pull complete"
+                } else {
+                    "already exists"
+                },
+            );
+            Ok::<_, ImageError>(got.map(|n| (d, n)))
+        }
+    });
     let results: Vec<Option<(Digest, u64)>> = futures_util::stream::iter(jobs)
-        .buffer_unordered(opts.max_concurrent.max(1).max(4))
+        .buffer_unordered(opts.max_concurrent.max(4))
         .try_collect()
+        .boxed()
         .await?;
     for (d, n) in results.into_iter().flatten() {
         fetched.push(d);
@@ -443,6 +451,18 @@ async fn fetch_blob(
                 });
             }
         };
+        if hw.count + chunk.len() as u64 > size {
+            // More than the manifest's size: a broken or hostile registry. Stop before
+            // it fills the disk; the bytes so far are useless, drop them.
+            drop(hw);
+            let _ = fs::remove_file(&partial);
+            return Err(ImageError::Registry {
+                registry: r.registry.clone(),
+                message: format!(
+                    "blob {d} is larger than the {size} bytes its manifest says; refused"
+                ),
+            });
+        }
         hw.write_all(&chunk).map_err(io_err("writing", &partial))?;
         progress.advance(d, hw.count);
     }
@@ -524,8 +544,9 @@ pub async fn push(
         }
     });
     let results: Vec<(Digest, bool)> = futures_util::stream::iter(jobs)
-        .buffer_unordered(opts.max_concurrent.max(1).max(4))
+        .buffer_unordered(opts.max_concurrent.max(4))
         .try_collect()
+        .boxed()
         .await?;
     for (d, was_sent) in results {
         if was_sent {
@@ -568,4 +589,58 @@ fn file_stream(
         buf.truncate(n);
         Ok(Some((bytes::Bytes::from(buf), f)))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_for_loopback_and_registries_marked_insecure() {
+        let opts = RegistryOptions {
+            insecure: vec!["registry.lan:5000".into()],
+            ..Default::default()
+        };
+        let p = |r: &str| plain_http(&Reference::parse(r).unwrap(), &opts);
+        assert!(p("127.0.0.1:5000/a"));
+        assert!(p("localhost/a"));
+        assert!(p("registry.lan:5000/a"));
+        assert!(
+            !p("registry.lan/a"),
+            "another port of an insecure host is not insecure"
+        );
+        assert!(!p("redis"));
+        assert!(!p("ghcr.io/o/r"));
+    }
+
+    #[test]
+    fn credentials_from_a_docker_config() {
+        use base64::Engine as _;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.json");
+        let enc = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        fs::write(
+            &file,
+            serde_json::json!({"auths": {
+                "https://index.docker.io/v1/": {"auth": enc("hub:pw1")},
+                "ghcr.io": {"username": "gh", "password": "pw2"},
+                "127.0.0.1:5000": {"auth": enc("local:pw:with:colons")},
+            }})
+            .to_string(),
+        )
+        .unwrap();
+        let opts = RegistryOptions {
+            auth_file: Some(file),
+            ..Default::default()
+        };
+        let get = |r: &str| match credentials_for(&Reference::parse(r).unwrap(), &opts) {
+            RegistryAuth::Basic(u, p) => format!("{u}:{p}"),
+            RegistryAuth::Anonymous => "anonymous".into(),
+            RegistryAuth::Bearer(_) => "bearer".into(),
+        };
+        assert_eq!(get("redis"), "hub:pw1");
+        assert_eq!(get("ghcr.io/o/r"), "gh:pw2");
+        assert_eq!(get("127.0.0.1:5000/x"), "local:pw:with:colons");
+        assert_eq!(get("quay.io/x/y"), "anonymous");
+    }
 }

@@ -5,6 +5,7 @@ mod down;
 mod logs;
 mod ps;
 mod up;
+mod image;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -113,6 +114,13 @@ pub enum Command {
     Ps(ps::PsArgs),
     /// Show the stack's container logs
     Logs(logs::LogsArgs),
+    /// Pull the images of the stack's services
+    Pull(image::PullArgs),
+    /// List the images of the stack's services
+    Images(image::ImagesArgs),
+    /// Manage the image store: ls, rm, prune, inspect, load, import, save, push, tag, pull
+    #[command(subcommand)]
+    Image(image::ImageCommand),
 }
 
 /// Prints an error with its chain of causes and, for a stack-file error, the line at fault.
@@ -163,6 +171,9 @@ pub fn main() -> i32 {
         Command::Down(args) => down::run(&cli.global, args),
         Command::Ps(args) => ps::run(&cli.global, args),
         Command::Logs(args) => logs::run(&cli.global, args),
+        Command::Pull(args) => image::pull(&cli.global, args),
+        Command::Images(args) => image::images(&cli.global, args),
+        Command::Image(cmd) => image::image(&cli.global, cmd),
     };
     match result {
         Ok(code) => code,

@@ -42,22 +42,27 @@ fn print_logs(
     let list = backend
         .engine
         .list(&LabelFilter::new().with(LABEL_PROJECT, &backend.loaded.name))?;
-    let width = list.iter().map(|c| c.name.len()).max().unwrap_or(0);
-    let mut threads = Vec::new();
-    for c in list {
+    let label = |c: &berth_engine::container::ContainerSummary| {
         let service = c.labels.get(LABEL_SERVICE).cloned().unwrap_or_default();
-        if !services.is_empty() && !services.contains(&service) {
-            continue;
-        }
         let number = c.labels.get(LABEL_NUMBER).cloned().unwrap_or_default();
-        let label = format!("{service}-{number}");
+        (service.clone(), format!("{service}-{number}"))
+    };
+    let chosen: Vec<_> = list
+        .into_iter()
+        .filter(|c| services.is_empty() || services.contains(&label(c).0))
+        .collect();
+    // Prefixes are padded to the longest shown, as Compose does.
+    let width = chosen.iter().map(|c| label(c).1.len()).max().unwrap_or(0);
+    let mut threads = Vec::new();
+    for c in chosen {
+        let (_, label) = label(&c);
         let stream = backend.engine.logs(&c.id, opts.clone())?;
         threads.push(std::thread::spawn(move || {
             for line in stream {
                 let text = line.display(timestamps);
                 let mut out = std::io::stdout().lock();
                 let r = if prefix {
-                    writeln!(out, "{label:<w$} | {text}", w = width.min(24))
+                    writeln!(out, "{label:<width$} | {text}")
                 } else {
                     writeln!(out, "{text}")
                 };

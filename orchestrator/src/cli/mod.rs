@@ -2,10 +2,10 @@
 
 mod config;
 mod down;
+mod image;
 mod logs;
 mod ps;
 mod up;
-mod image;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -29,7 +29,7 @@ pub struct Cli {
 pub struct GlobalArgs {
     /// Stack file(s), merged in order (default: compose.yaml, compose.yml,
     /// docker-compose.yaml, docker-compose.yml, and the override file beside it)
-    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Project name (default: `name:` in the stack file, else the directory's name)
     #[arg(
@@ -56,8 +56,9 @@ pub struct GlobalArgs {
     /// When to colour output
     #[arg(long, global = true, value_enum, default_value_t = Ansi::Auto)]
     pub ansi: Ansi,
-    /// More detail on stderr (-v: info, -vv: debug, -vvv: trace)
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// More detail on stderr (-v: info, -vv: debug, -vvv: trace); before the verb, as
+    /// `down -v` means volumes
+    #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
 }
 
@@ -152,7 +153,10 @@ fn init_tracing(verbose: u8) {
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        // netlink-packet-route warns about every kernel attribute newer than itself.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("{level},netlink_packet_route=error"))
+        });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -1,0 +1,335 @@
+//! `berth up` / `ps` / `logs` / `down` end to end on the real kernel, as root: real
+//! containers from a busybox image, a real bridge, nftables, DNS and cgroups. Each test
+//! has its own BERTH_ROOT/BERTH_RUN, project name and subnet, and a guard that runs
+//! `berth down -v` and checks nothing is left, even when the test fails.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+struct Stack {
+    dir: tempfile::TempDir,
+    project: String,
+}
+
+fn berth_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_berth")
+}
+
+impl Stack {
+    /// A project directory with a busybox image imported into its own store.
+    fn new(project: &str, compose: &str) -> Stack {
+        let bin = Path::new(berth_bin()).parent().unwrap();
+        assert!(
+            bin.join("berth-monitor").exists() && bin.join("berth-dns").exists(),
+            "build the whole workspace first (berth-monitor and berth-dns beside berth)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("berth-e2e-")
+            .tempdir()
+            .unwrap();
+        let s = Stack {
+            dir,
+            project: project.to_string(),
+        };
+        for d in ["root", "run", "proj"] {
+            std::fs::create_dir_all(s.dir.path().join(d)).unwrap();
+        }
+        std::fs::write(s.dir.path().join("proj/compose.yaml"), compose).unwrap();
+        let rootfs = s.dir.path().join("rootfs");
+        berth_tests::busybox_rootfs(&rootfs).unwrap();
+        std::fs::write(rootfs.join("var/www/index.html"), "hello from berth\n").unwrap();
+        let tar = s.dir.path().join("rootfs.tar");
+        let st = Command::new("tar")
+            .args([
+                "-C",
+                rootfs.to_str().unwrap(),
+                "-cf",
+                tar.to_str().unwrap(),
+                ".",
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let o = s.berth(&["image", "import", tar.to_str().unwrap(), "busybox:latest"]);
+        assert!(
+            o.status.success(),
+            "import: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        s
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn berth(&self, args: &[&str]) -> Output {
+        Command::new(berth_bin())
+            .args(["-p", &self.project])
+            .args(args)
+            .current_dir(self.dir.path().join("proj"))
+            .env("BERTH_ROOT", self.root())
+            .env("BERTH_RUN", self.dir.path().join("run"))
+            .env_remove("BERTH_PROJECT_NAME")
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.berth(args);
+        assert!(
+            o.status.success(),
+            "berth {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn set_compose(&self, compose: &str) {
+        std::fs::write(self.dir.path().join("proj/compose.yaml"), compose).unwrap();
+    }
+
+    /// Nothing of this project may be left on the host.
+    fn assert_nothing_left(&self) {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let root = self.dir.path().display().to_string();
+        assert!(!mounts.contains(&root), "a mount under {root} is left");
+        let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+        let ps = String::from_utf8_lossy(&ps.stdout);
+        assert!(
+            !ps.contains(&root),
+            "a process of this stack is left:\n{ps}"
+        );
+        let netns = self.dir.path().join("run/netns");
+        let left: Vec<_> = std::fs::read_dir(&netns)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "network namespaces left: {left:?}");
+        let nft = Command::new("nft")
+            .args(["list", "ruleset"])
+            .output()
+            .unwrap();
+        let nft = String::from_utf8_lossy(&nft.stdout);
+        assert!(
+            !nft.contains(&format!("{}_", self.project)),
+            "nftables rules of the stack are left:\n{nft}"
+        );
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.berth(&["down", "-v", "-t", "0"]);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A subnet of this test's own, away from the networking tests' 10.213.x.
+fn subnet(seed: u32) -> String {
+    format!("10.214.{}.0/24", (std::process::id() + seed) % 250)
+}
+
+/// A plain HTTP GET of `/` on 127.0.0.1 (the host's busybox wget is not reliable here).
+fn http_get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect_timeout(
+        &([127, 0, 0, 1], port).into(),
+        Duration::from_secs(2),
+    )
+    .ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    c.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    c.read_to_string(&mut body).ok()?;
+    body.starts_with("HTTP/1.").then_some(body)
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !f() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn compose(port: u16, subnet: &str, web_memory: &str) -> String {
+    format!(
+        r#"services:
+  web:
+    image: busybox:latest
+    command: ["httpd", "-f", "-p", "8080", "-h", "/var/www"]
+    ports: ["127.0.0.1:{port}:8080"]
+    mem_limit: {web_memory}
+    networks:
+      default:
+        aliases: [www]
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O", "-", "http://127.0.0.1:8080/"]
+      interval: 1s
+      start_interval: 200ms
+      retries: 10
+  client:
+    image: busybox:latest
+    command: ["sh", "-c", "wget -q -O - http://web:8080/ && wget -q -O - http://www:8080/ && exec sleep 3600"]
+    depends_on:
+      web:
+        condition: service_healthy
+  sidecar:
+    image: busybox:latest
+    network_mode: "service:web"
+    command: ["sh", "-c", "wget -q -O - http://127.0.0.1:8080/ && exec sleep 3600"]
+    depends_on: [web]
+networks:
+  default:
+    ipam:
+      config: [{{subnet: {subnet}}}]
+"#
+    )
+}
+
+fn container_pid(pattern: &str) -> u32 {
+    let out = Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no process matches {pattern}"))
+}
+
+#[test]
+fn up_runs_the_stack_in_order_and_down_leaves_nothing() {
+    let port = free_port();
+    let net = subnet(1);
+    let s = Stack::new("e2eup", &compose(port, &net, "24m"));
+    let started = Instant::now();
+    let out = s.berth(&["up", "-d"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("up took {:?}", started.elapsed());
+
+    // Every service runs; web is healthy before client started (client needs it).
+    let ps = s.ok(&["ps"]);
+    for name in ["e2eup-web-1", "e2eup-client-1", "e2eup-sidecar-1"] {
+        assert!(ps.contains(name), "{name} missing from ps:\n{ps}");
+    }
+    assert!(ps.contains("running (healthy)"), "{ps}");
+
+    // The published port answers on the host's loopback.
+    wait_for("the published port", || {
+        http_get(port).is_some_and(|b| b.contains("hello from berth"))
+    });
+
+    // client reached web by service name and by alias; sidecar over the shared
+    // namespace's 127.0.0.1.
+    wait_for("client's two fetches", || {
+        s.ok(&["logs", "client"])
+            .matches("hello from berth")
+            .count()
+            == 2
+    });
+    wait_for("sidecar's fetch", || {
+        s.ok(&["logs", "sidecar"]).contains("hello from berth")
+    });
+    let logs = s.ok(&["logs", "client"]);
+    assert!(logs.lines().all(|l| l.starts_with("client-1 | ")), "{logs}");
+
+    // The memory limit is in web's own cgroup.
+    let pid = container_pid("httpd -f -p 8080 -h /var/www");
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let mem = cgroup
+        .lines()
+        .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))
+        .expect("a v1 memory cgroup");
+    let limit =
+        std::fs::read_to_string(format!("/sys/fs/cgroup/memory{mem}/memory.limit_in_bytes"))
+            .unwrap();
+    assert_eq!(limit.trim(), (24 * 1024 * 1024).to_string());
+
+    // `up` again changes nothing.
+    let again = s.berth(&["up", "-d"]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("nothing to do"));
+
+    // Editing one service recreates it alone.
+    s.set_compose(&compose(port, &net, "40m"));
+    assert_eq!(
+        s.ok(&["up", "-d", "--dry-run"]),
+        "recreate e2eup-web-1 (configuration changed)\n"
+    );
+
+    let out = s.berth(&["down", "-t", "0"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.assert_nothing_left();
+    assert!(
+        s.ok(&["ps", "-a"]).lines().count() == 1,
+        "only the header is left"
+    );
+}
+
+#[test]
+fn an_orphan_is_reported_and_removed_on_request() {
+    let net = subnet(2);
+    let two = format!(
+        "services:\n  a:\n    image: busybox:latest\n    command: [sleep, '3600']\n    stop_grace_period: 1s\n  b:\n    image: busybox:latest\n    command: [sleep, '3600']\nnetworks:\n  default:\n    ipam:\n      config: [{{subnet: {net}}}]\n"
+    );
+    let s = Stack::new("e2eorphan", &two);
+    s.ok(&["up", "-d"]);
+    s.set_compose(&two.replace(
+        "  b:\n    image: busybox:latest\n    command: [sleep, '3600']\n",
+        "",
+    ));
+    let plan = s.ok(&["up", "-d", "--dry-run"]);
+    assert!(plan.contains("orphan e2eorphan-b-1"), "{plan}");
+    s.ok(&["up", "-d", "--remove-orphans"]);
+    let ps = s.ok(&["ps", "-a"]);
+    assert!(!ps.contains("e2eorphan-b-1"), "{ps}");
+    s.ok(&["down", "-t", "0"]);
+    s.assert_nothing_left();
+}
+
+#[test]
+fn a_failing_service_is_named_with_its_reason() {
+    let net = subnet(3);
+    let s = Stack::new(
+        "e2efail",
+        &format!(
+            "services:\n  db:\n    image: 127.0.0.1:1/none:1\n  web:\n    image: busybox:latest\n    command: [sleep, '3600']\n    depends_on: [db]\nnetworks:\n  default:\n    ipam:\n      config: [{{subnet: {net}}}]\n"
+        ),
+    );
+    let out = s.berth(&["up", "-d"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("error: service db: create db #1 failed: image 127.0.0.1:1/none:1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("error: service web: dependency db failed to start"),
+        "{err}"
+    );
+    s.ok(&["down", "-t", "0"]);
+    s.assert_nothing_left();
+}

@@ -132,3 +132,49 @@ fn published_ports_fall_back_to_the_userspace_proxy() {
     let left = env.leftovers();
     assert!(left.is_empty(), "left behind: {left:#?}");
 }
+
+#[test]
+fn a_publish_that_fails_holds_no_port() {
+    let env = TestEnv::new(41);
+    let net = Networking::new(
+        env.net.config().clone(),
+        Box::new(NoNat(Nftables::new(env.table.clone()))),
+    );
+    let name = env.name("nonat");
+    env.track_network(&name);
+    net.ensure_network(&NetworkSpec {
+        name: name.clone(),
+        ipam: IpamConfig {
+            subnet: Some(env.subnet(0)),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let a = env.netns("a");
+    let b = env.netns("b");
+    for ns in [&a, &b] {
+        net.attach(
+            ns,
+            &[berth_networking::AttachRequest {
+                network: name.clone(),
+                ..Default::default()
+            }],
+        )
+        .unwrap();
+    }
+    let p = env.port(0);
+    // Kernel only, and the kernel path fails: an error that says so...
+    let e = net
+        .publish(&a, &name, &[PortMapping::tcp(p, 80)])
+        .unwrap_err();
+    assert!(matches!(e, NetError::Firewall(_)), "{e}");
+    // ...and no record of the port: another container may take it.
+    let state = std::fs::read_to_string(net.state_file(&name)).unwrap();
+    assert!(!state.contains("host_port"), "{state}");
+    assert!(state.contains("\"ports\": []"), "{state}");
+    let e = net
+        .publish(&b, &name, &[PortMapping::tcp(p, 80)])
+        .unwrap_err();
+    assert!(matches!(e, NetError::Firewall(_)), "not PortInUse: {e}");
+}

@@ -42,7 +42,7 @@ fn a_namespace_on_another_network_cannot_reach_them() {
         "{err}"
     );
     assert!(tcp_get(Some(&a), sock(ec.address.addr(), 7000)).is_err());
-    let rules = sh("nft", &["list", "table", "ip", &env.table]);
+    let rules = sh("nft", &["list", "table", "inet", &env.table]);
     assert!(rules.contains(&format!("{}-fwd", n1.bridge)), "{rules}");
 }
 
@@ -117,16 +117,16 @@ fn published_ports_answer_on_loopback_and_from_another_host() {
         udp_get(Some(&out), sock(host_ip, udp_port)).unwrap(),
         "udp answer"
     );
-    let rules = sh("nft", &["list", "table", "ip", &env.table]);
-    assert!(rules.contains("dnat to"), "{rules}");
+    let rules = sh("nft", &["list", "table", "inet", &env.table]);
+    assert!(rules.contains("dnat ip to"), "{rules}");
     // Publishing the same again changes nothing; unpublishing (detach) closes the port.
     env.net
         .publish(&web, &net.name, &[PortMapping::tcp(tcp_port, 80)])
         .unwrap();
     env.net.detach(&web, None).unwrap();
     assert!(tcp_get(None, sock(Ipv4Addr::LOCALHOST, tcp_port)).is_err());
-    let rules = sh("nft", &["list", "table", "ip", &env.table]);
-    assert!(!rules.contains("dnat to"), "{rules}");
+    let rules = sh("nft", &["list", "table", "inet", &env.table]);
+    assert!(!rules.contains("dnat ip to"), "{rules}");
 }
 
 #[test]

@@ -246,7 +246,7 @@ fn teardown_leaves_nothing_behind() {
         .unwrap();
     let rules = sh("nft", &["list", "ruleset"]);
     assert!(
-        rules.contains(&env.table) && rules.contains("dnat to"),
+        rules.contains(&env.table) && rules.contains("dnat ip to"),
         "{rules}"
     );
     assert!(!env.leftovers().is_empty());

@@ -104,8 +104,8 @@ fn published_ports_fall_back_to_the_userspace_proxy() {
         "proxied udp"
     );
     // No DNAT rule was made: this went through userspace.
-    let rules = sh("nft", &["list", "table", "ip", &env.table]);
-    assert!(!rules.contains("dnat to"), "{rules}");
+    let rules = sh("nft", &["list", "table", "inet", &env.table]);
+    assert!(!rules.contains("dnat ip to"), "{rules}");
 
     // The port is held: a second publisher is refused, naming it.
     let err = env.netns("other");

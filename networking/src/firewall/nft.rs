@@ -1,4 +1,4 @@
-//! nftables driver: rules in a table of Berth's own (`ip berth` by default), built as the
+//! nftables driver: rules in a table of Berth's own (`inet berth` by default), built as the
 //! JSON API's typed values (the `nftables` crate) and applied by the `nft` binary, one
 //! atomic transaction per call. Nothing outside that table is ever read or changed.
 //!
@@ -30,14 +30,14 @@ use nftables::expr::{
 };
 use nftables::helper::{self, NftablesError};
 use nftables::schema::{Chain, FlushObject, NfCmd, NfListObject, Nftables as NftDoc, Rule, Table};
-use nftables::stmt::{Match, Operator, Statement, NAT};
+use nftables::stmt::{Match, NATFamily, Operator, Statement, NAT};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
 use super::{FirewallDriver, FirewallNetwork};
 use crate::error::{NetError, Result};
 use crate::ports::{PortMapping, Protocol};
 
-/// Rules in the nftables table `table` (family `ip`).
+/// Rules in the nftables table `table` (family `inet`: one table for IPv4 and IPv6).
 #[derive(Debug, Clone)]
 pub struct Nftables {
     pub table: String,
@@ -52,7 +52,7 @@ impl Nftables {
 
     fn table_obj(&self) -> Table<'static> {
         Table {
-            family: NfFamily::IP,
+            family: NfFamily::INet,
             name: Cow::Owned(self.table.clone()),
             handle: None,
         }
@@ -60,7 +60,7 @@ impl Nftables {
 
     fn chain(&self, name: &str) -> Chain<'static> {
         Chain {
-            family: NfFamily::IP,
+            family: NfFamily::INet,
             table: Cow::Owned(self.table.clone()),
             name: Cow::Owned(name.to_string()),
             ..Default::default()
@@ -79,7 +79,7 @@ impl Nftables {
 
     fn rule(&self, chain: &str, expr: Vec<Statement<'static>>) -> NfListObject<'static> {
         NfListObject::Rule(Rule {
-            family: NfFamily::IP,
+            family: NfFamily::INet,
             table: Cow::Owned(self.table.clone()),
             chain: Cow::Owned(chain.to_string()),
             expr: Cow::Owned(expr),
@@ -114,7 +114,7 @@ impl Nftables {
     fn chains(&self) -> Result<Vec<String>> {
         let doc: NftDoc<'static> = match helper::get_current_ruleset_with_args(
             helper::DEFAULT_NFT,
-            ["list", "table", "ip", self.table.as_str()],
+            ["list", "table", "inet", self.table.as_str()],
         ) {
             Ok(doc) => doc,
             // `nft list table` of a table that is not there fails; that is "no chains".
@@ -171,7 +171,7 @@ impl Nftables {
             .map_err(fw_err)?;
         Ok(doc.objects.iter().any(|o| {
             matches!(o, nftables::schema::NfObject::ListObject(NfListObject::Table(t))
-                if t.family == NfFamily::IP && t.name == self.table)
+                if t.family == NfFamily::INet && t.name == self.table)
         }))
     }
 }
@@ -407,7 +407,8 @@ fn dnat_rules(container: Ipv4Addr, ports: &[PortMapping]) -> Vec<Vec<Statement<'
             ));
             r.push(Statement::DNAT(Some(NAT {
                 addr: Some(s(container.to_string())),
-                family: None,
+                // An inet table: say which family the address is.
+                family: Some(NATFamily::IP),
                 port: Some(Expression::Number(u32::from(p.container_port))),
                 flags: None,
             })));
@@ -529,7 +530,10 @@ mod tests {
         assert_eq!(post.len(), 1, "no masquerade out of an internal network");
         let d = dnat_rules("10.9.0.2".parse().unwrap(), &[PortMapping::udp(5353, 53)]);
         let j = serde_json::to_string(&d[0]).unwrap();
-        assert!(j.contains(r#""dnat":{"addr":"10.9.0.2","port":53}"#), "{j}");
+        assert!(
+            j.contains(r#""dnat":{"addr":"10.9.0.2","family":"ip","port":53}"#),
+            "{j}"
+        );
         assert!(j.contains(r#""protocol":"udp","field":"dport""#), "{j}");
     }
 }

@@ -262,7 +262,7 @@ impl TestEnv {
         }
         // The table is the test's own: take it away whole.
         let _ = Command::new("nft")
-            .args(["delete", "table", "ip", &self.table])
+            .args(["delete", "table", "inet", &self.table])
             .output();
         problems
     }

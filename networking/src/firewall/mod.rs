@@ -20,6 +20,8 @@ pub struct FirewallNetwork<'a> {
     pub subnet: Ipv4Net,
     /// The bridge's own address (the host, on this network).
     pub gateway: Ipv4Addr,
+    /// The IPv6 subnet, on networks with IPv6.
+    pub subnet6: Option<ipnet::Ipv6Net>,
     pub internal: bool,
 }
 

@@ -12,6 +12,7 @@
 //!                               oifname BR iifname "berthbr*" iifname != BR drop
 //!                               internal only: iifname BR oifname != BR drop; oifname BR iifname != BR drop
 //! BR-post  nat postrouting 100  not internal: ip saddr SUBNET oifname != BR masquerade
+//!                               not internal, IPv6: ip6 saddr SUBNET6 oifname != BR masquerade
 //!                               not internal: ct status dnat ip saddr SUBNET oifname BR masquerade (hairpin)
 //!                               ip saddr 127.0.0.0/8 oifname BR masquerade  (published ports via 127.0.0.1)
 //! BR-KEY-pre  nat prerouting -100  [ip daddr HOST_IP | fib daddr type local] tcp dport P dnat to C:P'
@@ -231,6 +232,13 @@ fn prefix(net: ipnet::Ipv4Net) -> Expression<'static> {
     }))
 }
 
+fn prefix6(net: ipnet::Ipv6Net) -> Expression<'static> {
+    Expression::Named(NamedExpression::Prefix(Prefix {
+        addr: Box::new(s(net.network().to_string())),
+        len: u32::from(net.prefix_len()),
+    }))
+}
+
 fn is(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
     Statement::Match(Match {
         left,
@@ -355,6 +363,13 @@ fn network_rules(
             is_not(meta(MetaKey::Oifname), s(&br)),
             masquerade(),
         ]);
+        if let Some(s6) = net.subnet6 {
+            post.push(vec![
+                is(field("ip6", "saddr"), prefix6(s6)),
+                is_not(meta(MetaKey::Oifname), s(&br)),
+                masquerade(),
+            ]);
+        }
         // Hairpin: a member reaching a published port of its own network through a host
         // address. Without this the answer would go straight back over the bridge, from
         // an address the client never talked to.
@@ -510,6 +525,7 @@ mod tests {
             bridge: "berthbr00000001",
             subnet: "10.9.0.0/24".parse().unwrap(),
             gateway: "10.9.0.1".parse().unwrap(),
+            subnet6: None,
             internal: false,
         };
         let (fwd, post) = network_rules(&net);

@@ -65,9 +65,12 @@
 //!   at 127.0.0.1).
 //!
 //! IPv6 (`enable_ipv6`, [`NetworkSpec::ipv6`]): dual-stack subnets (configured, or /64s
-//! of a ULA pool), addresses, default routes, AAAA answers, isolation and masquerade.
+//! of a ULA pool), addresses, default routes, AAAA answers, isolation, masquerade, and
+//! published ports on IPv6 host addresses (every address but `::1`, which IPv6 cannot
+//! route out of the host).
 //!
-//! Not yet: published ports on IPv6 host addresses; a port published on every host
+//! Not yet: the userspace proxy listens on IPv4 for ports published on every host address
+//! (on IPv6 only for an explicit IPv6 host address); a port published on every host
 //! address as host port 53 would also catch DNS queries to the gateways (it is refused
 //! while a responder runs).
 
@@ -88,7 +91,7 @@ mod sysctl;
 
 pub use dns::DnsOptions;
 pub use error::{NetError, Result, TeardownError};
-pub use firewall::{FirewallDriver, FirewallNetwork, Nftables, NoFirewall};
+pub use firewall::{FirewallDriver, FirewallNetwork, Nftables, NoFirewall, PublishTarget};
 pub use helper::HelperProgram;
 pub use ipam::{IpamConfig, Ipv6Config, Pool};
 pub use manager::{

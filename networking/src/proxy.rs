@@ -13,21 +13,28 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::{NetError, Result};
+use crate::firewall::PublishTarget;
 use crate::ports::{PortMapping, Protocol};
 
 /// How long a UDP client's session lives without traffic.
 const UDP_IDLE: Duration = Duration::from_secs(60);
 
-/// The `--map` argument for one mapping: `tcp:HOST_IP:HOST_PORT:CONTAINER_IP:PORT`.
-pub(crate) fn map_arg(p: &PortMapping, container: Ipv4Addr) -> String {
-    format!(
-        "{}:{}:{}:{}:{}",
+/// The `--map` argument for one mapping: `PROTO,LISTEN,TARGET` (socket addresses, so
+/// IPv6 ones keep their brackets), e.g. `tcp,0.0.0.0:8080,10.89.0.2:80`. A mapping on
+/// every host address listens on IPv4 (0.0.0.0); one on an IPv6 host address goes to the
+/// container's IPv6 address.
+pub(crate) fn map_arg(p: &PortMapping, target: &PublishTarget) -> Option<String> {
+    let (listen, to) = match p.host_ip {
+        Some(ip @ IpAddr::V6(_)) => (ip, IpAddr::V6(target.v6?)),
+        Some(ip) => (ip, IpAddr::V4(target.v4)),
+        None => (IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V4(target.v4)),
+    };
+    Some(format!(
+        "{},{},{}",
         p.protocol,
-        p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
-        p.host_port,
-        container,
-        p.container_port
-    )
+        SocketAddr::new(listen, p.host_port),
+        SocketAddr::new(to, p.container_port)
+    ))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -38,23 +45,25 @@ struct Map {
 }
 
 fn parse_map(s: &str) -> Option<Map> {
-    let parts: Vec<&str> = s.split(':').collect();
-    let [proto, hip, hport, cip, cport] = parts.as_slice() else {
-        return None;
-    };
-    let protocol = match *proto {
+    let mut parts = s.split(',');
+    let protocol = match parts.next()? {
         "tcp" => Protocol::Tcp,
         "udp" => Protocol::Udp,
         _ => return None,
     };
+    let listen = parts.next()?.parse().ok()?;
+    let target = parts.next()?.parse().ok()?;
+    if parts.next().is_some() {
+        return None;
+    }
     Some(Map {
         protocol,
-        listen: SocketAddr::new(hip.parse::<IpAddr>().ok()?, hport.parse().ok()?),
-        target: SocketAddr::new(cip.parse::<IpAddr>().ok()?, cport.parse().ok()?),
+        listen,
+        target,
     })
 }
 
-/// Runs the proxy: `--map tcp:HIP:HPORT:CIP:CPORT ... --state FILE [--ready FILE]`;
+/// Runs the proxy: `--map PROTO,LISTEN,TARGET ... --state FILE [--ready FILE]`;
 /// serves until FILE (the network's record) is gone.
 pub fn run_from_args(args: impl IntoIterator<Item = OsString>) -> Result<()> {
     let bad = |m: String| NetError::InvalidArguments {
@@ -171,13 +180,24 @@ mod tests {
 
     #[test]
     fn map_arguments_round_trip() {
-        let p = PortMapping::udp(5353, 53);
-        let a = map_arg(&p, "10.9.0.2".parse().unwrap());
-        assert_eq!(a, "udp:0.0.0.0:5353:10.9.0.2:53");
+        let target = PublishTarget {
+            v4: "10.9.0.2".parse().unwrap(),
+            v6: Some("fd00:9::2".parse().unwrap()),
+        };
+        let a = map_arg(&PortMapping::udp(5353, 53), &target).unwrap();
+        assert_eq!(a, "udp,0.0.0.0:5353,10.9.0.2:53");
         let m = parse_map(&a).unwrap();
         assert_eq!(m.listen.port(), 5353);
         assert_eq!(m.target.to_string(), "10.9.0.2:53");
-        assert!(parse_map("sctp:0.0.0.0:1:1.2.3.4:1").is_none());
-        assert!(parse_map("tcp:1:2").is_none());
+        let six = PortMapping {
+            host_ip: Some("fd00::1".parse().unwrap()),
+            ..PortMapping::tcp(8080, 80)
+        };
+        let a = map_arg(&six, &target).unwrap();
+        assert_eq!(a, "tcp,[fd00::1]:8080,[fd00:9::2]:80");
+        assert_eq!(parse_map(&a).unwrap().target.to_string(), "[fd00:9::2]:80");
+        assert!(map_arg(&six, &PublishTarget { v6: None, ..target }).is_none());
+        assert!(parse_map("sctp,0.0.0.0:1,1.2.3.4:1").is_none());
+        assert!(parse_map("tcp,1,2").is_none());
     }
 }

@@ -28,7 +28,7 @@ impl FirewallDriver for NoNat {
         &self,
         _: &FirewallNetwork<'_>,
         _: &str,
-        _: Ipv4Addr,
+        _: &berth_networking::PublishTarget,
         _: &[PortMapping],
     ) -> berth_networking::Result<()> {
         Err(NetError::Firewall("nat: Operation not supported".into()))

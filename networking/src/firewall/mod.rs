@@ -25,6 +25,15 @@ pub struct FirewallNetwork<'a> {
     pub internal: bool,
 }
 
+/// The addresses a published port leads to: the container's on the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishTarget {
+    pub v4: Ipv4Addr,
+    /// On networks with IPv6: ports published on every host address (or on an IPv6 one)
+    /// also answer over IPv6.
+    pub v6: Option<std::net::Ipv6Addr>,
+}
+
 /// Rules for networks and published ports. Every method is idempotent; `teardown_*` of
 /// something absent succeeds, so removal after a crash is the same call.
 pub trait FirewallDriver: Send + Sync {
@@ -37,7 +46,7 @@ pub trait FirewallDriver: Send + Sync {
         &self,
         net: &FirewallNetwork<'_>,
         key: &str,
-        container: Ipv4Addr,
+        container: &PublishTarget,
         ports: &[PortMapping],
     ) -> Result<()>;
     /// Removes the published ports of attachment `key`.
@@ -59,7 +68,7 @@ impl FirewallDriver for NoFirewall {
         &self,
         _: &FirewallNetwork<'_>,
         _: &str,
-        _: Ipv4Addr,
+        _: &PublishTarget,
         _: &[PortMapping],
     ) -> Result<()> {
         Ok(())

@@ -22,7 +22,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use nftables::batch::Batch;
 use nftables::expr::{
@@ -34,7 +34,7 @@ use nftables::schema::{Chain, FlushObject, NfCmd, NfListObject, Nftables as NftD
 use nftables::stmt::{Match, NATFamily, Operator, Statement, NAT};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
-use super::{FirewallDriver, FirewallNetwork};
+use super::{FirewallDriver, FirewallNetwork, PublishTarget};
 use crate::error::{NetError, Result};
 use crate::ports::{PortMapping, Protocol};
 
@@ -397,39 +397,73 @@ fn network_rules(
     (fwd, post)
 }
 
-fn dnat_rules(container: Ipv4Addr, ports: &[PortMapping]) -> Vec<Vec<Statement<'static>>> {
-    ports
-        .iter()
-        .map(|p| {
-            let mut r = Vec::new();
-            match p.host_ip {
-                Some(ip) => r.push(is(field("ip", "daddr"), s(ip.to_string()))),
-                None => r.push(is(
-                    Expression::Named(NamedExpression::Fib(Fib {
-                        result: FibResult::Type,
-                        flags: HashSet::from([FibFlag::Daddr]),
-                    })),
-                    s("local"),
-                )),
-            }
-            let proto = match p.protocol {
-                Protocol::Tcp => "tcp",
-                Protocol::Udp => "udp",
-            };
-            r.push(is(
+fn dnat_rules(target: &PublishTarget, ports: &[PortMapping]) -> Vec<Vec<Statement<'static>>> {
+    let mut rules = Vec::new();
+    for p in ports {
+        let proto = match p.protocol {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        };
+        let dport = || {
+            is(
                 field(proto, "dport"),
                 Expression::Number(u32::from(p.host_port)),
-            ));
-            r.push(Statement::DNAT(Some(NAT {
-                addr: Some(s(container.to_string())),
+            )
+        };
+        let dnat = |addr: String, family: NATFamily| {
+            Statement::DNAT(Some(NAT {
+                addr: Some(s(addr)),
                 // An inet table: say which family the address is.
-                family: Some(NATFamily::IP),
+                family: Some(family),
                 port: Some(Expression::Number(u32::from(p.container_port))),
                 flags: None,
-            })));
-            r
-        })
-        .collect()
+            }))
+        };
+        let local = || {
+            is(
+                Expression::Named(NamedExpression::Fib(Fib {
+                    result: FibResult::Type,
+                    flags: HashSet::from([FibFlag::Daddr]),
+                })),
+                s("local"),
+            )
+        };
+        match p.host_ip {
+            Some(IpAddr::V4(ip)) => rules.push(vec![
+                is(field("ip", "daddr"), s(ip.to_string())),
+                dport(),
+                dnat(target.v4.to_string(), NATFamily::IP),
+            ]),
+            Some(IpAddr::V6(ip)) => {
+                if let Some(v6) = target.v6 {
+                    rules.push(vec![
+                        is(field("ip6", "daddr"), s(ip.to_string())),
+                        dport(),
+                        dnat(v6.to_string(), NATFamily::IP6),
+                    ]);
+                }
+            }
+            None => {
+                rules.push(vec![
+                    is(meta(MetaKey::Nfproto), s("ipv4")),
+                    local(),
+                    dport(),
+                    dnat(target.v4.to_string(), NATFamily::IP),
+                ]);
+                if let Some(v6) = target.v6 {
+                    // Not ::1: IPv6 has no route_localnet, loopback cannot leave the host.
+                    rules.push(vec![
+                        is(meta(MetaKey::Nfproto), s("ipv6")),
+                        local(),
+                        is_not(field("ip6", "daddr"), s("::1")),
+                        dport(),
+                        dnat(v6.to_string(), NATFamily::IP6),
+                    ]);
+                }
+            }
+        }
+    }
+    rules
 }
 
 impl FirewallDriver for Nftables {
@@ -479,7 +513,7 @@ impl FirewallDriver for Nftables {
         &self,
         net: &FirewallNetwork<'_>,
         key: &str,
-        container: Ipv4Addr,
+        container: &PublishTarget,
         ports: &[PortMapping],
     ) -> Result<()> {
         let rules = dnat_rules(container, ports);
@@ -544,7 +578,17 @@ mod tests {
         let (fwd, post) = network_rules(&internal);
         assert_eq!(fwd.len(), 4, "no accept for published ports");
         assert_eq!(post.len(), 1, "no masquerade out of an internal network");
-        let d = dnat_rules("10.9.0.2".parse().unwrap(), &[PortMapping::udp(5353, 53)]);
+        let target = PublishTarget {
+            v4: "10.9.0.2".parse().unwrap(),
+            v6: Some("fd00:9::2".parse().unwrap()),
+        };
+        let d = dnat_rules(&target, &[PortMapping::udp(5353, 53)]);
+        assert_eq!(d.len(), 2, "IPv4 and IPv6");
+        let j6 = serde_json::to_string(&d[1]).unwrap();
+        assert!(
+            j6.contains(r#""dnat":{"addr":"fd00:9::2","family":"ip6","port":53}"#),
+            "{j6}"
+        );
         let j = serde_json::to_string(&d[0]).unwrap();
         assert!(
             j.contains(r#""dnat":{"addr":"10.9.0.2","family":"ip","port":53}"#),

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::error::{NetError, Result, TeardownError};
-use crate::firewall::{FirewallDriver, FirewallNetwork, Nftables, NoFirewall};
+use crate::firewall::{FirewallDriver, FirewallNetwork, Nftables, NoFirewall, PublishTarget};
 use crate::helper::Helper;
 use crate::ipam::{self, IpamConfig, Ipv6Config, Pool, Taken};
 use crate::netlink::Netlink;

@@ -13,7 +13,7 @@ impl Networking {
         for (i, p) in ports.iter().enumerate() {
             if ports[..i].iter().any(|q| q.clashes(p)) {
                 return Err(NetError::PortInUse {
-                    host_ip: std::net::IpAddr::V4(p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED)),
+                    host_ip: p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED.into()),
                     port: p.host_port,
                     protocol: p.protocol,
                     by: Some("the same request, twice".into()),
@@ -39,6 +39,19 @@ impl Networking {
                 ),
             });
         }
+        if lease.address6.is_none() {
+            if let Some(p) = ports
+                .iter()
+                .find(|p| matches!(p.host_ip, Some(std::net::IpAddr::V6(_))))
+            {
+                return Err(NetError::InvalidPort {
+                    spec: p.to_string(),
+                    problem: format!(
+                        "an IPv6 host address needs an IPv6 address in the container, and network {network} has no IPv6 (enable_ipv6)"
+                    ),
+                });
+            }
+        }
         let all = self.store.all(&lock)?;
         for p in ports {
             if lease.ports.contains(p) {
@@ -51,9 +64,7 @@ impl Networking {
                     }
                     if l.ports.iter().any(|q| q.clashes(p)) {
                         return Err(NetError::PortInUse {
-                            host_ip: std::net::IpAddr::V4(
-                                p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                            ),
+                            host_ip: p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED.into()),
                             port: p.host_port,
                             protocol: p.protocol,
                             by: Some(format!("{holder} on Berth network {}", other.name)),
@@ -89,17 +100,21 @@ impl Networking {
         ports: &[PortMapping],
     ) -> Result<()> {
         let net = fw_net(state);
+        let target = PublishTarget {
+            v4: lease.address,
+            v6: lease.address6,
+        };
         let program = match (self.publish_mode, &self.proxy) {
             (PublishMode::Kernel, _) | (_, None) => {
                 return self
                     .firewall
-                    .publish(&net, &lease.host_interface, lease.address, ports)
+                    .publish(&net, &lease.host_interface, &target, ports)
             }
             (PublishMode::Proxy, Some(p)) => p,
             (PublishMode::KernelElseProxy, Some(p)) => {
                 match self
                     .firewall
-                    .publish(&net, &lease.host_interface, lease.address, ports)
+                    .publish(&net, &lease.host_interface, &target, ports)
                 {
                     Ok(()) => return Ok(()),
                     Err(NetError::Firewall(why)) => {
@@ -118,8 +133,10 @@ impl Networking {
         let mut args: Vec<std::ffi::OsString> =
             vec!["--state".into(), self.store.path_of(&state.name).into()];
         for p in ports {
-            args.push("--map".into());
-            args.push(crate::proxy::map_arg(p, lease.address).into());
+            if let Some(m) = crate::proxy::map_arg(p, &target) {
+                args.push("--map".into());
+                args.push(m.into());
+            }
         }
         helper.start(program, &args)
     }

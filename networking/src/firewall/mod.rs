@@ -20,8 +20,9 @@ pub struct FirewallNetwork<'a> {
     pub subnet: Ipv4Net,
     /// The bridge's own address (the host, on this network).
     pub gateway: Ipv4Addr,
-    /// The IPv6 subnet, on networks with IPv6.
+    /// The IPv6 subnet and gateway, on networks with IPv6.
     pub subnet6: Option<ipnet::Ipv6Net>,
+    pub gateway6: Option<std::net::Ipv6Addr>,
     pub internal: bool,
 }
 

@@ -289,7 +289,7 @@ fn raw_rules(net: &FirewallNetwork<'_>) -> Vec<Vec<Statement<'static>>> {
     let gw = net.gateway.to_string();
     let br = net.bridge.to_string();
     let loopback = || prefix("127.0.0.0/8".parse().expect("literal"));
-    vec![
+    let mut rules = vec![
         vec![
             is(meta(MetaKey::Iifname), s(&br)),
             is(field("ip", "daddr"), loopback()),
@@ -307,7 +307,18 @@ fn raw_rules(net: &FirewallNetwork<'_>) -> Vec<Vec<Statement<'static>>> {
             is_not(field("ip", "daddr"), s(&gw)),
             Statement::Notrack,
         ],
-    ]
+    ];
+    if let (Some(s6), Some(g6)) = (net.subnet6, net.gateway6) {
+        let g6 = g6.to_string();
+        rules.push(vec![
+            is(field("ip6", "saddr"), prefix6(s6)),
+            is(field("ip6", "daddr"), prefix6(s6)),
+            is_not(field("ip6", "saddr"), s(&g6)),
+            is_not(field("ip6", "daddr"), s(&g6)),
+            Statement::Notrack,
+        ]);
+    }
+    rules
 }
 
 fn network_rules(
@@ -560,6 +571,7 @@ mod tests {
             subnet: "10.9.0.0/24".parse().unwrap(),
             gateway: "10.9.0.1".parse().unwrap(),
             subnet6: None,
+            gateway6: None,
             internal: false,
         };
         let (fwd, post) = network_rules(&net);

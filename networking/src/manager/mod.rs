@@ -217,6 +217,7 @@ fn fw_net(state: &NetworkState) -> FirewallNetwork<'_> {
         subnet: state.subnet,
         gateway: state.gateway,
         subnet6: state.subnet6,
+        gateway6: state.gateway6,
         internal: state.internal,
     }
 }

@@ -256,6 +256,7 @@ impl Networking {
             bridge: &bridge,
             subnet: state.as_ref().map(|s| s.subnet).unwrap_or_default(),
             subnet6: state.as_ref().and_then(|s| s.subnet6),
+            gateway6: state.as_ref().and_then(|s| s.gateway6),
             gateway: state
                 .as_ref()
                 .map(|s| s.gateway)

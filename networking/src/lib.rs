@@ -66,13 +66,11 @@
 //!
 //! IPv6 (`enable_ipv6`, [`NetworkSpec::ipv6`]): dual-stack subnets (configured, or /64s
 //! of a ULA pool), addresses, default routes, AAAA answers, isolation, masquerade, and
-//! published ports on IPv6 host addresses (every address but `::1`, which IPv6 cannot
-//! route out of the host).
+//! published ports on IPv6 host addresses (by DNAT every address but `::1`, which IPv6
+//! cannot route out of the host; the userspace proxy serves `::1` too).
 //!
-//! Not yet: the userspace proxy listens on IPv4 for ports published on every host address
-//! (on IPv6 only for an explicit IPv6 host address); a port published on every host
-//! address as host port 53 would also catch DNS queries to the gateways (it is refused
-//! while a responder runs).
+//! Not yet: a port published on every host address as host port 53 would also catch DNS
+//! queries to the gateways (it is refused while a responder runs).
 
 pub mod dns;
 mod error;

@@ -69,8 +69,8 @@
 //! published ports on IPv6 host addresses (by DNAT every address but `::1`, which IPv6
 //! cannot route out of the host; the userspace proxy serves `::1` too).
 //!
-//! Not yet: a port published on every host address as host port 53 would also catch DNS
-//! queries to the gateways (it is refused while a responder runs).
+//! A port published on every host address as host port 53 leaves what comes from Berth's
+//! bridges to the DNS responders (containers ask their gateways, which are host addresses).
 
 pub mod dns;
 mod error;

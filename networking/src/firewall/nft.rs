@@ -455,21 +455,28 @@ fn dnat_rules(target: &PublishTarget, ports: &[PortMapping]) -> Vec<Vec<Statemen
                 }
             }
             None => {
-                rules.push(vec![
-                    is(meta(MetaKey::Nfproto), s("ipv4")),
-                    local(),
-                    dport(),
-                    dnat(target.v4.to_string(), NATFamily::IP),
-                ]);
+                // Host port 53 on every address would also take the DNS queries that
+                // containers send to their gateways (host addresses too): whatever comes
+                // from a Berth bridge is left to the responders.
+                let not_from_bridges = || is_not(meta(MetaKey::Iifname), s(ANY_BRIDGE));
+                let mut r4 = vec![is(meta(MetaKey::Nfproto), s("ipv4")), local()];
+                if p.host_port == 53 {
+                    r4.push(not_from_bridges());
+                }
+                r4.extend([dport(), dnat(target.v4.to_string(), NATFamily::IP)]);
+                rules.push(r4);
                 if let Some(v6) = target.v6 {
                     // Not ::1: IPv6 has no route_localnet, loopback cannot leave the host.
-                    rules.push(vec![
+                    let mut r6 = vec![
                         is(meta(MetaKey::Nfproto), s("ipv6")),
                         local(),
                         is_not(field("ip6", "daddr"), s("::1")),
-                        dport(),
-                        dnat(v6.to_string(), NATFamily::IP6),
-                    ]);
+                    ];
+                    if p.host_port == 53 {
+                        r6.push(not_from_bridges());
+                    }
+                    r6.extend([dport(), dnat(v6.to_string(), NATFamily::IP6)]);
+                    rules.push(r6);
                 }
             }
         }

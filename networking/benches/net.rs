@@ -29,8 +29,8 @@ use berth_networking::{AttachRequest, Netns, PortMapping};
 use common::TestEnv;
 use ipnet::Ipv4Net;
 
-const ROUNDS: usize = 5;
-const IPERF_SECONDS: &str = "2";
+const ROUNDS: usize = 9;
+const IPERF_SECONDS: &str = "1";
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());

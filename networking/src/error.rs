@@ -1,10 +1,10 @@
 //! Typed errors: each says what was wrong and, where there is one, what to do.
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use crate::netlink::NetlinkError;
 
@@ -20,8 +20,8 @@ pub enum NetError {
         by = by.as_ref().map(|b| format!(" by {b}")).unwrap_or_default())]
     SubnetOverlap {
         network: String,
-        subnet: Ipv4Net,
-        existing: Ipv4Net,
+        subnet: IpNet,
+        existing: IpNet,
         by: Option<String>,
     },
 
@@ -29,13 +29,13 @@ pub enum NetError {
     #[error("no free subnet left in the address pool {pool} for network {network}: every /{prefix} is routed on this host or used by another network; remove unused networks or set ipam.config subnet")]
     PoolExhausted {
         network: String,
-        pool: Ipv4Net,
+        pool: IpNet,
         prefix: u8,
     },
 
     /// Every address of a network is leased.
     #[error("no free address left in {range} for network {network}: detach unused containers or use a larger subnet")]
-    SubnetExhausted { network: String, range: Ipv4Net },
+    SubnetExhausted { network: String, range: IpNet },
 
     /// A network spec (`ipam.config`, options, a change to an existing network) that
     /// cannot be honoured.
@@ -46,8 +46,8 @@ pub enum NetError {
     #[error("address {address} cannot be used on network {network} ({subnet}): {reason}")]
     InvalidAddress {
         network: String,
-        address: Ipv4Addr,
-        subnet: Ipv4Net,
+        address: IpAddr,
+        subnet: IpNet,
         reason: &'static str,
     },
 
@@ -55,7 +55,7 @@ pub enum NetError {
     #[error("address {address} on network {network} is already in use by {holder}")]
     AddressInUse {
         network: String,
-        address: Ipv4Addr,
+        address: IpAddr,
         holder: String,
     },
 

@@ -128,6 +128,16 @@ impl Helper {
 
     /// Stops the helper (if it runs) and removes its files. Idempotent.
     pub(crate) fn stop(&self) -> Result<()> {
+        // A helper that already exited by itself (its network's record went) and is our
+        // child waits as a zombie: reap it (ECHILD, harmless, when it is not ours).
+        if let Some(pid) = fs::read_to_string(self.file("pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            if self.running().is_none() {
+                let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+            }
+        }
         if let Some(pid) = self.running() {
             let _ = kill(pid, Signal::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(2);

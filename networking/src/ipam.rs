@@ -3,9 +3,9 @@
 //! leases themselves are persisted by the state module (JSON files under `BERTH_ROOT/networks`).
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{NetError, Result};
@@ -60,8 +60,8 @@ pub fn choose_subnet(
         if let Some(t) = taken.iter().find(|t| overlaps(t.net, subnet)) {
             return Err(NetError::SubnetOverlap {
                 network: network.into(),
-                subnet,
-                existing: t.net,
+                subnet: subnet.into(),
+                existing: t.net.into(),
                 by: t.by.clone(),
             });
         }
@@ -82,7 +82,7 @@ pub fn choose_subnet(
         .find(|c| !taken.iter().any(|t| overlaps(t.net, *c)))
         .ok_or(NetError::PoolExhausted {
             network: network.into(),
-            pool: pool.base,
+            pool: pool.base.into(),
             prefix: pool.prefix,
         })
 }
@@ -156,15 +156,15 @@ pub fn allocate(
         if let Some(reason) = reason {
             return Err(NetError::InvalidAddress {
                 network: network.into(),
-                address: ip,
-                subnet,
+                address: ip.into(),
+                subnet: subnet.into(),
                 reason,
             });
         }
         if let Some((_, holder)) = used.iter().find(|(u, _)| *u == ip) {
             return Err(NetError::AddressInUse {
                 network: network.into(),
-                address: ip,
+                address: ip.into(),
                 holder: holder.clone(),
             });
         }
@@ -179,7 +179,133 @@ pub fn allocate(
         .find(|ip| usable(subnet, *ip) && *ip != gateway && !used.contains(ip))
         .ok_or(NetError::SubnetExhausted {
             network: network.into(),
-            range,
+            range: range.into(),
+        })
+}
+
+// ------------------------------------------------------------------------ IPv6
+
+/// Where IPv6 networks without a configured subnet take theirs from: a ULA /48 cut into
+/// /64s (65536 of them), searched from a place fixed by the network's name.
+pub const DEFAULT_POOL6: &str = "fdb3:7e11:a5f0::/48";
+
+/// The IPv6 `ipam.config` entry of a network with `enable_ipv6`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv6Config {
+    pub subnet: Option<Ipv6Net>,
+    pub gateway: Option<Ipv6Addr>,
+}
+
+/// Like [`choose_subnet`], for IPv6: the configured subnet unless it overlaps `taken`,
+/// else the first free /64 of [`DEFAULT_POOL6`] from the hash's place.
+pub fn choose_subnet6(
+    network: &str,
+    cfg: &Ipv6Config,
+    hash: u64,
+    taken: &[(Ipv6Net, Option<String>)],
+) -> Result<Ipv6Net> {
+    let clash = |c: Ipv6Net| {
+        taken
+            .iter()
+            .find(|(t, _)| t.contains(&c.network()) || c.contains(&t.network()))
+    };
+    if let Some(subnet) = cfg.subnet {
+        let subnet = subnet.trunc();
+        if let Some((t, by)) = clash(subnet) {
+            return Err(NetError::SubnetOverlap {
+                network: network.into(),
+                subnet: subnet.into(),
+                existing: (*t).into(),
+                by: by.clone(),
+            });
+        }
+        return Ok(subnet);
+    }
+    let pool: Ipv6Net = DEFAULT_POOL6.parse().expect("literal");
+    let n: u64 = 1 << (64 - pool.prefix_len());
+    let base = u128::from(pool.network());
+    let start = hash % n;
+    (0..n)
+        .map(|i| {
+            let idx = u128::from((start + i) % n);
+            Ipv6Net::new(Ipv6Addr::from(base + (idx << 64)), 64).expect("/64")
+        })
+        .find(|c| clash(*c).is_none())
+        .ok_or(NetError::PoolExhausted {
+            network: network.into(),
+            pool: pool.into(),
+            prefix: 64,
+        })
+}
+
+/// The IPv6 gateway: configured (checked), else the subnet's first address.
+pub fn gateway6(network: &str, subnet: Ipv6Net, cfg: &Ipv6Config) -> Result<Ipv6Addr> {
+    if subnet.prefix_len() > 126 {
+        return Err(NetError::InvalidNetwork {
+            network: network.into(),
+            problem: format!("IPv6 subnet {subnet} is too small (/126 at most)"),
+        });
+    }
+    match cfg.gateway {
+        Some(g) if subnet.contains(&g) && g != subnet.network() => Ok(g),
+        Some(g) => Err(NetError::InvalidNetwork {
+            network: network.into(),
+            problem: format!("gateway {g} is not a usable address of subnet {subnet}"),
+        }),
+        None => Ok(Ipv6Addr::from(u128::from(subnet.network()) + 1)),
+    }
+}
+
+/// Picks an IPv6 address: the static `ipv6_address` (checked), else the lowest free one
+/// from the subnet's second address on.
+pub fn allocate6(
+    network: &str,
+    subnet: Ipv6Net,
+    gateway: Ipv6Addr,
+    requested: Option<Ipv6Addr>,
+    used: &[(Ipv6Addr, String)],
+) -> Result<Ipv6Addr> {
+    if let Some(ip) = requested {
+        let reason = if !subnet.contains(&ip) {
+            Some("it is outside the subnet")
+        } else if ip == subnet.network() {
+            Some("it is the subnet-router anycast address")
+        } else if ip == gateway {
+            Some("it is the gateway")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(NetError::InvalidAddress {
+                network: network.into(),
+                address: ip.into(),
+                subnet: subnet.into(),
+                reason,
+            });
+        }
+        if let Some((_, holder)) = used.iter().find(|(u, _)| *u == ip) {
+            return Err(NetError::AddressInUse {
+                network: network.into(),
+                address: ip.into(),
+                holder: holder.clone(),
+            });
+        }
+        return Ok(ip);
+    }
+    let used: BTreeSet<Ipv6Addr> = used.iter().map(|(ip, _)| *ip).collect();
+    let base = u128::from(subnet.network());
+    let size: u128 = if subnet.prefix_len() >= 128 {
+        1
+    } else {
+        1u128 << (128 - subnet.prefix_len())
+    };
+    // A bounded search: far more addresses than one network ever has members.
+    (1..size.min(1 << 20))
+        .map(|i| Ipv6Addr::from(base + i))
+        .find(|ip| *ip != gateway && !used.contains(ip))
+        .ok_or(NetError::SubnetExhausted {
+            network: network.into(),
+            range: subnet.into(),
         })
 }
 
@@ -295,6 +421,42 @@ mod tests {
                 Err(NetError::InvalidAddress { .. })
             ));
         }
+    }
+
+    #[test]
+    fn ipv6_subnets_addresses_and_checks() {
+        let cfg = Ipv6Config::default();
+        let a = choose_subnet6("n", &cfg, 7, &[]).unwrap();
+        assert_eq!(a.prefix_len(), 64);
+        let pool: Ipv6Net = DEFAULT_POOL6.parse().unwrap();
+        assert!(pool.contains(&a));
+        let b = choose_subnet6("n", &cfg, 7, &[(a, None)]).unwrap();
+        assert_ne!(a, b);
+        let g = gateway6("n", a, &cfg).unwrap();
+        assert_eq!(u128::from(g), u128::from(a.network()) + 1);
+        let first = allocate6("n", a, g, None, &[]).unwrap();
+        assert_eq!(u128::from(first), u128::from(a.network()) + 2);
+        let used = vec![(first, "x".to_string())];
+        assert!(allocate6("n", a, g, Some(first), &used)
+            .unwrap_err()
+            .to_string()
+            .contains("in use by x"));
+        assert!(matches!(
+            allocate6("n", a, g, Some(g), &used),
+            Err(NetError::InvalidAddress { .. })
+        ));
+        let conf = Ipv6Config {
+            subnet: Some("fd00::/64".parse().unwrap()),
+            gateway: None,
+        };
+        let e = choose_subnet6(
+            "n",
+            &conf,
+            0,
+            &[("fd00::/64".parse().unwrap(), Some("eth0".into()))],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("overlaps fd00::/64"), "{e}");
     }
 
     #[test]

@@ -31,9 +31,8 @@
 //! let ns = Netns::create(&net.config().run, "shop-web-1")?;
 //! let eths = net.attach(&ns, &[AttachRequest {
 //!     network: front.name.clone(),
-//!     ipv4_address: None,
-//!     priority: 0,
 //!     dns_names: vec!["web".into(), "shop-web-1".into()],
+//!     ..Default::default() // ipv4_address, ipv6_address, priority
 //! }])?;
 //! net.publish(&ns, &front.name, &[PortMapping::tcp(8080, 80)])?;
 //! let resolv = dns::resolv_conf(&[front.gateway.into()], &[], &[], &[]);
@@ -65,8 +64,13 @@
 //!   Docker does) and `route_localnet=1` on Berth's bridges (for published ports reached
 //!   at 127.0.0.1).
 //!
-//! Not yet: IPv6 (subnets, AAAA records, published ports); a port published on every
-//! host address as host port 53 would also catch DNS queries to the gateways.
+//! IPv6 (`enable_ipv6`, [`NetworkSpec::ipv6`]): dual-stack subnets (configured, or /64s
+//! of a ULA pool), addresses, default routes, AAAA answers, isolation, masquerade, and
+//! published ports on IPv6 host addresses (by DNAT every address but `::1`, which IPv6
+//! cannot route out of the host; the userspace proxy serves `::1` too).
+//!
+//! A port published on every host address as host port 53 leaves what comes from Berth's
+//! bridges to the DNS responders (containers ask their gateways, which are host addresses).
 
 pub mod dns;
 mod error;
@@ -85,9 +89,9 @@ mod sysctl;
 
 pub use dns::DnsOptions;
 pub use error::{NetError, Result, TeardownError};
-pub use firewall::{FirewallDriver, FirewallNetwork, Nftables, NoFirewall};
+pub use firewall::{FirewallDriver, FirewallNetwork, Nftables, NoFirewall, PublishTarget};
 pub use helper::HelperProgram;
-pub use ipam::{IpamConfig, Pool};
+pub use ipam::{IpamConfig, Ipv6Config, Pool};
 pub use manager::{
     AttachRequest, Attachment, Config, NetworkInfo, NetworkSpec, Networking, PublishMode,
 };

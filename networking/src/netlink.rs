@@ -8,15 +8,17 @@
 //! kernel work. (netavark does the same with its own sync wrapper.)
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
@@ -182,14 +184,13 @@ impl Netlink {
         }
     }
 
-    /// Creates a bridge, up, with the given MTU and MAC address. The MAC is set, not left
+    /// Creates a bridge, down (bring it up with [`Netlink::set_up`] once its settings are
+    /// made), with the given MTU and MAC address. The MAC is set, not left
     /// to the kernel: a bridge without one takes the lowest MAC of its ports and changes
     /// it when that port leaves, which strands every neighbour's ARP entry for the
     /// gateway for seconds.
     pub fn create_bridge(&mut self, name: &str, mtu: Option<u32>, mac: [u8; 6]) -> Result<()> {
         let mut msg = LinkMessage::default();
-        msg.header.flags = LinkFlags::Up;
-        msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
         if let Some(mtu) = mtu {
@@ -328,7 +329,98 @@ impl Netlink {
         }
     }
 
+    /// Adds an IPv6 address to link `index`, without duplicate address detection (Berth
+    /// hands out each address once; DAD would only hold it "tentative" for a second or
+    /// two). One already there is fine.
+    pub fn add_address6(&mut self, index: u32, addr: Ipv6Net) -> Result<()> {
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet6;
+        msg.header.prefix_len = addr.prefix_len();
+        msg.header.index = index;
+        msg.header.flags = AddressHeaderFlags::Nodad;
+        msg.attributes
+            .push(AddressAttribute::Address(IpAddr::V6(addr.addr())));
+        msg.attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        match self.request(
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            Err(source) => Err(NetlinkError {
+                op: format!("add address {addr} to link #{index}"),
+                source,
+            }),
+        }
+    }
+
     // --------------------------------------------------------------- routes
+
+    /// Destinations of the IPv6 routes of the main table (link-local and the default
+    /// route left out).
+    pub fn routes_v6(&mut self) -> Result<Vec<Ipv6Net>> {
+        let mut req = RouteMessage::default();
+        req.header.address_family = AddressFamily::Inet6;
+        let msgs = self
+            .request(RouteNetlinkMessage::GetRoute(req), NLM_F_DUMP)
+            .map_err(|source| NetlinkError {
+                op: "list IPv6 routes".into(),
+                source,
+            })?;
+        let mut out = Vec::new();
+        for m in msgs {
+            let RouteNetlinkMessage::NewRoute(r) = m else {
+                continue;
+            };
+            if r.header.address_family != AddressFamily::Inet6 {
+                continue;
+            }
+            let mut table = u32::from(r.header.table);
+            let mut dst = None;
+            for a in &r.attributes {
+                match a {
+                    RouteAttribute::Table(t) => table = *t,
+                    RouteAttribute::Destination(RouteAddress::Inet6(d)) => dst = Some(*d),
+                    _ => {}
+                }
+            }
+            if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
+                continue;
+            }
+            if let Some(d) = dst {
+                if let Ok(net) = Ipv6Net::new(d, r.header.destination_prefix_length) {
+                    if net.prefix_len() > 0 && (d.segments()[0] & 0xffc0) != 0xfe80 {
+                        out.push(net);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds the IPv6 default route via `gateway`; one already there is fine.
+    pub fn add_default_route6(&mut self, gateway: Ipv6Addr) -> Result<()> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = AddressFamily::Inet6;
+        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        msg.header.protocol = RouteProtocol::Static;
+        msg.header.scope = RouteScope::Universe;
+        msg.header.kind = RouteType::Unicast;
+        msg.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet6(gateway)));
+        match self.request(
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            Err(source) => Err(NetlinkError {
+                op: format!("add IPv6 default route via {gateway}"),
+                source,
+            }),
+        }
+    }
 
     /// Destinations of the IPv4 routes in the main table (the default route shows as
     /// `0.0.0.0/0`).

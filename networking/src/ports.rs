@@ -30,8 +30,9 @@ impl fmt::Display for Protocol {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PortMapping {
     /// Only connections to this host address are forwarded; `None` means every address of
-    /// the host (Compose's default), 127.0.0.1 included.
-    pub host_ip: Option<Ipv4Addr>,
+    /// the host (Compose's default): IPv4 ones, 127.0.0.1 included, and IPv6 ones (not
+    /// `::1`) when the container has an IPv6 address on the network.
+    pub host_ip: Option<IpAddr>,
     pub host_port: u16,
     pub container_port: u16,
     pub protocol: Protocol,
@@ -59,7 +60,7 @@ impl PortMapping {
     /// A range (`8000-8003:9000-9003`) as one mapping per port; both ranges must be the
     /// same length, as Compose requires.
     pub fn range(
-        host_ip: Option<Ipv4Addr>,
+        host_ip: Option<IpAddr>,
         host: (u16, u16),
         container: (u16, u16),
         protocol: Protocol,
@@ -114,7 +115,7 @@ impl PortMapping {
     /// would otherwise silently steer that port's traffic away from it. Must run in the
     /// host's network namespace.
     pub(crate) fn check_host_port_free(&self) -> Result<()> {
-        let ip = IpAddr::V4(self.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED));
+        let ip = self.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let addr = SocketAddr::new(ip, self.host_port);
         let res = match self.protocol {
             Protocol::Tcp => TcpListener::bind(addr).map(drop),
@@ -139,8 +140,10 @@ impl PortMapping {
 
 impl fmt::Display for PortMapping {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(ip) = self.host_ip {
-            write!(f, "{ip}:")?;
+        match self.host_ip {
+            Some(IpAddr::V6(ip)) => write!(f, "[{ip}]:")?,
+            Some(ip) => write!(f, "{ip}:")?,
+            None => {}
         }
         write!(
             f,
@@ -170,14 +173,19 @@ mod tests {
         b.protocol = Protocol::Udp;
         assert!(!a.clashes(&b));
         let c = PortMapping {
-            host_ip: Some(Ipv4Addr::LOCALHOST),
+            host_ip: Some(Ipv4Addr::LOCALHOST.into()),
             ..PortMapping::tcp(8080, 80)
         };
         let d = PortMapping {
-            host_ip: Some(Ipv4Addr::new(127, 0, 0, 2)),
+            host_ip: Some(Ipv4Addr::new(127, 0, 0, 2).into()),
             ..PortMapping::tcp(8080, 80)
         };
         assert!(!c.clashes(&d));
         assert!(a.clashes(&c));
+        let e = PortMapping {
+            host_ip: Some("fd00::5".parse().unwrap()),
+            ..PortMapping::tcp(8080, 80)
+        };
+        assert_eq!(e.to_string(), "[fd00::5]:8080:80/tcp");
     }
 }

@@ -7,54 +7,110 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket,
+};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::{NetError, Result};
+use crate::firewall::PublishTarget;
 use crate::ports::{PortMapping, Protocol};
 
 /// How long a UDP client's session lives without traffic.
 const UDP_IDLE: Duration = Duration::from_secs(60);
 
-/// The `--map` argument for one mapping: `tcp:HOST_IP:HOST_PORT:CONTAINER_IP:PORT`.
-pub(crate) fn map_arg(p: &PortMapping, container: Ipv4Addr) -> String {
-    format!(
-        "{}:{}:{}:{}:{}",
+/// The `--map` argument for one mapping: `PROTO,LISTEN,TARGET[,TARGET6]` (socket
+/// addresses, so IPv6 ones keep their brackets), e.g. `tcp,[::]:8080,10.89.0.2:80,[fd00::2]:80`.
+/// A mapping on every host address listens on `[::]` (IPv4 and IPv6 alike, `::1` and
+/// 127.0.0.1 included) and sends IPv6 clients to the container's IPv6 address when it has
+/// one; a mapping on one host address goes to the container's address of that family.
+pub(crate) fn map_arg(p: &PortMapping, target: &PublishTarget) -> Option<String> {
+    let v4 = SocketAddr::new(IpAddr::V4(target.v4), p.container_port);
+    let v6 = target
+        .v6
+        .map(|a| SocketAddr::new(IpAddr::V6(a), p.container_port));
+    let (listen, to, to6) = match p.host_ip {
+        Some(ip @ IpAddr::V6(_)) => (ip, v6?, None),
+        Some(ip) => (ip, v4, None),
+        None => (IpAddr::V6(Ipv6Addr::UNSPECIFIED), v4, v6),
+    };
+    let mut arg = format!(
+        "{},{},{}",
         p.protocol,
-        p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
-        p.host_port,
-        container,
-        p.container_port
-    )
+        SocketAddr::new(listen, p.host_port),
+        to
+    );
+    if let Some(t6) = to6 {
+        arg.push_str(&format!(",{t6}"));
+    }
+    Some(arg)
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Map {
     protocol: Protocol,
     listen: SocketAddr,
-    target: SocketAddr,
+    targets: Targets,
+}
+
+/// Where a client goes: `main`, or `v6` for a (native) IPv6 client when there is one.
+#[derive(Debug, Clone, Copy)]
+struct Targets {
+    main: SocketAddr,
+    v6: Option<SocketAddr>,
+}
+
+impl Targets {
+    fn pick(&self, client: IpAddr) -> SocketAddr {
+        match client {
+            IpAddr::V6(a) if a.to_ipv4_mapped().is_none() => self.v6.unwrap_or(self.main),
+            _ => self.main,
+        }
+    }
 }
 
 fn parse_map(s: &str) -> Option<Map> {
-    let parts: Vec<&str> = s.split(':').collect();
-    let [proto, hip, hport, cip, cport] = parts.as_slice() else {
-        return None;
-    };
-    let protocol = match *proto {
+    let mut parts = s.split(',');
+    let protocol = match parts.next()? {
         "tcp" => Protocol::Tcp,
         "udp" => Protocol::Udp,
         _ => return None,
     };
+    let listen = parts.next()?.parse().ok()?;
+    let main = parts.next()?.parse().ok()?;
+    let v6 = match parts.next() {
+        Some(t) => Some(t.parse().ok()?),
+        None => None,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
     Some(Map {
         protocol,
-        listen: SocketAddr::new(hip.parse::<IpAddr>().ok()?, hport.parse().ok()?),
-        target: SocketAddr::new(cip.parse::<IpAddr>().ok()?, cport.parse().ok()?),
+        listen,
+        targets: Targets { main, v6 },
     })
 }
 
-/// Runs the proxy: `--map tcp:HIP:HPORT:CIP:CPORT ... --state FILE [--ready FILE]`;
+/// Binds `[::]` where the host has IPv6, else `0.0.0.0`, for a listen address of `[::]`.
+fn bind_any<T>(listen: SocketAddr, bind: impl Fn(SocketAddr) -> io::Result<T>) -> io::Result<T> {
+    match bind(listen) {
+        Err(e)
+            if listen.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+                && e.kind() != io::ErrorKind::AddrInUse =>
+        {
+            bind(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                listen.port(),
+            ))
+        }
+        r => r,
+    }
+}
+
+/// Runs the proxy: `--map PROTO,LISTEN,TARGET ... --state FILE [--ready FILE]`;
 /// serves until FILE (the network's record) is gone.
 pub fn run_from_args(args: impl IntoIterator<Item = OsString>) -> Result<()> {
     let bad = |m: String| NetError::InvalidArguments {
@@ -83,16 +139,16 @@ pub fn run_from_args(args: impl IntoIterator<Item = OsString>) -> Result<()> {
     for m in &maps {
         match m.protocol {
             Protocol::Tcp => {
-                let l = TcpListener::bind(m.listen)
+                let l = bind_any(m.listen, TcpListener::bind)
                     .map_err(|e| NetError::io(format!("bind tcp {}", m.listen), e))?;
-                let target = m.target;
-                std::thread::spawn(move || tcp_accept(l, target));
+                let targets = m.targets;
+                std::thread::spawn(move || tcp_accept(l, targets));
             }
             Protocol::Udp => {
-                let s = UdpSocket::bind(m.listen)
+                let s = bind_any(m.listen, UdpSocket::bind)
                     .map_err(|e| NetError::io(format!("bind udp {}", m.listen), e))?;
-                let target = m.target;
-                std::thread::spawn(move || udp_relay(s, target));
+                let targets = m.targets;
+                std::thread::spawn(move || udp_relay(s, targets));
             }
         }
     }
@@ -105,8 +161,12 @@ pub fn run_from_args(args: impl IntoIterator<Item = OsString>) -> Result<()> {
     Ok(())
 }
 
-fn tcp_accept(l: TcpListener, target: SocketAddr) {
+fn tcp_accept(l: TcpListener, targets: Targets) {
     for client in l.incoming().flatten() {
+        let Ok(peer) = client.peer_addr() else {
+            continue;
+        };
+        let target = targets.pick(peer.ip());
         std::thread::spawn(move || {
             let Ok(server) = TcpStream::connect_timeout(&target, Duration::from_secs(5)) else {
                 return; // dropping the client closes it: the container is not answering
@@ -129,7 +189,7 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
     let _ = to.shutdown(Shutdown::Write);
 }
 
-fn udp_relay(sock: UdpSocket, target: SocketAddr) {
+fn udp_relay(sock: UdpSocket, targets: Targets) {
     let sessions: Arc<Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>> = Default::default();
     let mut buf = vec![0u8; 65535];
     loop {
@@ -140,7 +200,13 @@ fn udp_relay(sock: UdpSocket, target: SocketAddr) {
         let upstream = match existing {
             Some(u) => u,
             None => {
-                let Ok(u) = UdpSocket::bind("0.0.0.0:0") else {
+                let target = targets.pick(client.ip());
+                let any: SocketAddr = if target.is_ipv4() {
+                    "0.0.0.0:0".parse().expect("literal")
+                } else {
+                    "[::]:0".parse().expect("literal")
+                };
+                let Ok(u) = UdpSocket::bind(any) else {
                     continue;
                 };
                 if u.connect(target).is_err() {
@@ -171,13 +237,37 @@ mod tests {
 
     #[test]
     fn map_arguments_round_trip() {
-        let p = PortMapping::udp(5353, 53);
-        let a = map_arg(&p, "10.9.0.2".parse().unwrap());
-        assert_eq!(a, "udp:0.0.0.0:5353:10.9.0.2:53");
+        let target = PublishTarget {
+            v4: "10.9.0.2".parse().unwrap(),
+            v6: Some("fd00:9::2".parse().unwrap()),
+        };
+        let a = map_arg(&PortMapping::udp(5353, 53), &target).unwrap();
+        assert_eq!(a, "udp,[::]:5353,10.9.0.2:53,[fd00:9::2]:53");
         let m = parse_map(&a).unwrap();
         assert_eq!(m.listen.port(), 5353);
-        assert_eq!(m.target.to_string(), "10.9.0.2:53");
-        assert!(parse_map("sctp:0.0.0.0:1:1.2.3.4:1").is_none());
-        assert!(parse_map("tcp:1:2").is_none());
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(m.targets.pick(ip("127.0.0.1")).to_string(), "10.9.0.2:53");
+        assert_eq!(
+            m.targets.pick(ip("::ffff:127.0.0.1")).to_string(),
+            "10.9.0.2:53"
+        );
+        assert_eq!(m.targets.pick(ip("::1")).to_string(), "[fd00:9::2]:53");
+        let six = PortMapping {
+            host_ip: Some("fd00::1".parse().unwrap()),
+            ..PortMapping::tcp(8080, 80)
+        };
+        let a = map_arg(&six, &target).unwrap();
+        assert_eq!(a, "tcp,[fd00::1]:8080,[fd00:9::2]:80");
+        assert!(map_arg(&six, &PublishTarget { v6: None, ..target }).is_none());
+        let four = PortMapping {
+            host_ip: Some("127.0.0.1".parse().unwrap()),
+            ..PortMapping::tcp(8080, 80)
+        };
+        assert_eq!(
+            map_arg(&four, &target).unwrap(),
+            "tcp,127.0.0.1:8080,10.9.0.2:80"
+        );
+        assert!(parse_map("sctp,0.0.0.0:1,1.2.3.4:1").is_none());
+        assert!(parse_map("tcp,1,2").is_none());
     }
 }

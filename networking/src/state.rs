@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +26,11 @@ pub struct NetworkState {
     pub ip_range: Option<Ipv4Net>,
     pub internal: bool,
     pub mtu: Option<u32>,
+    /// IPv6 (`enable_ipv6`): the subnet and the gateway, when the network has them.
+    #[serde(default)]
+    pub subnet6: Option<Ipv6Net>,
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
     /// Keyed by namespace name: one lease per namespace per network.
     pub leases: BTreeMap<String, Lease>,
 }
@@ -34,6 +39,9 @@ pub struct NetworkState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     pub address: Ipv4Addr,
+    /// On networks with IPv6.
+    #[serde(default)]
+    pub address6: Option<Ipv6Addr>,
     /// Host end of the veth pair; written *before* the pair is made, so a crash between
     /// the two still tells removal what to look for.
     pub host_interface: String,

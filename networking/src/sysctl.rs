@@ -28,3 +28,20 @@ pub(crate) fn set_route_localnet(bridge: &str) -> Result<()> {
         "1",
     )
 }
+
+/// The same for IPv6. Note: with forwarding on, the kernel stops taking router
+/// advertisements on interfaces with `accept_ra=1` (Docker does the same with IPv6
+/// networks); hosts configured by SLAAC want `accept_ra=2` on their uplink.
+pub(crate) fn enable_ip6_forward() -> Result<()> {
+    write("/proc/sys/net/ipv6/conf/all/forwarding", "1")
+}
+
+/// No duplicate address detection on `bridge` (see the caller); nothing to do where IPv6
+/// is disabled.
+pub(crate) fn disable_dad(bridge: &str) -> Result<()> {
+    let path = format!("/proc/sys/net/ipv6/conf/{bridge}/accept_dad");
+    if !std::path::Path::new(&path).exists() {
+        return Ok(());
+    }
+    write(&path, "0")
+}

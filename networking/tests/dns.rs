@@ -322,3 +322,56 @@ fn the_responder_answers_over_tcp_too() {
     assert_eq!(ips(&ask_tcp(&b, server, "example.net")), vec![up_answer]);
     up.join().unwrap();
 }
+
+#[test]
+fn a_port_53_published_on_every_address_leaves_the_gateways_to_the_responder() {
+    let env = TestEnv::new(34);
+    let net = env.network("dns53", 0, false);
+    let (out, host_ip, _) = env.outside();
+    let resolver = env.netns("resolver");
+    let client = env.netns("client");
+    attach_named(&env, &resolver, &net, &["resolver"]);
+    let ic = attach_named(&env, &client, &net, &["client"]);
+    let _srv = common::Server::udp(&resolver, 53, "not dns");
+    // Published before the responder runs (later, the responder holding the gateway's
+    // port 53 makes the host port look taken). Another test's responder may hold its own
+    // gateway's port 53 for a moment: try again then.
+    let mut tries = 0;
+    loop {
+        match env.net.publish(
+            &resolver,
+            &net.name,
+            &[berth_networking::PortMapping::udp(53, 53)],
+        ) {
+            Ok(()) => break,
+            Err(berth_networking::NetError::PortInUse { .. }) if tries < 50 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let server = env
+        .net
+        .start_dns(
+            &net.name,
+            &DnsOptions {
+                program: HelperProgram {
+                    program: env!("CARGO_BIN_EXE_berth-dns").into(),
+                    args: vec![],
+                },
+                upstreams: Some(vec![]),
+            },
+        )
+        .unwrap();
+    // Containers asking their gateway get the responder...
+    assert_eq!(
+        ips(&ask(&resolver, server, "client", RecordType::A)),
+        vec![ic]
+    );
+    // ...while "another host" gets the published container on the host's address.
+    assert_eq!(
+        common::udp_get(Some(&out), SocketAddr::from((host_ip, 53))).unwrap(),
+        "not dns"
+    );
+}

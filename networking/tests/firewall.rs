@@ -42,7 +42,7 @@ fn a_namespace_on_another_network_cannot_reach_them() {
         "{err}"
     );
     assert!(tcp_get(Some(&a), sock(ec.address.addr(), 7000)).is_err());
-    let rules = sh("nft", &["list", "table", "ip", &env.table]);
+    let rules = sh("nft", &["list", "table", "inet", &env.table]);
     assert!(rules.contains(&format!("{}-fwd", n1.bridge)), "{rules}");
 }
 
@@ -117,16 +117,16 @@ fn published_ports_answer_on_loopback_and_from_another_host() {
         udp_get(Some(&out), sock(host_ip, udp_port)).unwrap(),
         "udp answer"
     );
-    let rules = sh("nft", &["list", "table", "ip", &env.table]);
-    assert!(rules.contains("dnat to"), "{rules}");
+    let rules = sh("nft", &["list", "table", "inet", &env.table]);
+    assert!(rules.contains("dnat ip to"), "{rules}");
     // Publishing the same again changes nothing; unpublishing (detach) closes the port.
     env.net
         .publish(&web, &net.name, &[PortMapping::tcp(tcp_port, 80)])
         .unwrap();
     env.net.detach(&web, None).unwrap();
     assert!(tcp_get(None, sock(Ipv4Addr::LOCALHOST, tcp_port)).is_err());
-    let rules = sh("nft", &["list", "table", "ip", &env.table]);
-    assert!(!rules.contains("dnat to"), "{rules}");
+    let rules = sh("nft", &["list", "table", "inet", &env.table]);
+    assert!(!rules.contains("dnat ip to"), "{rules}");
 }
 
 #[test]
@@ -142,7 +142,7 @@ fn published_port_bound_to_one_host_ip_answers_only_there() {
             &web,
             &net.name,
             &[PortMapping {
-                host_ip: Some(Ipv4Addr::new(127, 0, 0, 1)),
+                host_ip: Some(Ipv4Addr::new(127, 0, 0, 1).into()),
                 ..PortMapping::tcp(p, 80)
             }],
         )
@@ -279,4 +279,57 @@ fn a_container_cannot_reach_the_hosts_loopback_services() {
         listener.accept().is_err(),
         "the host service saw a connection"
     );
+}
+
+#[test]
+fn published_ports_answer_over_ipv6_from_another_host() {
+    let env = TestEnv::new(28);
+    let net = env.network6("pub6", 0, false);
+    let v4only = env.network("pub4", 1, false);
+    let (out, _, _) = env.outside();
+    let (host6, _) = env.outside6_addrs();
+    let web = env.netns("web");
+    let e = env.attach(&web, &net);
+    let _tcp = Server::tcp6(&web, 80, "web6 to {peer}");
+    let _udp = Server::udp(&web, 53, "udp4 only");
+    let (p_any, p_six) = (env.port(0), env.port(1));
+    env.net
+        .publish(
+            &web,
+            &net.name,
+            &[
+                PortMapping::tcp(p_any, 80),
+                PortMapping {
+                    host_ip: Some(host6.into()),
+                    ..PortMapping::tcp(p_six, 80)
+                },
+            ],
+        )
+        .unwrap();
+    // "Another host" reaches the port on the host's IPv6 address: published on every
+    // host address, and on that one address alone.
+    for p in [p_any, p_six] {
+        let got = tcp_get(Some(&out), SocketAddr::from((host6, p))).unwrap();
+        assert!(got.starts_with("web6 to "), "{got}");
+    }
+    // IPv4 on every host address still works for the same mapping.
+    assert!(tcp_get(None, sock(Ipv4Addr::LOCALHOST, p_any))
+        .unwrap()
+        .starts_with("web6 to"));
+    assert!(e.address6.is_some());
+    // An IPv6 host address for a container without IPv6: refused, saying why.
+    let other = env.netns("v4");
+    env.attach(&other, &v4only);
+    let err = env
+        .net
+        .publish(
+            &other,
+            &v4only.name,
+            &[PortMapping {
+                host_ip: Some(host6.into()),
+                ..PortMapping::tcp(env.port(2), 80)
+            }],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("enable_ipv6"), "{err}");
 }

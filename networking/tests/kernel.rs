@@ -221,6 +221,34 @@ fn teardown_leaves_nothing_behind() {
     let net = env.network("gone", 0, false);
     let ns = env.netns("x");
     let e = env.attach(&ns, &net);
+    // Everything a service can have: published ports (TCP and UDP) and the DNS responder.
+    env.net
+        .publish(
+            &ns,
+            &net.name,
+            &[
+                berth_networking::PortMapping::tcp(env.port(0), 80),
+                berth_networking::PortMapping::udp(env.port(1), 53),
+            ],
+        )
+        .unwrap();
+    env.net
+        .start_dns(
+            &net.name,
+            &berth_networking::DnsOptions {
+                program: berth_networking::HelperProgram {
+                    program: env!("CARGO_BIN_EXE_berth-dns").into(),
+                    args: vec![],
+                },
+                upstreams: Some(vec![]),
+            },
+        )
+        .unwrap();
+    let rules = sh("nft", &["list", "ruleset"]);
+    assert!(
+        rules.contains(&env.table) && rules.contains("dnat ip to"),
+        "{rules}"
+    );
     assert!(!env.leftovers().is_empty());
     let host_veth = sh("ip", &["-o", "link", "show", &e.host_interface]);
     assert!(
@@ -245,6 +273,12 @@ fn teardown_leaves_nothing_behind() {
     env.net.remove_network(&net.name).unwrap();
     let left = env.leftovers();
     assert!(left.is_empty(), "left behind: {left:#?}");
+    let rules = sh("nft", &["list", "ruleset"]);
+    assert!(
+        !rules.contains(&env.table) && !rules.contains(&net.bridge),
+        "{rules}"
+    );
+    assert!(!env.net.dns_running(&net.name));
     let all_netns = sh("ip", &["-all", "netns"]);
     assert!(!all_netns.contains(&env.id), "{all_netns}");
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::{rdata::A, RData, Record, RecordType};
+use hickory_proto::rr::{
+    rdata::{A, AAAA},
+    RData, Record, RecordType,
+};
 
 use crate::error::{NetError, Result};
 use crate::state::NetworkState;
@@ -44,6 +47,7 @@ pub struct ServeOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Records {
     names: HashMap<String, Vec<Ipv4Addr>>,
+    names6: HashMap<String, Vec<Ipv6Addr>>,
 }
 
 impl Records {
@@ -59,11 +63,28 @@ impl Records {
         for v in names.values_mut() {
             v.sort();
         }
-        Records { names }
+        Records {
+            names,
+            names6: HashMap::new(),
+        }
     }
 
+    /// The IPv4 addresses of `name`; `None` when the stack has no such name.
     pub fn lookup(&self, name: &str) -> Option<&[Ipv4Addr]> {
-        self.names.get(&normalize(name)).map(Vec::as_slice)
+        let n = normalize(name);
+        match self.names.get(&n) {
+            Some(v) => Some(v.as_slice()),
+            None if self.names6.contains_key(&n) => Some(&[]),
+            None => None,
+        }
+    }
+
+    /// The IPv6 addresses of `name` (empty for a name with IPv4 only).
+    pub fn lookup6(&self, name: &str) -> &[Ipv6Addr] {
+        self.names6
+            .get(&normalize(name))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 }
 
@@ -98,6 +119,15 @@ pub fn answer(req: &Message, records: &Records) -> Decision {
             if q.query_type() == RecordType::A || q.query_type() == RecordType::ANY {
                 for ip in ips {
                     resp.add_answer(Record::from_rdata(q.name().clone(), TTL, RData::A(A(*ip))));
+                }
+            }
+            if q.query_type() == RecordType::AAAA || q.query_type() == RecordType::ANY {
+                for ip in records.lookup6(&name) {
+                    resp.add_answer(Record::from_rdata(
+                        q.name().clone(),
+                        TTL,
+                        RData::AAAA(AAAA(*ip)),
+                    ));
                 }
             }
             // AAAA and the rest: the name exists, with no such data (NOERROR, empty).
@@ -215,20 +245,34 @@ pub(crate) fn records_for(states: &[NetworkState], own: &str, client: std::net::
     }
     // First network listing a name wins it, so the own network's answers come first.
     let mut names: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
+    let mut names6: HashMap<String, Vec<Ipv6Addr>> = HashMap::new();
     for net in nets {
         let mut here: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
+        let mut here6: HashMap<String, Vec<Ipv6Addr>> = HashMap::new();
         for l in net.leases.values() {
             for n in &l.dns_names {
                 here.entry(normalize(n)).or_default().push(l.address);
+                if let Some(a6) = l.address6 {
+                    here6.entry(normalize(n)).or_default().push(a6);
+                }
             }
         }
         for (n, mut ips) in here {
             ips.sort();
             ips.dedup();
-            names.entry(n).or_insert(ips);
+            if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(n.clone()) {
+                // The network that wins a name gives both its IPv4 and IPv6 answers.
+                let mut v6 = here6.remove(&n).unwrap_or_default();
+                v6.sort();
+                v6.dedup();
+                if !v6.is_empty() {
+                    names6.insert(n, v6);
+                }
+                slot.insert(ips);
+            }
         }
     }
-    Records { names }
+    Records { names, names6 }
 }
 
 /// Parses the responder's command line and serves until the network is removed:
@@ -507,6 +551,8 @@ mod tests {
             ip_range: None,
             internal: false,
             mtu: None,
+            subnet6: None,
+            gateway6: None,
             leases: leases
                 .iter()
                 .map(|(ns, ip, names)| {
@@ -514,6 +560,7 @@ mod tests {
                         ns.to_string(),
                         crate::state::Lease {
                             address: ip.parse().unwrap(),
+                            address6: None,
                             host_interface: "berthv".into(),
                             interface: Some("eth0".into()),
                             netns_path: "/x".into(),

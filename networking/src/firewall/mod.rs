@@ -20,7 +20,19 @@ pub struct FirewallNetwork<'a> {
     pub subnet: Ipv4Net,
     /// The bridge's own address (the host, on this network).
     pub gateway: Ipv4Addr,
+    /// The IPv6 subnet and gateway, on networks with IPv6.
+    pub subnet6: Option<ipnet::Ipv6Net>,
+    pub gateway6: Option<std::net::Ipv6Addr>,
     pub internal: bool,
+}
+
+/// The addresses a published port leads to: the container's on the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishTarget {
+    pub v4: Ipv4Addr,
+    /// On networks with IPv6: ports published on every host address (or on an IPv6 one)
+    /// also answer over IPv6.
+    pub v6: Option<std::net::Ipv6Addr>,
 }
 
 /// Rules for networks and published ports. Every method is idempotent; `teardown_*` of
@@ -35,7 +47,7 @@ pub trait FirewallDriver: Send + Sync {
         &self,
         net: &FirewallNetwork<'_>,
         key: &str,
-        container: Ipv4Addr,
+        container: &PublishTarget,
         ports: &[PortMapping],
     ) -> Result<()>;
     /// Removes the published ports of attachment `key`.
@@ -57,7 +69,7 @@ impl FirewallDriver for NoFirewall {
         &self,
         _: &FirewallNetwork<'_>,
         _: &str,
-        _: Ipv4Addr,
+        _: &PublishTarget,
         _: &[PortMapping],
     ) -> Result<()> {
         Ok(())

@@ -1,4 +1,4 @@
-//! nftables driver: rules in a table of Berth's own (`ip berth` by default), built as the
+//! nftables driver: rules in a table of Berth's own (`inet berth` by default), built as the
 //! JSON API's typed values (the `nftables` crate) and applied by the `nft` binary, one
 //! atomic transaction per call. Nothing outside that table is ever read or changed.
 //!
@@ -12,6 +12,7 @@
 //!                               oifname BR iifname "berthbr*" iifname != BR drop
 //!                               internal only: iifname BR oifname != BR drop; oifname BR iifname != BR drop
 //! BR-post  nat postrouting 100  not internal: ip saddr SUBNET oifname != BR masquerade
+//!                               not internal, IPv6: ip6 saddr SUBNET6 oifname != BR masquerade
 //!                               not internal: ct status dnat ip saddr SUBNET oifname BR masquerade (hairpin)
 //!                               ip saddr 127.0.0.0/8 oifname BR masquerade  (published ports via 127.0.0.1)
 //! BR-KEY-pre  nat prerouting -100  [ip daddr HOST_IP | fib daddr type local] tcp dport P dnat to C:P'
@@ -21,7 +22,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use nftables::batch::Batch;
 use nftables::expr::{
@@ -30,14 +31,14 @@ use nftables::expr::{
 };
 use nftables::helper::{self, NftablesError};
 use nftables::schema::{Chain, FlushObject, NfCmd, NfListObject, Nftables as NftDoc, Rule, Table};
-use nftables::stmt::{Match, Operator, Statement, NAT};
+use nftables::stmt::{Match, NATFamily, Operator, Statement, NAT};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
-use super::{FirewallDriver, FirewallNetwork};
+use super::{FirewallDriver, FirewallNetwork, PublishTarget};
 use crate::error::{NetError, Result};
 use crate::ports::{PortMapping, Protocol};
 
-/// Rules in the nftables table `table` (family `ip`).
+/// Rules in the nftables table `table` (family `inet`: one table for IPv4 and IPv6).
 #[derive(Debug, Clone)]
 pub struct Nftables {
     pub table: String,
@@ -52,7 +53,7 @@ impl Nftables {
 
     fn table_obj(&self) -> Table<'static> {
         Table {
-            family: NfFamily::IP,
+            family: NfFamily::INet,
             name: Cow::Owned(self.table.clone()),
             handle: None,
         }
@@ -60,7 +61,7 @@ impl Nftables {
 
     fn chain(&self, name: &str) -> Chain<'static> {
         Chain {
-            family: NfFamily::IP,
+            family: NfFamily::INet,
             table: Cow::Owned(self.table.clone()),
             name: Cow::Owned(name.to_string()),
             ..Default::default()
@@ -79,7 +80,7 @@ impl Nftables {
 
     fn rule(&self, chain: &str, expr: Vec<Statement<'static>>) -> NfListObject<'static> {
         NfListObject::Rule(Rule {
-            family: NfFamily::IP,
+            family: NfFamily::INet,
             table: Cow::Owned(self.table.clone()),
             chain: Cow::Owned(chain.to_string()),
             expr: Cow::Owned(expr),
@@ -114,7 +115,7 @@ impl Nftables {
     fn chains(&self) -> Result<Vec<String>> {
         let doc: NftDoc<'static> = match helper::get_current_ruleset_with_args(
             helper::DEFAULT_NFT,
-            ["list", "table", "ip", self.table.as_str()],
+            ["list", "table", "inet", self.table.as_str()],
         ) {
             Ok(doc) => doc,
             // `nft list table` of a table that is not there fails; that is "no chains".
@@ -171,7 +172,7 @@ impl Nftables {
             .map_err(fw_err)?;
         Ok(doc.objects.iter().any(|o| {
             matches!(o, nftables::schema::NfObject::ListObject(NfListObject::Table(t))
-                if t.family == NfFamily::IP && t.name == self.table)
+                if t.family == NfFamily::INet && t.name == self.table)
         }))
     }
 }
@@ -231,6 +232,13 @@ fn prefix(net: ipnet::Ipv4Net) -> Expression<'static> {
     }))
 }
 
+fn prefix6(net: ipnet::Ipv6Net) -> Expression<'static> {
+    Expression::Named(NamedExpression::Prefix(Prefix {
+        addr: Box::new(s(net.network().to_string())),
+        len: u32::from(net.prefix_len()),
+    }))
+}
+
 fn is(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
     Statement::Match(Match {
         left,
@@ -281,7 +289,7 @@ fn raw_rules(net: &FirewallNetwork<'_>) -> Vec<Vec<Statement<'static>>> {
     let gw = net.gateway.to_string();
     let br = net.bridge.to_string();
     let loopback = || prefix("127.0.0.0/8".parse().expect("literal"));
-    vec![
+    let mut rules = vec![
         vec![
             is(meta(MetaKey::Iifname), s(&br)),
             is(field("ip", "daddr"), loopback()),
@@ -299,7 +307,18 @@ fn raw_rules(net: &FirewallNetwork<'_>) -> Vec<Vec<Statement<'static>>> {
             is_not(field("ip", "daddr"), s(&gw)),
             Statement::Notrack,
         ],
-    ]
+    ];
+    if let (Some(s6), Some(g6)) = (net.subnet6, net.gateway6) {
+        let g6 = g6.to_string();
+        rules.push(vec![
+            is(field("ip6", "saddr"), prefix6(s6)),
+            is(field("ip6", "daddr"), prefix6(s6)),
+            is_not(field("ip6", "saddr"), s(&g6)),
+            is_not(field("ip6", "daddr"), s(&g6)),
+            Statement::Notrack,
+        ]);
+    }
+    rules
 }
 
 fn network_rules(
@@ -355,6 +374,13 @@ fn network_rules(
             is_not(meta(MetaKey::Oifname), s(&br)),
             masquerade(),
         ]);
+        if let Some(s6) = net.subnet6 {
+            post.push(vec![
+                is(field("ip6", "saddr"), prefix6(s6)),
+                is_not(meta(MetaKey::Oifname), s(&br)),
+                masquerade(),
+            ]);
+        }
         // Hairpin: a member reaching a published port of its own network through a host
         // address. Without this the answer would go straight back over the bridge, from
         // an address the client never talked to.
@@ -382,38 +408,80 @@ fn network_rules(
     (fwd, post)
 }
 
-fn dnat_rules(container: Ipv4Addr, ports: &[PortMapping]) -> Vec<Vec<Statement<'static>>> {
-    ports
-        .iter()
-        .map(|p| {
-            let mut r = Vec::new();
-            match p.host_ip {
-                Some(ip) => r.push(is(field("ip", "daddr"), s(ip.to_string()))),
-                None => r.push(is(
-                    Expression::Named(NamedExpression::Fib(Fib {
-                        result: FibResult::Type,
-                        flags: HashSet::from([FibFlag::Daddr]),
-                    })),
-                    s("local"),
-                )),
-            }
-            let proto = match p.protocol {
-                Protocol::Tcp => "tcp",
-                Protocol::Udp => "udp",
-            };
-            r.push(is(
+fn dnat_rules(target: &PublishTarget, ports: &[PortMapping]) -> Vec<Vec<Statement<'static>>> {
+    let mut rules = Vec::new();
+    for p in ports {
+        let proto = match p.protocol {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        };
+        let dport = || {
+            is(
                 field(proto, "dport"),
                 Expression::Number(u32::from(p.host_port)),
-            ));
-            r.push(Statement::DNAT(Some(NAT {
-                addr: Some(s(container.to_string())),
-                family: None,
+            )
+        };
+        let dnat = |addr: String, family: NATFamily| {
+            Statement::DNAT(Some(NAT {
+                addr: Some(s(addr)),
+                // An inet table: say which family the address is.
+                family: Some(family),
                 port: Some(Expression::Number(u32::from(p.container_port))),
                 flags: None,
-            })));
-            r
-        })
-        .collect()
+            }))
+        };
+        let local = || {
+            is(
+                Expression::Named(NamedExpression::Fib(Fib {
+                    result: FibResult::Type,
+                    flags: HashSet::from([FibFlag::Daddr]),
+                })),
+                s("local"),
+            )
+        };
+        match p.host_ip {
+            Some(IpAddr::V4(ip)) => rules.push(vec![
+                is(field("ip", "daddr"), s(ip.to_string())),
+                dport(),
+                dnat(target.v4.to_string(), NATFamily::IP),
+            ]),
+            Some(IpAddr::V6(ip)) => {
+                if let Some(v6) = target.v6 {
+                    rules.push(vec![
+                        is(field("ip6", "daddr"), s(ip.to_string())),
+                        dport(),
+                        dnat(v6.to_string(), NATFamily::IP6),
+                    ]);
+                }
+            }
+            None => {
+                // Host port 53 on every address would also take the DNS queries that
+                // containers send to their gateways (host addresses too): whatever comes
+                // from a Berth bridge is left to the responders.
+                let not_from_bridges = || is_not(meta(MetaKey::Iifname), s(ANY_BRIDGE));
+                let mut r4 = vec![is(meta(MetaKey::Nfproto), s("ipv4")), local()];
+                if p.host_port == 53 {
+                    r4.push(not_from_bridges());
+                }
+                r4.extend([dport(), dnat(target.v4.to_string(), NATFamily::IP)]);
+                rules.push(r4);
+                if let Some(v6) = target.v6 {
+                    // Not ::1: IPv6 has no route_localnet, loopback cannot leave the host.
+                    let mut r6 = vec![
+                        is(meta(MetaKey::Nfproto), s("ipv6")),
+                        local(),
+                        is_not(field("ip6", "daddr"), s("::1")),
+                    ];
+                    if p.host_port == 53 {
+                        r6.push(not_from_bridges());
+                    }
+                    r6.extend([dport(), dnat(v6.to_string(), NATFamily::IP6)]);
+                    rules.push(r6);
+                }
+            }
+        }
+    }
+    rules
 }
 
 impl FirewallDriver for Nftables {
@@ -463,7 +531,7 @@ impl FirewallDriver for Nftables {
         &self,
         net: &FirewallNetwork<'_>,
         key: &str,
-        container: Ipv4Addr,
+        container: &PublishTarget,
         ports: &[PortMapping],
     ) -> Result<()> {
         let rules = dnat_rules(container, ports);
@@ -509,6 +577,8 @@ mod tests {
             bridge: "berthbr00000001",
             subnet: "10.9.0.0/24".parse().unwrap(),
             gateway: "10.9.0.1".parse().unwrap(),
+            subnet6: None,
+            gateway6: None,
             internal: false,
         };
         let (fwd, post) = network_rules(&net);
@@ -527,9 +597,22 @@ mod tests {
         let (fwd, post) = network_rules(&internal);
         assert_eq!(fwd.len(), 4, "no accept for published ports");
         assert_eq!(post.len(), 1, "no masquerade out of an internal network");
-        let d = dnat_rules("10.9.0.2".parse().unwrap(), &[PortMapping::udp(5353, 53)]);
+        let target = PublishTarget {
+            v4: "10.9.0.2".parse().unwrap(),
+            v6: Some("fd00:9::2".parse().unwrap()),
+        };
+        let d = dnat_rules(&target, &[PortMapping::udp(5353, 53)]);
+        assert_eq!(d.len(), 2, "IPv4 and IPv6");
+        let j6 = serde_json::to_string(&d[1]).unwrap();
+        assert!(
+            j6.contains(r#""dnat":{"addr":"fd00:9::2","family":"ip6","port":53}"#),
+            "{j6}"
+        );
         let j = serde_json::to_string(&d[0]).unwrap();
-        assert!(j.contains(r#""dnat":{"addr":"10.9.0.2","port":53}"#), "{j}");
+        assert!(
+            j.contains(r#""dnat":{"addr":"10.9.0.2","family":"ip","port":53}"#),
+            "{j}"
+        );
         assert!(j.contains(r#""protocol":"udp","field":"dport""#), "{j}");
     }
 }

@@ -58,6 +58,27 @@ impl Networking {
                     });
                 }
             }
+            if let (Some(subnet6), Some(gateway6)) = (state.subnet6, state.gateway6) {
+                let keeps = existing.is_some_and(|l| {
+                    l.address6.is_some() && req.ipv6_address.is_none_or(|w| Some(w) == l.address6)
+                });
+                if !keeps {
+                    ipam::allocate6(
+                        &state.name,
+                        subnet6,
+                        gateway6,
+                        req.ipv6_address,
+                        &used6(state, ns.name()),
+                    )?;
+                }
+            } else if req.ipv6_address.is_some() {
+                return Err(NetError::InvalidNetwork {
+                    network: state.name.clone(),
+                    problem:
+                        "an ipv6_address was asked for, but the network has no IPv6 (enable_ipv6)"
+                            .into(),
+                });
+            }
             if existing.is_none() || req.ipv4_address.is_some() {
                 let used: Vec<(Ipv4Addr, String)> = state
                     .leases
@@ -101,13 +122,17 @@ impl Networking {
                     }
                     _ => None,
                 };
-                let (address, ifname) = if let Some(lease) = reuse {
+                let (address, address6, ifname) = if let Some(lease) = reuse {
                     if !req.dns_names.is_empty() && req.dns_names != lease.dns_names {
                         let l = state.leases.get_mut(ns.name()).expect("present");
                         l.dns_names = req.dns_names.clone();
                         self.store.save(&lock, state)?;
                     }
-                    (lease.address, lease.interface.expect("checked"))
+                    (
+                        lease.address,
+                        lease.address6,
+                        lease.interface.expect("checked"),
+                    )
                 } else {
                     let bridge = host.link_by_name(&state.bridge)?.ok_or_else(|| {
                         NetError::UnknownNetwork(format!(
@@ -147,6 +172,30 @@ impl Networking {
                             )?
                         }
                     };
+                    let address6 = match (state.subnet6, state.gateway6) {
+                        (Some(subnet6), Some(gateway6)) => match (&existing, req.ipv6_address) {
+                            (
+                                Some(Lease {
+                                    address6: Some(a), ..
+                                }),
+                                None,
+                            ) => Some(*a),
+                            (
+                                Some(Lease {
+                                    address6: Some(a), ..
+                                }),
+                                Some(want),
+                            ) if *a == want => Some(want),
+                            _ => Some(ipam::allocate6(
+                                &state.name,
+                                subnet6,
+                                gateway6,
+                                req.ipv6_address,
+                                &used6(state, ns.name()),
+                            )?),
+                        },
+                        _ => None,
+                    };
                     let taken_names: BTreeSet<String> =
                         inner.links()?.into_iter().map(|l| l.name).collect();
                     let ifname = (0..100)
@@ -157,6 +206,7 @@ impl Networking {
                         ns.name().to_string(),
                         Lease {
                             address,
+                            address6,
                             host_interface: host_if.clone(),
                             interface: Some(ifname.clone()),
                             netns_path: ns.path().to_path_buf(),
@@ -180,7 +230,7 @@ impl Networking {
                         ns_file.as_fd(),
                         state.mtu,
                     )?;
-                    (address, ifname)
+                    (address, address6, ifname)
                 };
                 crate::fault::point("attach-after-veth");
                 let link = inner.link_by_name(&ifname)?.ok_or_else(|| {
@@ -192,14 +242,27 @@ impl Networking {
                 let addr = Ipv4Net::new(address, state.subnet.prefix_len()).expect("prefix");
                 inner.add_address(link.index, addr)?;
                 inner.set_up(link.index)?;
+                let addr6 = match (address6, state.subnet6) {
+                    (Some(a), Some(net6)) => {
+                        let a = Ipv6Net::new(a, net6.prefix_len()).expect("prefix");
+                        inner.add_address6(link.index, a)?;
+                        Some(a)
+                    }
+                    _ => None,
+                };
                 if default_idx == Some(i) {
                     inner.add_default_route(state.gateway)?;
+                    if let (Some(g6), Some(_)) = (state.gateway6, addr6) {
+                        inner.add_default_route6(g6)?;
+                    }
                 }
                 out.push(Attachment {
                     network: state.name.clone(),
                     interface: ifname,
                     address: addr,
                     gateway: state.gateway,
+                    address6: addr6,
+                    gateway6: state.gateway6,
                     host_interface: host_if,
                     default_route: default_idx == Some(i),
                 });
@@ -291,4 +354,14 @@ impl Networking {
         }
         TeardownError::check(errors)
     }
+}
+
+/// The IPv6 addresses leased on `state` to namespaces other than `ns`.
+fn used6(state: &NetworkState, ns: &str) -> Vec<(std::net::Ipv6Addr, String)> {
+    state
+        .leases
+        .iter()
+        .filter(|(k, _)| k.as_str() != ns)
+        .filter_map(|(k, l)| l.address6.map(|a| (a, k.clone())))
+        .collect()
 }

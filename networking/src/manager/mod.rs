@@ -8,16 +8,16 @@
 //! are here.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::error::{NetError, Result, TeardownError};
-use crate::firewall::{FirewallDriver, FirewallNetwork, Nftables, NoFirewall};
+use crate::firewall::{FirewallDriver, FirewallNetwork, Nftables, NoFirewall, PublishTarget};
 use crate::helper::Helper;
-use crate::ipam::{self, IpamConfig, Pool, Taken};
+use crate::ipam::{self, IpamConfig, Ipv6Config, Pool, Taken};
 use crate::netlink::Netlink;
 use crate::netns::{validate_name, Netns};
 use crate::ports::PortMapping;
@@ -67,6 +67,8 @@ pub struct NetworkSpec {
     pub mtu: Option<u32>,
     /// `ipam.config[0]` (IPv4).
     pub ipam: IpamConfig,
+    /// `enable_ipv6: true`, with the IPv6 `ipam.config` entry if any.
+    pub ipv6: Option<Ipv6Config>,
 }
 
 /// What `ensure_network` made or found.
@@ -77,6 +79,8 @@ pub struct NetworkInfo {
     pub subnet: Ipv4Net,
     pub gateway: Ipv4Addr,
     pub internal: bool,
+    pub subnet6: Option<Ipv6Net>,
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 /// One network a namespace joins (from the service's `networks:`).
@@ -85,6 +89,8 @@ pub struct AttachRequest {
     pub network: String,
     /// Static `ipv4_address`.
     pub ipv4_address: Option<Ipv4Addr>,
+    /// Static `ipv6_address` (the network must have IPv6).
+    pub ipv6_address: Option<Ipv6Addr>,
     /// `priority`: the highest non-internal one gives the default route; ties go to the
     /// first listed.
     pub priority: i32,
@@ -102,6 +108,9 @@ pub struct Attachment {
     /// Address and prefix, e.g. `10.89.3.2/24`.
     pub address: Ipv4Net,
     pub gateway: Ipv4Addr,
+    /// On networks with IPv6: address and prefix, and the gateway.
+    pub address6: Option<Ipv6Net>,
+    pub gateway6: Option<Ipv6Addr>,
     /// The host end of the veth pair (a port of the network's bridge).
     pub host_interface: String,
     /// Whether the namespace's default route goes through this network's gateway.
@@ -207,6 +216,8 @@ fn fw_net(state: &NetworkState) -> FirewallNetwork<'_> {
         bridge: &state.bridge,
         subnet: state.subnet,
         gateway: state.gateway,
+        subnet6: state.subnet6,
+        gateway6: state.gateway6,
         internal: state.internal,
     }
 }
@@ -225,6 +236,20 @@ fn host_netlink() -> Result<Netlink> {
 
 /// Subnets routed on the host (the default route aside), naming the interface they go
 /// through; a route through our own bridge (a network being re-made) does not count.
+impl NetworkInfo {
+    fn of(state: &NetworkState) -> Self {
+        NetworkInfo {
+            name: state.name.clone(),
+            bridge: state.bridge.clone(),
+            subnet: state.subnet,
+            gateway: state.gateway,
+            internal: state.internal,
+            subnet6: state.subnet6,
+            gateway6: state.gateway6,
+        }
+    }
+}
+
 fn host_taken_subnets(nl: &mut Netlink, own_bridge: &str) -> Result<Vec<Taken>> {
     let links = nl.links()?;
     let name_of = |idx: u32| {

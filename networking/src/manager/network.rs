@@ -40,6 +40,31 @@ impl Networking {
                         });
                     }
                 }
+                if spec.ipv6.is_some() != state.subnet6.is_some() {
+                    return Err(NetError::InvalidNetwork {
+                        network: spec.name.clone(),
+                        problem: format!(
+                            "it exists {} IPv6; remove it (berth down) to change enable_ipv6",
+                            if state.subnet6.is_some() {
+                                "with"
+                            } else {
+                                "without"
+                            }
+                        ),
+                    });
+                }
+                if let (Some(want), Some(have)) =
+                    (spec.ipv6.as_ref().and_then(|c| c.subnet), state.subnet6)
+                {
+                    if want.trunc() != have {
+                        return Err(NetError::InvalidNetwork {
+                            network: spec.name.clone(),
+                            problem: format!(
+                                "it exists with IPv6 subnet {have}, not {want}; remove it (berth down) to change its subnet"
+                            ),
+                        });
+                    }
+                }
                 if spec.internal != state.internal {
                     return Err(NetError::InvalidNetwork {
                         network: spec.name.clone(),
@@ -72,7 +97,23 @@ impl Networking {
                 let subnet =
                     ipam::choose_subnet(&spec.name, &spec.ipam, &self.config.pool, hash, &taken)?;
                 let (gateway, ip_range) = ipam::gateway_and_range(&spec.name, subnet, &spec.ipam)?;
+                let (subnet6, gateway6) = match &spec.ipv6 {
+                    None => (None, None),
+                    Some(cfg6) => {
+                        let mut taken6: Vec<(Ipv6Net, Option<String>)> =
+                            nl.routes_v6()?.into_iter().map(|r| (r, None)).collect();
+                        for other in self.store.all(&lock)? {
+                            if let Some(s6) = other.subnet6 {
+                                taken6.push((s6, Some(format!("Berth network {}", other.name))));
+                            }
+                        }
+                        let s6 = ipam::choose_subnet6(&spec.name, cfg6, hash, &taken6)?;
+                        (Some(s6), Some(ipam::gateway6(&spec.name, s6, cfg6)?))
+                    }
+                };
                 let state = NetworkState {
+                    subnet6,
+                    gateway6,
                     name: spec.name.clone(),
                     bridge,
                     subnet,
@@ -94,15 +135,12 @@ impl Networking {
         if !state.internal {
             // Published ports and the way out are forwarded by the host.
             sysctl::enable_ip_forward()?;
+            if state.subnet6.is_some() {
+                sysctl::enable_ip6_forward()?;
+            }
         }
         self.firewall.setup_network(&fw_net(&state))?;
-        Ok(NetworkInfo {
-            name: state.name.clone(),
-            bridge: state.bridge.clone(),
-            subnet: state.subnet,
-            gateway: state.gateway,
-            internal: state.internal,
-        })
+        Ok(NetworkInfo::of(&state))
     }
 
     fn make_bridge(&self, nl: &mut Netlink, state: &NetworkState) -> Result<()> {
@@ -122,8 +160,18 @@ impl Networking {
                 })?
             }
         };
+        // Before the bridge goes up, so its link-local address is usable at once: while
+        // that address is tentative the kernel sends no neighbour solicitation for packets
+        // it forwards, and the first IPv6 packets into the network wait a second.
+        sysctl::disable_dad(&state.bridge)?;
         let gw = Ipv4Net::new(state.gateway, state.subnet.prefix_len()).expect("valid prefix");
         nl.add_address(link.index, gw)?;
+        if let (Some(s6), Some(g6)) = (state.subnet6, state.gateway6) {
+            nl.add_address6(
+                link.index,
+                Ipv6Net::new(g6, s6.prefix_len()).expect("prefix"),
+            )?;
+        }
         if !link.up {
             nl.set_up(link.index)?;
         }
@@ -207,6 +255,8 @@ impl Networking {
             name,
             bridge: &bridge,
             subnet: state.as_ref().map(|s| s.subnet).unwrap_or_default(),
+            subnet6: state.as_ref().and_then(|s| s.subnet6),
+            gateway6: state.as_ref().and_then(|s| s.gateway6),
             gateway: state
                 .as_ref()
                 .map(|s| s.gateway)
@@ -231,13 +281,7 @@ impl Networking {
             .store
             .all(&lock)?
             .into_iter()
-            .map(|s| NetworkInfo {
-                name: s.name,
-                bridge: s.bridge,
-                subnet: s.subnet,
-                gateway: s.gateway,
-                internal: s.internal,
-            })
+            .map(|s| NetworkInfo::of(&s))
             .collect())
     }
 }

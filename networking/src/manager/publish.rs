@@ -13,7 +13,7 @@ impl Networking {
         for (i, p) in ports.iter().enumerate() {
             if ports[..i].iter().any(|q| q.clashes(p)) {
                 return Err(NetError::PortInUse {
-                    host_ip: std::net::IpAddr::V4(p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED)),
+                    host_ip: p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED.into()),
                     port: p.host_port,
                     protocol: p.protocol,
                     by: Some("the same request, twice".into()),
@@ -39,6 +39,19 @@ impl Networking {
                 ),
             });
         }
+        if lease.address6.is_none() {
+            if let Some(p) = ports
+                .iter()
+                .find(|p| matches!(p.host_ip, Some(std::net::IpAddr::V6(_))))
+            {
+                return Err(NetError::InvalidPort {
+                    spec: p.to_string(),
+                    problem: format!(
+                        "an IPv6 host address needs an IPv6 address in the container, and network {network} has no IPv6 (enable_ipv6)"
+                    ),
+                });
+            }
+        }
         let all = self.store.all(&lock)?;
         for p in ports {
             if lease.ports.contains(p) {
@@ -51,9 +64,7 @@ impl Networking {
                     }
                     if l.ports.iter().any(|q| q.clashes(p)) {
                         return Err(NetError::PortInUse {
-                            host_ip: std::net::IpAddr::V4(
-                                p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                            ),
+                            host_ip: p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED.into()),
                             port: p.host_port,
                             protocol: p.protocol,
                             by: Some(format!("{holder} on Berth network {}", other.name)),
@@ -72,40 +83,60 @@ impl Networking {
         // Recorded first so removal finds the rules even if the process dies right after.
         state.leases.get_mut(ns.name()).expect("checked").ports = all_ports.clone();
         self.store.save(&lock, &state)?;
-        let net = fw_net(&state);
-        let use_proxy = match (self.publish_mode, &self.proxy) {
-            (PublishMode::Kernel, _) | (_, None) => false,
-            (PublishMode::Proxy, Some(_)) => true,
-            (PublishMode::KernelElseProxy, Some(_)) => {
+        if let Err(e) = self.apply_ports(&state, &lease, &all_ports) {
+            // Not applied: take the record back, so the ports are not held in name only.
+            state.leases.get_mut(ns.name()).expect("checked").ports = lease.ports.clone();
+            let _ = self.store.save(&lock, &state);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Makes `ports` (all of the lease's) reach the lease's address, by DNAT or proxy.
+    fn apply_ports(
+        &self,
+        state: &NetworkState,
+        lease: &Lease,
+        ports: &[PortMapping],
+    ) -> Result<()> {
+        let net = fw_net(state);
+        let target = PublishTarget {
+            v4: lease.address,
+            v6: lease.address6,
+        };
+        let program = match (self.publish_mode, &self.proxy) {
+            (PublishMode::Kernel, _) | (_, None) => {
+                return self
+                    .firewall
+                    .publish(&net, &lease.host_interface, &target, ports)
+            }
+            (PublishMode::Proxy, Some(p)) => p,
+            (PublishMode::KernelElseProxy, Some(p)) => {
                 match self
                     .firewall
-                    .publish(&net, &lease.host_interface, lease.address, &all_ports)
+                    .publish(&net, &lease.host_interface, &target, ports)
                 {
-                    Ok(()) => false,
+                    Ok(()) => return Ok(()),
                     Err(NetError::Firewall(why)) => {
                         tracing::warn!(
                             "kernel port publishing unavailable ({why}); using the userspace proxy"
                         );
-                        true
+                        p
                     }
                     Err(e) => return Err(e),
                 }
             }
         };
-        if !use_proxy {
-            return self
-                .firewall
-                .publish(&net, &lease.host_interface, lease.address, &all_ports);
-        }
-        let program = self.proxy.as_ref().expect("checked");
         let helper = proxy_helper(&self.config.run, &state.bridge, &lease.host_interface);
         // New ports: a new process with all of them (the old one lets go of its ports).
         helper.stop()?;
         let mut args: Vec<std::ffi::OsString> =
             vec!["--state".into(), self.store.path_of(&state.name).into()];
-        for p in &all_ports {
-            args.push("--map".into());
-            args.push(crate::proxy::map_arg(p, lease.address).into());
+        for p in ports {
+            if let Some(m) = crate::proxy::map_arg(p, &target) {
+                args.push("--map".into());
+                args.push(m.into());
+            }
         }
         helper.start(program, &args)
     }

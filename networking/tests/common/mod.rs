@@ -110,6 +110,47 @@ impl TestEnv {
                     subnet: Some(self.subnet(i)),
                     ..Default::default()
                 },
+                ipv6: None,
+            })
+            .unwrap()
+    }
+
+    /// This test's IPv6 subnet `i`: fdb3:e57:SLOT*4+i::/64 (checked against the host's
+    /// routes).
+    pub fn subnet6(&self, i: u8) -> ipnet::Ipv6Net {
+        let s: ipnet::Ipv6Net = format!(
+            "fdb3:e57:{:x}::/64",
+            u16::from(self.slot) * 4 + u16::from(i)
+        )
+        .parse()
+        .unwrap();
+        let mut nl = Netlink::open().unwrap();
+        for r in nl.routes_v6().unwrap() {
+            assert!(
+                !(r.contains(&s.network()) || s.contains(&r.network())),
+                "test subnet {s} clashes with host route {r}"
+            );
+        }
+        s
+    }
+
+    /// A dual-stack network on subnets `i` of this test.
+    pub fn network6(&self, what: &str, i: u8, internal: bool) -> NetworkInfo {
+        let name = self.name(what);
+        self.networks.borrow_mut().push(name.clone());
+        self.net
+            .ensure_network(&NetworkSpec {
+                name,
+                internal,
+                mtu: None,
+                ipam: IpamConfig {
+                    subnet: Some(self.subnet(i)),
+                    ..Default::default()
+                },
+                ipv6: Some(berth_networking::ipam::Ipv6Config {
+                    subnet: Some(self.subnet6(i)),
+                    gateway: None,
+                }),
             })
             .unwrap()
     }
@@ -154,16 +195,32 @@ impl TestEnv {
         let l = nl.link_by_name(&host_if).unwrap().unwrap();
         nl.add_address(l.index, Ipv4Net::new(host_ip, 30).unwrap())
             .unwrap();
+        let (host6, peer6) = self.outside6_addrs();
+        nl.add_address6(l.index, ipnet::Ipv6Net::new(host6, 64).unwrap())
+            .unwrap();
         ns.run(|| {
             let mut nl = Netlink::open().unwrap();
             let l = nl.link_by_name("eth0").unwrap().unwrap();
             nl.add_address(l.index, Ipv4Net::new(peer_ip, 30).unwrap())
                 .unwrap();
+            nl.add_address6(l.index, ipnet::Ipv6Net::new(peer6, 64).unwrap())
+                .unwrap();
             nl.set_up(l.index).unwrap();
             nl.add_default_route(host_ip).unwrap();
+            nl.add_default_route6(host6).unwrap();
         })
         .unwrap();
         (ns, host_ip, peer_ip)
+    }
+
+    /// The IPv6 addresses of the `outside` link: host end, inside end
+    /// (fdb3:e58:SLOT::1 and ::2).
+    pub fn outside6_addrs(&self) -> (std::net::Ipv6Addr, std::net::Ipv6Addr) {
+        let base = format!("fdb3:e58:{:x}::", self.slot);
+        (
+            format!("{base}1").parse().unwrap(),
+            format!("{base}2").parse().unwrap(),
+        )
     }
 
     /// Everything of Berth's this test can see on the host, for "nothing left" checks.
@@ -262,7 +319,7 @@ impl TestEnv {
         }
         // The table is the test's own: take it away whole.
         let _ = Command::new("nft")
-            .args(["delete", "table", "ip", &self.table])
+            .args(["delete", "table", "inet", &self.table])
             .output();
         problems
     }
@@ -304,10 +361,24 @@ pub struct Server {
 
 impl Server {
     pub fn tcp(ns: &Netns, port: u16, greeting: &str) -> Server {
-        let listener = ns
-            .run(move || TcpListener::bind(("0.0.0.0", port)))
-            .unwrap()
-            .unwrap();
+        Self::tcp_on(
+            ns,
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+            greeting,
+        )
+    }
+
+    /// The same on IPv6 only.
+    pub fn tcp6(ns: &Netns, port: u16, greeting: &str) -> Server {
+        Self::tcp_on(
+            ns,
+            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
+            greeting,
+        )
+    }
+
+    fn tcp_on(ns: &Netns, addr: SocketAddr, greeting: &str) -> Server {
+        let listener = ns.run(move || TcpListener::bind(addr)).unwrap().unwrap();
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();

@@ -267,6 +267,7 @@ impl EngineBackend {
                         .as_ref()
                         .and_then(|o| o.ipv4_address.as_deref())
                         .and_then(|a| a.parse().ok()),
+                    ipv6_address: None,
                     priority: opts.as_ref().and_then(|o| o.priority).unwrap_or(0) as i32,
                     dns_names,
                 });

@@ -167,6 +167,9 @@ impl EngineBackend {
                     .and_then(|p| p.ip_range.as_deref())
                     .and_then(|s| s.parse().ok()),
             },
+            // IPv6 networks (`enable_ipv6`) are wired in the networking crate; the stack
+            // side does not ask for them yet.
+            ipv6: None,
         })
     }
 

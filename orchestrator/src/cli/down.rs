@@ -32,11 +32,17 @@ pub fn run(global: &GlobalArgs, args: &DownArgs) -> anyhow::Result<i32> {
     let observed = backend.observe().map_err(|e| anyhow!(e))?;
     let timeout = args.timeout.map(Duration::from_secs);
     let mut problems = Vec::new();
-    // Dependants first: the reverse of the start order.
-    let order: Vec<&str> = loaded.graph.stop_order();
-    let mut containers = observed.containers.clone();
-    containers.sort_by_key(|c| order.iter().position(|s| *s == c.service).unwrap_or(0));
-    for c in &containers {
+    // Dependants first: the start waves in reverse, each wave's containers at once.
+    let waves = loaded.graph.start_waves();
+    let wave_of = |service: &str| {
+        waves
+            .iter()
+            .position(|w| w.contains(&service))
+            .unwrap_or(usize::MAX)
+    };
+    let mut by_wave: std::collections::BTreeMap<std::cmp::Reverse<usize>, Vec<&str>> =
+        Default::default();
+    for c in &observed.containers {
         let known = loaded.project.services.contains_key(&c.service);
         if !known && !args.remove_orphans {
             eprintln!(
@@ -45,9 +51,27 @@ pub fn run(global: &GlobalArgs, args: &DownArgs) -> anyhow::Result<i32> {
             );
             continue;
         }
-        match backend.remove_container(&c.name, timeout) {
-            Ok(()) => eprintln!(" ✔ removed {}", c.name),
-            Err(e) => problems.push(format!("{}: {e}", c.name)),
+        by_wave
+            .entry(std::cmp::Reverse(wave_of(&c.service)))
+            .or_default()
+            .push(&c.name);
+    }
+    for names in by_wave.values() {
+        let results: Vec<(String, Result<(), String>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = names
+                .iter()
+                .map(|name| {
+                    let backend = &backend;
+                    scope.spawn(move || (name.to_string(), backend.remove_container(name, timeout)))
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        for (name, r) in results {
+            match r {
+                Ok(()) => eprintln!(" ✔ removed {name}"),
+                Err(e) => problems.push(format!("{name}: {e}")),
+            }
         }
     }
     for net in loaded.project.networks.values() {

@@ -1,7 +1,9 @@
 //! The `berth` verbs, one module each, with flags spelt as `docker compose` spells them.
 
 mod config;
+mod control;
 mod down;
+mod exec;
 mod image;
 mod logs;
 mod ps;
@@ -115,6 +117,20 @@ pub enum Command {
     Ps(ps::PsArgs),
     /// Show the stack's container logs
     Logs(logs::LogsArgs),
+    /// Run a command in a running service container
+    Exec(exec::ExecArgs),
+    /// Stop the stack's containers (kept; `start` starts them again)
+    Stop(control::ControlArgs),
+    /// Start the stack's existing containers
+    Start(control::ControlArgs),
+    /// Restart the stack's containers
+    Restart(control::ControlArgs),
+    /// Send a signal to the stack's containers (-s, default SIGKILL)
+    Kill(control::ControlArgs),
+    /// Freeze the stack's containers (cgroup freezer)
+    Pause(control::ControlArgs),
+    /// Thaw paused containers
+    Unpause(control::ControlArgs),
     /// Pull the images of the stack's services
     Pull(image::PullArgs),
     /// List the images of the stack's services
@@ -175,6 +191,13 @@ pub fn main() -> i32 {
         Command::Down(args) => down::run(&cli.global, args),
         Command::Ps(args) => ps::run(&cli.global, args),
         Command::Logs(args) => logs::run(&cli.global, args),
+        Command::Exec(args) => exec::run(&cli.global, args),
+        Command::Stop(args) => control::run(&cli.global, control::Verb::Stop, args),
+        Command::Start(args) => control::run(&cli.global, control::Verb::Start, args),
+        Command::Restart(args) => control::run(&cli.global, control::Verb::Restart, args),
+        Command::Kill(args) => control::run(&cli.global, control::Verb::Kill, args),
+        Command::Pause(args) => control::run(&cli.global, control::Verb::Pause, args),
+        Command::Unpause(args) => control::run(&cli.global, control::Verb::Unpause, args),
         Command::Pull(args) => image::pull(&cli.global, args),
         Command::Images(args) => image::images(&cli.global, args),
         Command::Image(cmd) => image::image(&cli.global, cmd),

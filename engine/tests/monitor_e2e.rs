@@ -691,3 +691,189 @@ fn monitor_config_reaches_the_container() {
         out[11]
     );
 }
+
+/// Resident memory (VmRSS) of a process in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
+#[test]
+fn monitor_100_containers_start_stop_and_leave_nothing_behind() {
+    let f = Fixture::new("hundred");
+    let mut ids = vec![];
+    for i in 0..100 {
+        let mut c = f.config(
+            &format!("c{i}"),
+            "trap 'exit 0' TERM; echo up; sleep 1000 & wait",
+        );
+        c.stop_grace_period = Some(Duration::from_secs(5));
+        ids.push(f.run(c));
+    }
+    let running = f
+        .engine
+        .list(&LabelFilter::new().with("io.berth.project", &f.name))
+        .unwrap();
+    assert_eq!(running.len(), 100);
+    assert!(running.iter().all(|c| c.state == Status::Running));
+    let monitors: Vec<i32> = ids
+        .iter()
+        .map(|id| f.engine.inspect(id).unwrap().monitor_pid.unwrap())
+        .collect();
+    let total: u64 = monitors.iter().map(|p| rss_kib(*p)).sum();
+    eprintln!(
+        "100 monitors: {} KiB resident in all, {} KiB each on average",
+        total,
+        total / 100
+    );
+    for id in &ids {
+        f.engine.stop(id, None).unwrap();
+        f.engine.remove(id, false).unwrap();
+    }
+    reap();
+    for id in &ids {
+        let l = leftovers(f.tmp.path(), id);
+        assert!(l.is_empty(), "left behind: {l:?}");
+    }
+    for m in monitors {
+        assert!(
+            !Path::new(&format!("/proc/{m}")).exists(),
+            "monitor {m} lives on"
+        );
+    }
+    assert!(zombies_of_ours().is_empty());
+    let sockets = std::fs::read_dir(f.tmp.path().join("run/containers"))
+        .unwrap()
+        .count();
+    assert_eq!(sockets, 0);
+}
+
+#[test]
+fn monitor_logs_rotate_and_survive_a_restart() {
+    let f = Fixture::new("rotate");
+    let mut c = f.config(
+        "c",
+        "i=0; while [ $i -lt 300 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done",
+    );
+    c.log.max_size = Some(4096);
+    c.log.max_file = Some(3);
+    let id = f.run(c);
+    f.engine
+        .wait(&id, WaitCondition::Exited, Some(Duration::from_secs(10)))
+        .unwrap();
+    let log = f.engine.inspect(&id).unwrap().log_path;
+    let dir = log.parent().unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("container.log"))
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        ["container.log", "container.log.1", "container.log.2"]
+    );
+    for f in &files {
+        assert!(std::fs::metadata(dir.join(f)).unwrap().len() <= 4096);
+    }
+    let lines = f.logs(&id);
+    assert!(lines.len() < 300, "old lines rotated away");
+    assert_eq!(
+        lines.last().unwrap(),
+        "line-299-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+    );
+    // In order, no gaps, across the three files.
+    let nums: Vec<usize> = lines
+        .iter()
+        .map(|l| l.split('-').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{nums:?}");
+    // A new monitor (start again) appends to the same log.
+    f.engine.start(&id).unwrap();
+    f.engine
+        .wait(&id, WaitCondition::Exited, Some(Duration::from_secs(10)))
+        .unwrap();
+    let again = f.logs(&id);
+    assert_eq!(
+        again.last().unwrap(),
+        "line-299-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+    );
+}
+
+#[test]
+fn monitor_restart_policies_come_back_after_a_reboot() {
+    let f = Fixture::new("reboot");
+    let mk = |n: &str, p: RestartPolicy| {
+        let mut c = f.config(n, "echo booted; exec sleep 1000");
+        c.restart = p;
+        c.stop_grace_period = Some(Duration::from_millis(200));
+        f.run(c)
+    };
+    let always = mk("always", RestartPolicy::Always);
+    let unless = mk("unless", RestartPolicy::UnlessStopped);
+    let stopped = mk("stopped", RestartPolicy::UnlessStopped);
+    let no = mk("no", RestartPolicy::No);
+    f.engine.stop(&stopped, None).unwrap();
+    // The "reboot": every monitor and container dies at once, BERTH_RUN is emptied,
+    // cgroups vanish; BERTH_ROOT stays.
+    for id in [&always, &unless, &no] {
+        let i = f.engine.inspect(id).unwrap();
+        // SAFETY: kill with integer arguments.
+        unsafe { libc::kill(i.monitor_pid.unwrap(), libc::SIGKILL) };
+    }
+    let run = f.tmp.path().join("run");
+    let rt = berth_engine::runtime::Runtime::new(run.join("runtime")).quiet();
+    for id in [&always, &unless, &no] {
+        rt.delete(id, true).unwrap();
+    }
+    reap();
+    std::fs::remove_dir_all(&run).unwrap();
+    let e = Engine::new(f.tmp.path().join("root"), &run)
+        .unwrap()
+        .with_monitor_program(MONITOR);
+    assert_eq!(e.inspect(&always).unwrap().state, Status::Exited);
+    let mut back = e.recover().unwrap();
+    back.sort();
+    let mut want = vec![always.clone(), unless.clone()];
+    want.sort();
+    assert_eq!(back, want);
+    for id in [&always, &unless] {
+        assert_eq!(e.inspect(id).unwrap().state, Status::Running);
+        assert_eq!(f.logs(id), ["booted", "booted"]);
+    }
+    assert_eq!(e.inspect(&no).unwrap().state, Status::Exited);
+    assert_eq!(e.inspect(&stopped).unwrap().state, Status::Exited);
+}
+
+#[test]
+fn monitor_attach_streams_the_live_output() {
+    let f = Fixture::new("attach");
+    let id = f.run(f.config(
+        "c",
+        "sleep 0.3; for i in 1 2 3; do echo live $i; sleep 0.1; done; echo oops >&2",
+    ));
+    let got: Vec<_> = f
+        .engine
+        .attach(&id)
+        .unwrap()
+        .map(|l| (l.stream, l.message))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Stream::Stdout, "live 1".to_string()),
+            (Stream::Stdout, "live 2".to_string()),
+            (Stream::Stdout, "live 3".to_string()),
+            (Stream::Stderr, "oops".to_string()),
+        ]
+    );
+    f.engine
+        .wait(&id, WaitCondition::Exited, Some(Duration::from_secs(5)))
+        .unwrap();
+    assert!(f.engine.attach(&id).is_err());
+}

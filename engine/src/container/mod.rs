@@ -109,6 +109,39 @@ fn io_err(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {
     move |source| EngineError::Io { op, source }
 }
 
+/// Live output from [`Engine::attach`].
+pub struct Attach {
+    conn: std::io::BufReader<std::os::unix::net::UnixStream>,
+}
+
+impl Iterator for Attach {
+    type Item = LogLine;
+    fn next(&mut self) -> Option<LogLine> {
+        use std::io::BufRead;
+        let mut pending = String::new();
+        loop {
+            let mut line = String::new();
+            match self.conn.read_line(&mut line) {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+            let Some((time, stream, full, msg)) =
+                crate::logs::parse_record(line.trim_end_matches('\n'))
+            else {
+                continue;
+            };
+            pending.push_str(msg);
+            if full {
+                return Some(LogLine {
+                    time,
+                    stream,
+                    message: pending,
+                });
+            }
+        }
+    }
+}
+
 /// One line of `list`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerSummary {
@@ -528,12 +561,16 @@ impl Engine {
             }
             Status::Dead => self.stop_unsupervised(&rec, grace),
             Status::Running | Status::Paused | Status::Restarting => {
-                self.call(
-                    &rec,
-                    &Request::Stop {
-                        timeout_ms: grace.as_millis() as u64,
-                    },
-                )?;
+                let req = Request::Stop {
+                    timeout_ms: grace.as_millis() as u64,
+                };
+                if let Err(e) = self.call(&rec, &req) {
+                    // The container may have exited on its own meanwhile, its monitor
+                    // closing the socket as it leaves: that is a stop too.
+                    return self
+                        .wait_monitor_gone(&rec, Duration::from_secs(2))
+                        .map_err(|_| e);
+                }
                 self.wait_monitor_gone(&rec, grace + Duration::from_secs(10))
             }
         }
@@ -799,6 +836,38 @@ impl Engine {
                 .unwrap_or(false)
         });
         LogStream::open(&path, opts, alive).map_err(io_err(format!("reading {}", path.display())))
+    }
+
+    /// The live output of a running container, line by line as the monitor writes
+    /// it, until the container stops (or the stream is dropped).
+    pub fn attach(&self, id_or_name: &str) -> Result<Attach> {
+        let rec = self.load(id_or_name)?;
+        let (status, _) = self.effective(&rec);
+        if !matches!(
+            status,
+            Status::Running | Status::Paused | Status::Restarting
+        ) {
+            return Err(EngineError::WrongState {
+                name: rec.config.name,
+                status,
+                op: "attach",
+                hint: " (it is not running; read its logs instead)",
+            });
+        }
+        let sock = self.store.run_dir(&rec.id).join(CONTROL_SOCK);
+        let (resp, conn) =
+            control::call(&sock, &Request::Attach).map_err(|e| EngineError::Monitor {
+                name: rec.config.name.clone(),
+                message: format!("cannot be reached at {}: {e}", sock.display()),
+            })?;
+        if !resp.ok {
+            return Err(EngineError::Monitor {
+                name: rec.config.name,
+                message: resp.error.unwrap_or_default(),
+            });
+        }
+        let _ = conn.get_ref().set_read_timeout(None);
+        Ok(Attach { conn })
     }
 
     /// Runs a process in the running container (its namespaces and cgroup) and

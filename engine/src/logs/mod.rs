@@ -138,13 +138,40 @@ impl LogWriter {
         if data.is_empty() {
             return Ok(());
         }
-        if let Some(max) = self.max_size {
-            if self.size > 0 && self.size + data.len() as u64 > max {
-                self.rotate()?;
+        let Some(max) = self.max_size else {
+            self.file.write_all(data)?;
+            self.size += data.len() as u64;
+            return Ok(());
+        };
+        // Record by record, so no file grows past max_size (unless one record does).
+        let next_end = |from: usize| {
+            data[from..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(data.len(), |p| from + p + 1)
+        };
+        let mut start = 0;
+        while start < data.len() {
+            let mut end = start;
+            while end < data.len() {
+                let next = next_end(end);
+                if self.size + (next - start) as u64 > max {
+                    break;
+                }
+                end = next;
             }
+            if end == start {
+                if self.size > 0 {
+                    self.rotate()?;
+                    continue;
+                }
+                // One record larger than max_size gets a file of its own.
+                end = next_end(start);
+            }
+            self.file.write_all(&data[start..end])?;
+            self.size += (end - start) as u64;
+            start = end;
         }
-        self.file.write_all(data)?;
-        self.size += data.len() as u64;
         Ok(())
     }
 

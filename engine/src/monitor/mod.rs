@@ -17,6 +17,7 @@
 
 pub mod control;
 pub mod health;
+pub mod shed;
 pub mod stdio;
 
 use std::io::{BufRead, BufReader, Write};
@@ -187,6 +188,8 @@ fn run(root: &Path, run: &Path, id: &str) -> i32 {
         "ok {}",
         m.child.as_ref().map(|c| c.pid).unwrap_or(0)
     ));
+    // One monitor per container: keep resident only what supervision needs.
+    shed::shed_startup_pages();
     m.run_loop();
     m.cleanup();
     0

@@ -877,3 +877,22 @@ fn monitor_attach_streams_the_live_output() {
         .unwrap();
     assert!(f.engine.attach(&id).is_err());
 }
+
+#[test]
+fn monitor_tty_gives_the_container_a_terminal_and_logs_its_output() {
+    let f = Fixture::new("tty");
+    let mut c = f.config("c", "tty; test -t 0 && echo stdin-is-a-tty; echo done");
+    c.tty = true;
+    let id = f.run(c);
+    let w = f
+        .engine
+        .wait(&id, WaitCondition::Exited, Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(w.exit_code, Some(0));
+    let lines: Vec<String> = f
+        .logs(&id)
+        .iter()
+        .map(|l| l.trim_end_matches('\r').to_string())
+        .collect();
+    assert_eq!(lines, ["/dev/pts/0", "stdin-is-a-tty", "done"]);
+}

@@ -406,14 +406,6 @@ impl Engine {
                 problem: "must be above 0".into(),
             });
         }
-        if cfg.tty {
-            return Err(EngineError::InvalidConfig {
-                field: "tty".into(),
-                problem:
-                    "a terminal for supervised containers is not supported yet; set tty: false"
-                        .into(),
-            });
-        }
         let id = new_id();
         // Build the spec now so a bad config is refused before anything exists.
         let oci = spec::build(&id, &cfg)?;

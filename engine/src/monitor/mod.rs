@@ -216,6 +216,8 @@ struct Monitor {
     cfg: ContainerConfig,
     log: LogWriter,
     pipes: [(OwnedFd, OwnedFd); 2],
+    /// With `tty`: the pty master, read as the container's stdout.
+    tty: Option<OwnedFd>,
     null: OwnedFd,
     listener: UnixListener,
     sigfd: SignalFd,
@@ -283,6 +285,7 @@ impl Monitor {
             id: id.to_string(),
             log,
             pipes,
+            tty: None,
             null: stdio::devnull().map_err(|e| e.to_string())?,
             listener,
             sigfd,
@@ -313,9 +316,20 @@ impl Monitor {
     fn start_container(&mut self) -> Result<(), String> {
         // Leftovers of an earlier run (a restart, or a monitor that died) go first.
         let _ = self.rt.delete(&self.id, true);
+        // With a terminal, the runtime hands the pty master over a console socket.
+        let console = if self.cfg.tty {
+            let p = self.store.run_dir(&self.id).join("console.sock");
+            let _ = std::fs::remove_file(&p);
+            let l = UnixListener::bind(&p)
+                .map_err(|e| format!("binding the console socket {}: {e}", p.display()))?;
+            Some((p, l))
+        } else {
+            None
+        };
         let opts = CreateOptions {
             id: self.id.clone(),
             bundle: self.store.dir(&self.id),
+            console_socket: console.as_ref().map(|c| c.0.clone()),
             ..Default::default()
         };
         let fds = [
@@ -323,7 +337,23 @@ impl Monitor {
             self.pipes[0].1.as_raw_fd(),
             self.pipes[1].1.as_raw_fd(),
         ];
-        let rec = stdio::with_stdio(fds, || self.rt.create(&opts)).map_err(|e| e.to_string())?;
+        let created = stdio::with_stdio(fds, || self.rt.create(&opts)).map_err(|e| e.to_string());
+        if let Some((p, _)) = &console {
+            let _ = std::fs::remove_file(p);
+        }
+        let rec = created?;
+        if let Some((_, l)) = console {
+            match stdio::recv_fd(&l) {
+                Ok(fd) => {
+                    let _ = stdio::set_nonblocking(fd.as_raw_fd());
+                    self.tty = Some(fd);
+                }
+                Err(e) => {
+                    let _ = self.rt.delete(&self.id, true);
+                    return Err(format!("receiving the terminal from the container: {e}"));
+                }
+            }
+        }
         if let Err(e) = self.rt.start(&self.id) {
             let _ = self.rt.delete(&self.id, true);
             return Err(e.to_string());
@@ -380,7 +410,12 @@ impl Monitor {
             };
             let (n_out, n_err, n_sig, n_lis) = (0, 1, 2, 3);
             let mut fds = vec![
-                PollFd::new(self.pipes[0].0.as_fd(), PollFlags::POLLIN),
+                PollFd::new(
+                    self.tty
+                        .as_ref()
+                        .map_or(self.pipes[0].0.as_fd(), |t| t.as_fd()),
+                    PollFlags::POLLIN,
+                ),
                 PollFd::new(self.pipes[1].0.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
@@ -430,11 +465,22 @@ impl Monitor {
     }
 
     fn drain(&mut self, s: Stream, buf: &mut [u8]) {
-        let fd = self.pipes[s as usize].0.as_raw_fd();
-        while let Ok(Some(n)) = stdio::read_some(fd, buf) {
-            if n == 0 {
-                break;
-            }
+        let fd = match (&self.tty, s) {
+            (Some(t), Stream::Stdout) => t.as_raw_fd(),
+            _ => self.pipes[s as usize].0.as_raw_fd(),
+        };
+        loop {
+            let n = match stdio::read_some(fd, buf) {
+                Ok(Some(n)) if n > 0 => n,
+                Ok(Some(_)) => break,
+                // EOF or EIO: every holder of the terminal's other side closed it.
+                Ok(None) | Err(_) => {
+                    if self.tty.as_ref().is_some_and(|t| t.as_raw_fd() == fd) {
+                        self.tty = None;
+                    }
+                    break;
+                }
+            };
             match self.log.write(s, &buf[..n]) {
                 Ok(recs) => self.broadcast(&recs),
                 Err(e) => eprintln!("berth-monitor: writing the log: {e}"),
@@ -507,6 +553,7 @@ impl Monitor {
         if let Ok(recs) = self.log.flush_partial() {
             self.broadcast(&recs);
         }
+        self.tty = None;
         if let Some(p) = self.probe.take() {
             let _ = nix::sys::signal::kill(Pid::from_raw(p.pid), Signal::SIGKILL);
         }

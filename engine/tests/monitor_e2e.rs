@@ -844,7 +844,7 @@ fn monitor_restart_policies_come_back_after_a_reboot() {
     assert_eq!(back, want);
     for id in [&always, &unless] {
         assert_eq!(e.inspect(id).unwrap().state, Status::Running);
-        assert_eq!(f.logs(id), ["booted", "booted"]);
+        assert_eq!(f.wait_lines(id, 2), ["booted", "booted"]);
     }
     assert_eq!(e.inspect(&no).unwrap().state, Status::Exited);
     assert_eq!(e.inspect(&stopped).unwrap().state, Status::Exited);

@@ -64,13 +64,7 @@ fn report(label: &str, pids: &[i32]) {
 }
 
 fn peer(tool: &str, image: &str, n: usize, exe: &str) {
-    let up = Command::new(tool)
-        .args(["info"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !up {
+    if !daemon_up(tool) {
         println!("{tool}: not running here (shared/peers/01-start-daemons.sh starts it); see shared/peers/RESULTS.md");
         return;
     }
@@ -92,6 +86,49 @@ fn peer(tool: &str, image: &str, n: usize, exe: &str) {
             "{tool} rm -f $({tool} ps -aq --filter label={label}) >/dev/null 2>&1"
         ))
         .status();
+}
+
+fn daemon_up(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Microseconds from `TOOL run` to its first line of output, `runs` times.
+fn peer_first_line(tool: &str, runs: usize) -> Option<Vec<u64>> {
+    use std::io::Read;
+    if !daemon_up(tool) {
+        return None;
+    }
+    let mut out = vec![];
+    for _ in 0..runs {
+        let t = Instant::now();
+        let mut c = Command::new(tool)
+            .args([
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "lab/busybox:latest",
+                "echo",
+                "hello",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let mut b = [0u8; 1];
+        let got = c.stdout.as_mut()?.read(&mut b).ok()? == 1;
+        let el = t.elapsed();
+        let _ = c.wait();
+        if got {
+            out.push(el.as_micros() as u64);
+        }
+    }
+    Some(out)
 }
 
 fn main() {
@@ -122,13 +159,13 @@ fn main() {
         ..Default::default()
     };
 
-    // Time from `start` to the first log line readable through `logs`.
+    // Time from `create` to the first log line readable through `logs`.
     let mut first_line = vec![];
     for i in 0..20 {
+        let t = Instant::now();
         let id = e
             .create(cfg(format!("berth-bench-echo-{i}"), "echo hello"))
             .unwrap();
-        let t = Instant::now();
         e.start(&id).unwrap();
         loop {
             if e.logs(&id, LogOptions::default()).unwrap().next().is_some() {
@@ -140,7 +177,7 @@ fn main() {
         e.remove(&id, true).unwrap();
     }
     println!(
-        "berth: start -> first log line: median {:.1} ms (min {:.1}, max {:.1}) over {} runs",
+        "berth: create+start -> first log line: median {:.1} ms (min {:.1}, max {:.1}) over {} runs",
         median(&mut first_line) as f64 / 1000.0,
         first_line[0] as f64 / 1000.0,
         first_line[first_line.len() - 1] as f64 / 1000.0,
@@ -190,6 +227,17 @@ fn main() {
     // SAFETY: non-blocking waitpid on any child.
     while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
 
+    for tool in ["podman", "docker"] {
+        if let Some(mut v) = peer_first_line(tool, 20) {
+            println!(
+                "{tool}: `{tool} run` -> first output line: median {:.1} ms (min {:.1}, max {:.1}) over {} runs",
+                median(&mut v) as f64 / 1000.0,
+                v[0] as f64 / 1000.0,
+                v[v.len() - 1] as f64 / 1000.0,
+                v.len()
+            );
+        }
+    }
     if Path::new("/usr/bin/podman").exists() {
         peer("podman", "lab/busybox:latest", n, "conmon");
     } else {

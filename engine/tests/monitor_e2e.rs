@@ -896,3 +896,80 @@ fn monitor_tty_gives_the_container_a_terminal_and_logs_its_output() {
         .collect();
     assert_eq!(lines, ["/dev/pts/0", "stdin-is-a-tty", "done"]);
 }
+
+#[test]
+fn monitor_exec_stats_and_top_see_the_running_container() {
+    let f = Fixture::new("exec");
+    let mut c = f.config("c", "echo started; exec sleep 1000");
+    c.env = vec!["FROM_CONTAINER=yes".into()];
+    c.init = true;
+    let id = f.run(c);
+    let o = f
+        .engine
+        .exec(
+            &id,
+            &ExecConfig {
+                args: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "echo $FROM_CONTAINER $EXTRA $(id -u) $(pwd); echo err >&2; exit 3".into(),
+                ],
+                env: vec!["EXTRA=more".into()],
+                user: Some("65534".into()),
+                working_dir: Some("/tmp".into()),
+            },
+        )
+        .unwrap();
+    assert_eq!(o.exit_code, 3);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "yes more 65534 /tmp\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
+    let bad = f
+        .engine
+        .exec(
+            &id,
+            &ExecConfig {
+                args: vec!["/no/such/berth-prog".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_ne!(bad.exit_code, 0);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("berth-prog"));
+    let s = f.engine.stats(&id).unwrap();
+    assert_eq!(s.pids.len(), 2, "init and sleep: {:?}", s.pids);
+    assert!(s.cgroup.memory_usage.unwrap() > 0);
+    let top = f.engine.top(&id).unwrap();
+    assert!(top.iter().any(|p| p.cmd == "sleep 1000"), "{top:?}");
+    // Log filters: until before the first line gives nothing.
+    let first = f
+        .engine
+        .logs(&id, LogOptions::default())
+        .unwrap()
+        .next()
+        .unwrap();
+    let none: Vec<_> = f
+        .engine
+        .logs(
+            &id,
+            LogOptions {
+                until: Some(first.time - Duration::from_millis(1)),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .collect();
+    assert!(none.is_empty());
+    f.engine.stop(&id, None).unwrap();
+    assert!(f.engine.exec(&id, &ExecConfig::default()).is_err());
+    assert!(f.engine.stats(&id).is_err());
+}
+
+#[test]
+fn monitor_engine_is_usable_from_async_code() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    fn send<T: Send + 'static>() {}
+    send_sync::<Engine>();
+    send::<berth_engine::container::LogStream>();
+    send::<berth_engine::container::Attach>();
+    send_sync::<berth_engine::container::EngineError>();
+}

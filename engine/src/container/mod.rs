@@ -491,6 +491,8 @@ impl Engine {
         if !self.monitor_program.exists() {
             return Err(EngineError::NoMonitorProgram(self.monitor_program.clone()));
         }
+        // The last monitor may still be finishing (the record says exited already).
+        self.wait_monitor_gone(&rec, Duration::from_secs(15))?;
         self.store.update(&rec.id, |r| {
             r.desired_running = true;
             r.restart_count = 0;
@@ -571,11 +573,13 @@ impl Engine {
     fn wait_monitor_gone(&self, rec: &Record, limit: Duration) -> Result<()> {
         let start = Instant::now();
         loop {
-            // Reap it if it is our child (it is not, once detached, but be tidy).
-            let _ = nix::sys::wait::waitpid(
-                nix::unistd::Pid::from_raw(rec.monitor_pid),
-                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-            );
+            // Reap it if it came to us (a subreaper caller); never waitpid(0 or -1).
+            if rec.monitor_pid > 0 {
+                let _ = nix::sys::wait::waitpid(
+                    nix::unistd::Pid::from_raw(rec.monitor_pid),
+                    Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+                );
+            }
             if !Self::monitor_alive(&self.store.load(&rec.id)?) {
                 return Ok(());
             }
@@ -774,7 +778,13 @@ impl Engine {
                 exit_code: r.exit_code,
                 health: r.health.as_ref().map(|h| h.status),
             };
-            let settled = matches!(state, Status::Exited | Status::Dead | Status::Created);
+            // Exited counts once its monitor has finished too, so what follows (start,
+            // remove) never races the old monitor's clean-up.
+            let settled = match state {
+                Status::Exited => !Self::monitor_alive(&r),
+                Status::Dead | Status::Created => true,
+                _ => false,
+            };
             match cond {
                 WaitCondition::Exited if settled => return Ok(out),
                 WaitCondition::Running if state == Status::Running => return Ok(out),

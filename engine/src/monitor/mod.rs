@@ -864,16 +864,23 @@ impl Monitor {
 
     /// The container is gone for good: socket away, runtime state away.
     fn cleanup(&mut self) {
-        let _ = std::fs::remove_file(self.store.run_dir(&self.id).join(CONTROL_SOCK));
-        let _ = self.rt.delete(&self.id, true);
+        let me = std::process::id() as i32;
+        // All of it only while no newer monitor took the record over.
+        let ours = self.store.load(&self.id).is_ok_and(|r| r.monitor_pid == me);
+        if ours {
+            let _ = std::fs::remove_file(self.store.run_dir(&self.id).join(CONTROL_SOCK));
+            let _ = self.rt.delete(&self.id, true);
+        }
         let _ = self.store.update(&self.id, |r| {
-            r.monitor_pid = 0;
-            r.monitor_start = 0;
-            if matches!(
-                r.status,
-                Status::Running | Status::Paused | Status::Restarting
-            ) {
-                r.status = Status::Exited;
+            if r.monitor_pid == me {
+                r.monitor_pid = 0;
+                r.monitor_start = 0;
+                if matches!(
+                    r.status,
+                    Status::Running | Status::Paused | Status::Restarting
+                ) {
+                    r.status = Status::Exited;
+                }
             }
         });
         self.attached.clear();

@@ -973,3 +973,57 @@ fn monitor_engine_is_usable_from_async_code() {
     send::<berth_engine::container::Attach>();
     send_sync::<berth_engine::container::EngineError>();
 }
+
+#[test]
+fn monitor_devices_and_privileged_reach_the_container() {
+    use berth_engine::container::DeviceSpec;
+    let f = Fixture::new("dev");
+    let mut c = f.config(
+        "dev",
+        "echo hi > /dev/berth-null && echo wrote; ls -l /dev/berth-null | cut -c1",
+    );
+    c.devices = vec![DeviceSpec {
+        host_path: "/dev/null".into(),
+        container_path: "/dev/berth-null".into(),
+        permissions: "rwm".into(),
+    }];
+    let id = f.run(c);
+    f.engine
+        .wait(&id, WaitCondition::Exited, Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(f.logs(&id), ["wrote", "c"]);
+    let mut p = f.config(
+        "priv",
+        "grep CapEff /proc/self/status; wc -c < /proc/timer_list",
+    );
+    p.privileged = true;
+    let id = f.run(p);
+    f.engine
+        .wait(&id, WaitCondition::Exited, Some(Duration::from_secs(5)))
+        .unwrap();
+    let out = f.logs(&id);
+    // Everything in this host's bounding set (which lacks CAP_SYS_RESOURCE), and no
+    // masked /proc paths.
+    let host = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("CapBnd:"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert_eq!(out[0], format!("CapEff:\t{host}"), "{out:?}");
+    assert_ne!(out[1], "0", "{out:?}");
+    let mut bad = f.config("bad", "true");
+    bad.devices = vec![DeviceSpec {
+        host_path: "/etc/passwd".into(),
+        container_path: "/dev/x".into(),
+        permissions: "rw".into(),
+    }];
+    let e = f.engine.create(bad).unwrap_err().to_string();
+    assert!(
+        e.contains("devices[0]") && e.contains("not a device"),
+        "{e}"
+    );
+}

@@ -1027,3 +1027,32 @@ fn monitor_devices_and_privileged_reach_the_container() {
         "{e}"
     );
 }
+
+#[test]
+fn monitor_healthcheck_start_period_forgives_early_failures() {
+    let f = Fixture::new("startp");
+    // Healthy only after a second; the start period covers that.
+    let mut c = f.config("c", "sleep 1; touch /tmp/ready; exec sleep 1000");
+    c.healthcheck = Some(Healthcheck {
+        test: HealthTest::Cmd(vec!["test".into(), "-e".into(), "/tmp/ready".into()]),
+        interval: Some(Duration::from_secs(30)),
+        timeout: Some(Duration::from_secs(2)),
+        retries: Some(1),
+        start_period: Some(Duration::from_secs(5)),
+        start_interval: Some(Duration::from_millis(100)),
+    });
+    let id = f.run(c);
+    std::thread::sleep(Duration::from_millis(600));
+    let h = f.engine.inspect(&id).unwrap().health.unwrap();
+    assert_eq!(h.status, HealthStatus::Starting, "{h:?}");
+    assert!(
+        !h.log.is_empty() && h.log.iter().all(|p| p.exit_code == 1),
+        "{h:?}"
+    );
+    // start_interval (not the 30 s interval) drives the probes until healthy.
+    let w = f
+        .engine
+        .wait(&id, WaitCondition::Healthy, Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(w.health, Some(HealthStatus::Healthy));
+}

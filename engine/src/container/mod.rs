@@ -1023,3 +1023,61 @@ impl Engine {
         (&self.root, &self.run)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_filter_matches_pairs_and_keys() {
+        let labels: BTreeMap<String, String> = [
+            ("a".to_string(), "1".to_string()),
+            ("b".to_string(), "2".to_string()),
+        ]
+        .into();
+        assert!(LabelFilter::new().matches(&labels));
+        assert!(LabelFilter::new().with("a", "1").has("b").matches(&labels));
+        assert!(!LabelFilter::new().with("a", "2").matches(&labels));
+        assert!(!LabelFilter::new().has("c").matches(&labels));
+    }
+
+    #[test]
+    fn restart_policies_parse_as_compose_spells_them() {
+        assert_eq!("no".parse::<RestartPolicy>().unwrap(), RestartPolicy::No);
+        assert_eq!(
+            "on-failure:3".parse::<RestartPolicy>().unwrap(),
+            RestartPolicy::OnFailure {
+                max_retries: Some(3)
+            }
+        );
+        assert_eq!(
+            "unless-stopped".parse::<RestartPolicy>().unwrap(),
+            RestartPolicy::UnlessStopped
+        );
+        assert!("on-failure:x"
+            .parse::<RestartPolicy>()
+            .unwrap_err()
+            .contains("count"));
+        assert!("sometimes".parse::<RestartPolicy>().is_err());
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(validate_name("proj-web-1").is_ok());
+        for bad in ["", "-x", "a/b", "a b", &"x".repeat(129)] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn monitor_reports_are_read() {
+        assert_eq!(mon::read_report(&b"ok 42\n"[..]), Ok(42));
+        assert_eq!(
+            mon::read_report(&b"error no such file\n"[..]),
+            Err("no such file".to_string())
+        );
+        assert!(mon::read_report(&b""[..])
+            .unwrap_err()
+            .contains("monitor.log"));
+    }
+}

@@ -613,7 +613,9 @@ impl Monitor {
         if self.restart_at.is_some_and(|t| now >= t) {
             self.restart_at = None;
             self.restarts += 1;
-            if let Err(e) = self.start_container() {
+            let started = self.start_container();
+            shed::shed_startup_pages();
+            if let Err(e) = started {
                 eprintln!("berth-monitor: restart failed: {e}");
                 let restarts = self.restarts;
                 let _ = self.store.update(&self.id, |r| {
@@ -722,6 +724,8 @@ impl Monitor {
             exit_code,
             output,
         });
+        // Running the probe (a runtime exec) touched code the loop does not need.
+        shed::shed_startup_pages();
     }
 
     fn probe_result(&mut self, r: ProbeResult) {

@@ -1056,3 +1056,40 @@ fn monitor_healthcheck_start_period_forgives_early_failures() {
         .unwrap();
     assert_eq!(w.health, Some(HealthStatus::Healthy));
 }
+
+#[test]
+fn monitor_survives_garbage_on_its_control_socket() {
+    use std::io::{BufRead, BufReader, Write};
+    let f = Fixture::new("garbage");
+    let id = f.run(f.config("c", "exec sleep 1000"));
+    let sock = f
+        .tmp
+        .path()
+        .join("run/containers")
+        .join(&id)
+        .join("control.sock");
+    for junk in [
+        &b"not json\n"[..],
+        b"{\"op\":\"kill\",\"signal\":999}\n",
+        b"\xff\xfe\n",
+        b"",
+    ] {
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        s.write_all(junk).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut line = String::new();
+        let _ = BufReader::new(&s).read_line(&mut line);
+        if !junk.is_empty() {
+            assert!(line.contains("\"ok\":false"), "{junk:?} -> {line}");
+        }
+    }
+    assert_eq!(f.engine.inspect(&id).unwrap().state, Status::Running);
+    f.engine
+        .kill(&id, nix::sys::signal::Signal::SIGKILL)
+        .unwrap();
+    let w = f
+        .engine
+        .wait(&id, WaitCondition::Exited, Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(w.exit_code, Some(137));
+}

@@ -20,7 +20,7 @@ pub mod health;
 pub mod shed;
 pub mod stdio;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -388,7 +388,8 @@ impl Monitor {
     }
 
     fn run_loop(&mut self) {
-        let mut buf = vec![0u8; 64 * 1024];
+        // Small: the loop drains until EAGAIN, and this stays resident all along.
+        let mut buf = vec![0u8; 16 * 1024];
         while !self.done {
             let now = Instant::now();
             let deadline = [
@@ -793,12 +794,12 @@ impl Monitor {
             let _ = s.set_nonblocking(false);
             let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
             let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
-            let mut line = String::new();
-            let mut r = BufReader::new(&s);
-            if r.read_line(&mut line).is_err() {
+            let mut line = Vec::new();
+            let mut r = BufReader::new((&s).take(64 * 1024));
+            if r.read_until(b'\n', &mut line).is_err() {
                 continue;
             }
-            let req: Result<Request, _> = serde_json::from_str(&line);
+            let req: Result<Request, _> = serde_json::from_slice(&line);
             let mut resp = Response {
                 ok: true,
                 ..Default::default()

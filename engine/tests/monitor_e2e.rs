@@ -1099,3 +1099,25 @@ fn monitor_survives_garbage_on_its_control_socket() {
         .unwrap();
     assert_eq!(w.exit_code, Some(137));
 }
+
+#[test]
+fn monitor_embedded_form_runs_through_dispatch() {
+    let f = Fixture::new("embed");
+    let (root, run) = (f.tmp.path().join("root"), f.tmp.path().join("run"));
+    let e = Engine::new(&root, &run)
+        .unwrap()
+        .with_monitor_command(MONITOR, &[berth_engine::monitor::EMBEDDED_ARG]);
+    let id = e.create(f.config("c", "echo embedded; exit 4")).unwrap();
+    e.start(&id).unwrap();
+    let w = e
+        .wait(&id, WaitCondition::Exited, Some(Duration::from_secs(20)))
+        .unwrap();
+    assert_eq!(w.exit_code, Some(4));
+    assert_eq!(f.logs(&id), ["embedded"]);
+    let o = std::process::Command::new(MONITOR)
+        .arg("bogus")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("usage"));
+}

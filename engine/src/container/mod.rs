@@ -251,6 +251,8 @@ pub struct Engine {
     run: PathBuf,
     store: Store,
     monitor_program: PathBuf,
+    /// Arguments before the monitor's own (the embedded form's hidden argument).
+    monitor_prefix: Vec<String>,
 }
 
 fn new_id() -> String {
@@ -309,13 +311,36 @@ impl Engine {
             run,
             store,
             monitor_program: default_monitor_program(),
+            monitor_prefix: vec![],
         })
     }
 
     /// Uses this `berth-monitor` binary.
     pub fn with_monitor_program(mut self, p: impl Into<PathBuf>) -> Self {
         self.monitor_program = p.into();
+        self.monitor_prefix.clear();
         self
+    }
+
+    /// Runs monitors as this very program started with a hidden argument; its `main`
+    /// must call [`crate::monitor::dispatch`] before starting any thread. (A separate
+    /// `berth-monitor` binary is smaller per container: it is the default.)
+    pub fn with_embedded_monitor(self) -> Result<Self> {
+        let exe = std::env::current_exe().map_err(io_err("finding this program"))?;
+        Ok(self.with_monitor_command(exe, &[mon::EMBEDDED_ARG]))
+    }
+
+    /// Runs monitors as `program` with `prefix` before the monitor's own arguments.
+    pub fn with_monitor_command(mut self, program: impl Into<PathBuf>, prefix: &[&str]) -> Self {
+        self.monitor_program = program.into();
+        self.monitor_prefix = prefix.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    fn monitor_command(&self) -> Command {
+        let mut c = Command::new(&self.monitor_program);
+        c.args(&self.monitor_prefix);
+        c
     }
 
     fn runtime(&self) -> Runtime {
@@ -498,7 +523,8 @@ impl Engine {
             r.restart_count = 0;
             r.error = None;
         })?;
-        let mut child = Command::new(&self.monitor_program)
+        let mut child = self
+            .monitor_command()
             .arg("run")
             .arg(&self.root)
             .arg(&self.run)
@@ -886,7 +912,8 @@ impl Engine {
             });
         }
         let process = spec::exec_process(&rec.config, e)?;
-        let out = Command::new(&self.monitor_program)
+        let out = self
+            .monitor_command()
             .arg("exec")
             .arg(&self.root)
             .arg(&self.run)

@@ -85,18 +85,35 @@ pub fn parse_signal(s: &str) -> Option<Signal> {
     name.parse().ok()
 }
 
+/// The argument that makes a program embedding the monitor (see [`dispatch`]) run as one.
+pub const EMBEDDED_ARG: &str = "__berth-monitor";
+
 /// `berth-monitor run ROOT RUN ID` / `berth-monitor exec ROOT RUN ID PROCESS_JSON`.
 pub fn main() -> ! {
     let args: Vec<String> = std::env::args().collect();
-    let code = match args.get(1).map(String::as_str) {
-        Some("run") if args.len() == 5 => run(Path::new(&args[2]), Path::new(&args[3]), &args[4]),
-        Some("exec") if args.len() == 6 => exec_helper(Path::new(&args[3]), &args[4], &args[5]),
+    std::process::exit(run_args(&args[1.min(args.len())..]))
+}
+
+/// For a program that embeds the monitor instead of installing `berth-monitor`
+/// beside it (`Engine::with_embedded_monitor`): call first thing in `main`, before
+/// any thread (an async runtime) starts; it runs the monitor and exits when the
+/// program was started as one, and returns otherwise.
+pub fn dispatch() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(EMBEDDED_ARG) {
+        std::process::exit(run_args(&args[2..]))
+    }
+}
+
+fn run_args(args: &[String]) -> i32 {
+    match args.first().map(String::as_str) {
+        Some("run") if args.len() == 4 => run(Path::new(&args[1]), Path::new(&args[2]), &args[3]),
+        Some("exec") if args.len() == 5 => exec_helper(Path::new(&args[2]), &args[3], &args[4]),
         _ => {
             eprintln!("usage: berth-monitor run ROOT RUN ID | exec ROOT RUN ID PROCESS_JSON (started by the berth engine, not by hand)");
             2
         }
-    };
-    std::process::exit(code)
+    }
 }
 
 /// `exec`: runs one process in the container with our stdio, returns its exit code.

@@ -1121,3 +1121,32 @@ fn monitor_embedded_form_runs_through_dispatch() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("usage"));
 }
+
+#[test]
+fn monitor_concurrent_starts_give_one_monitor() {
+    let f = Fixture::new("race");
+    let id = f
+        .engine
+        .create(f.config("c", "echo once; exec sleep 1000"))
+        .unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| f.engine.start(&id).unwrap());
+        }
+    });
+    let info = f.engine.inspect(&id).unwrap();
+    assert_eq!(info.state, Status::Running);
+    assert_eq!(f.wait_lines(&id, 1), ["once"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(f.logs(&id), ["once"], "started more than once");
+    let monitors = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&id))
+                .unwrap_or(false)
+        })
+        .count();
+    assert_eq!(monitors, 1);
+}

@@ -499,7 +499,9 @@ impl Engine {
     /// Starts the container under a new monitor; returns once its process runs (or
     /// with the reason it could not start).
     pub fn start(&self, id_or_name: &str) -> Result<()> {
-        let rec = self.load(id_or_name)?;
+        let id = self.resolve(id_or_name)?;
+        let _one_at_a_time = self.store.start_lock(&id)?;
+        let rec = self.load(&id)?;
         let (status, _) = self.effective(&rec);
         match status {
             Status::Running | Status::Paused | Status::Restarting => return Ok(()),

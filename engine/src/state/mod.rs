@@ -179,9 +179,20 @@ impl Store {
         Ok(())
     }
 
-    /// Takes the container's exclusive lock (blocking).
+    /// Takes the container's exclusive lock on its record (blocking).
     pub fn lock(&self, id: &str) -> Result<Lock> {
-        let p = self.dir(id).join("lock");
+        self.lock_named(id, "lock")
+    }
+
+    /// Serialises starts of one container: held by `start` until its monitor runs,
+    /// so two callers can never give a container two monitors. (Apart from the record
+    /// lock, which the new monitor itself needs meanwhile.)
+    pub fn start_lock(&self, id: &str) -> Result<Lock> {
+        self.lock_named(id, "start.lock")
+    }
+
+    fn lock_named(&self, id: &str, name: &str) -> Result<Lock> {
+        let p = self.dir(id).join(name);
         let f = File::options()
             .create(true)
             .truncate(false)

@@ -33,6 +33,9 @@ pub fn supervise(child: i32) -> ! {
         libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     }
     let _ = crate::runtime::capabilities::capset(0, 0, 0);
+    // This process is a copy of the monitor that set the container up: keep only
+    // the pages the wait loop needs.
+    crate::monitor::shed::shed_startup_pages();
     loop {
         // SAFETY: a zeroed siginfo_t is a valid out-parameter.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };

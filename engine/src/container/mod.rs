@@ -38,178 +38,26 @@
 
 pub mod config;
 pub mod spec;
+mod types;
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
-use serde::{Deserialize, Serialize};
 
 pub use crate::logs::{LogLine, LogOptions, LogStream, Stream};
 pub use crate::state::{Health, HealthStatus, ProbeResult, Status};
 pub use config::*;
+pub use types::*;
+
+use types::io_err;
 
 use crate::monitor::control::{self, Request};
 use crate::monitor::{self as mon, CONTAINER_LOG, CONTROL_SOCK};
 use crate::runtime::Runtime;
 use crate::state::{process_start, Record, StateError, Store};
-
-/// A container's ID: 32 lowercase hex digits.
-pub type ContainerId = String;
-
-/// What went wrong, and what to do about it.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    /// A config value is not acceptable; nothing was changed on the host.
-    #[error("invalid container config: {field}: {problem}")]
-    InvalidConfig { field: String, problem: String },
-    /// No container has this ID or name.
-    #[error("no such container {0:?} (see `berth ps -a`)")]
-    NotFound(String),
-    /// The name is taken.
-    #[error("the container name {name:?} is already used by {id}; remove that container or pick another name")]
-    NameInUse { name: String, id: String },
-    /// The operation does not fit the container's state.
-    #[error("container {name:?} is {status}: cannot {op}{hint}")]
-    WrongState {
-        name: String,
-        status: Status,
-        op: &'static str,
-        hint: &'static str,
-    },
-    /// The container could not be started.
-    #[error("starting container {name:?} failed: {message}")]
-    Start { name: String, message: String },
-    /// The monitor could not be reached or refused the request.
-    #[error("the monitor of container {name:?} {message}")]
-    Monitor { name: String, message: String },
-    /// Waiting ran out of time.
-    #[error("timed out after {0:?} waiting for the container")]
-    Timeout(Duration),
-    /// The `berth-monitor` binary is missing.
-    #[error("cannot find the berth-monitor program at {0} (install it beside berth, or set BERTH_MONITOR)")]
-    NoMonitorProgram(PathBuf),
-    #[error(transparent)]
-    State(#[from] StateError),
-    #[error(transparent)]
-    Runtime(#[from] crate::runtime::RuntimeError),
-    #[error(transparent)]
-    Cgroup(#[from] crate::cgroups::CgroupError),
-    #[error("{op}: {source}")]
-    Io { op: String, source: std::io::Error },
-}
-
-pub type Result<T> = std::result::Result<T, EngineError>;
-
-fn io_err(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {
-    let op = op.into();
-    move |source| EngineError::Io { op, source }
-}
-
-/// One line of `list`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContainerSummary {
-    pub id: ContainerId,
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
-    pub state: Status,
-    pub exit_code: Option<i32>,
-    pub health: Option<HealthStatus>,
-}
-
-/// Everything `inspect` knows.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ContainerInfo {
-    pub id: ContainerId,
-    pub name: String,
-    pub config: ContainerConfig,
-    pub created: SystemTime,
-    pub state: Status,
-    /// Host pid of the container's first process while it runs.
-    pub pid: Option<i32>,
-    pub exit_code: Option<i32>,
-    pub started_at: Option<SystemTime>,
-    pub finished_at: Option<SystemTime>,
-    pub restart_count: u32,
-    pub health: Option<Health>,
-    /// Why the last start failed, or that the monitor died.
-    pub error: Option<String>,
-    pub monitor_pid: Option<i32>,
-    pub log_path: PathBuf,
-}
-
-/// Label selector for `list`: every pair must match (`key` alone: key present).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LabelFilter(pub Vec<(String, Option<String>)>);
-
-impl LabelFilter {
-    pub fn new() -> Self {
-        Self::default()
-    }
-    pub fn with(mut self, k: &str, v: &str) -> Self {
-        self.0.push((k.into(), Some(v.into())));
-        self
-    }
-    pub fn has(mut self, k: &str) -> Self {
-        self.0.push((k.into(), None));
-        self
-    }
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.0.iter().all(|(k, v)| match v {
-            Some(v) => labels.get(k) == Some(v),
-            None => labels.contains_key(k),
-        })
-    }
-}
-
-/// What `wait` waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WaitCondition {
-    /// Not running and not going to restart (exited, or dead).
-    Exited,
-    /// Health status `healthy` (an error if it turns `unhealthy` or exits first).
-    Healthy,
-    /// Running (started, or restarted).
-    Running,
-}
-
-/// What `wait` saw.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WaitOutcome {
-    pub state: Status,
-    pub exit_code: Option<i32>,
-    pub health: Option<HealthStatus>,
-}
-
-/// Resource use of a running container.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContainerStats {
-    pub cgroup: crate::cgroups::Stats,
-    pub pids: Vec<i32>,
-}
-
-/// One process of `top`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProcessInfo {
-    /// Host pid.
-    pub pid: i32,
-    pub ppid: i32,
-    pub uid: u32,
-    /// Process state letter (R, S, Z, ...).
-    pub state: char,
-    pub cmd: String,
-}
-
-/// Output of an `exec`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExecOutput {
-    pub exit_code: i32,
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
-}
 
 /// The container engine over one BERTH_ROOT / BERTH_RUN pair.
 #[derive(Debug, Clone)]
@@ -218,6 +66,8 @@ pub struct Engine {
     run: PathBuf,
     store: Store,
     monitor_program: PathBuf,
+    /// Arguments before the monitor's own (the embedded form's hidden argument).
+    monitor_prefix: Vec<String>,
 }
 
 fn new_id() -> String {
@@ -276,13 +126,36 @@ impl Engine {
             run,
             store,
             monitor_program: default_monitor_program(),
+            monitor_prefix: vec![],
         })
     }
 
     /// Uses this `berth-monitor` binary.
     pub fn with_monitor_program(mut self, p: impl Into<PathBuf>) -> Self {
         self.monitor_program = p.into();
+        self.monitor_prefix.clear();
         self
+    }
+
+    /// Runs monitors as this very program started with a hidden argument; its `main`
+    /// must call [`crate::monitor::dispatch`] before starting any thread. (A separate
+    /// `berth-monitor` binary is smaller per container: it is the default.)
+    pub fn with_embedded_monitor(self) -> Result<Self> {
+        let exe = std::env::current_exe().map_err(io_err("finding this program"))?;
+        Ok(self.with_monitor_command(exe, &[mon::EMBEDDED_ARG]))
+    }
+
+    /// Runs monitors as `program` with `prefix` before the monitor's own arguments.
+    pub fn with_monitor_command(mut self, program: impl Into<PathBuf>, prefix: &[&str]) -> Self {
+        self.monitor_program = program.into();
+        self.monitor_prefix = prefix.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    fn monitor_command(&self) -> Command {
+        let mut c = Command::new(&self.monitor_program);
+        c.args(&self.monitor_prefix);
+        c
     }
 
     fn runtime(&self) -> Runtime {
@@ -373,14 +246,6 @@ impl Engine {
                 problem: "must be above 0".into(),
             });
         }
-        if cfg.tty {
-            return Err(EngineError::InvalidConfig {
-                field: "tty".into(),
-                problem:
-                    "a terminal for supervised containers is not supported yet; set tty: false"
-                        .into(),
-            });
-        }
         let id = new_id();
         // Build the spec now so a bad config is refused before anything exists.
         let oci = spec::build(&id, &cfg)?;
@@ -449,7 +314,9 @@ impl Engine {
     /// Starts the container under a new monitor; returns once its process runs (or
     /// with the reason it could not start).
     pub fn start(&self, id_or_name: &str) -> Result<()> {
-        let rec = self.load(id_or_name)?;
+        let id = self.resolve(id_or_name)?;
+        let _one_at_a_time = self.store.start_lock(&id)?;
+        let rec = self.load(&id)?;
         let (status, _) = self.effective(&rec);
         match status {
             Status::Running | Status::Paused | Status::Restarting => return Ok(()),
@@ -466,12 +333,15 @@ impl Engine {
         if !self.monitor_program.exists() {
             return Err(EngineError::NoMonitorProgram(self.monitor_program.clone()));
         }
+        // The last monitor may still be finishing (the record says exited already).
+        self.wait_monitor_gone(&rec, Duration::from_secs(15))?;
         self.store.update(&rec.id, |r| {
             r.desired_running = true;
             r.restart_count = 0;
             r.error = None;
         })?;
-        let mut child = Command::new(&self.monitor_program)
+        let mut child = self
+            .monitor_command()
             .arg("run")
             .arg(&self.root)
             .arg(&self.run)
@@ -528,12 +398,16 @@ impl Engine {
             }
             Status::Dead => self.stop_unsupervised(&rec, grace),
             Status::Running | Status::Paused | Status::Restarting => {
-                self.call(
-                    &rec,
-                    &Request::Stop {
-                        timeout_ms: grace.as_millis() as u64,
-                    },
-                )?;
+                let req = Request::Stop {
+                    timeout_ms: grace.as_millis() as u64,
+                };
+                if let Err(e) = self.call(&rec, &req) {
+                    // The container may have exited on its own meanwhile, its monitor
+                    // closing the socket as it leaves: that is a stop too.
+                    return self
+                        .wait_monitor_gone(&rec, Duration::from_secs(2))
+                        .map_err(|_| e);
+                }
                 self.wait_monitor_gone(&rec, grace + Duration::from_secs(10))
             }
         }
@@ -542,11 +416,13 @@ impl Engine {
     fn wait_monitor_gone(&self, rec: &Record, limit: Duration) -> Result<()> {
         let start = Instant::now();
         loop {
-            // Reap it if it is our child (it is not, once detached, but be tidy).
-            let _ = nix::sys::wait::waitpid(
-                nix::unistd::Pid::from_raw(rec.monitor_pid),
-                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-            );
+            // Reap it if it came to us (a subreaper caller); never waitpid(0 or -1).
+            if rec.monitor_pid > 0 {
+                let _ = nix::sys::wait::waitpid(
+                    nix::unistd::Pid::from_raw(rec.monitor_pid),
+                    Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+                );
+            }
             if !Self::monitor_alive(&self.store.load(&rec.id)?) {
                 return Ok(());
             }
@@ -745,7 +621,13 @@ impl Engine {
                 exit_code: r.exit_code,
                 health: r.health.as_ref().map(|h| h.status),
             };
-            let settled = matches!(state, Status::Exited | Status::Dead | Status::Created);
+            // Exited counts once its monitor has finished too, so what follows (start,
+            // remove) never races the old monitor's clean-up.
+            let settled = match state {
+                Status::Exited => !Self::monitor_alive(&r),
+                Status::Dead | Status::Created => true,
+                _ => false,
+            };
             match cond {
                 WaitCondition::Exited if settled => return Ok(out),
                 WaitCondition::Running if state == Status::Running => return Ok(out),
@@ -801,6 +683,38 @@ impl Engine {
         LogStream::open(&path, opts, alive).map_err(io_err(format!("reading {}", path.display())))
     }
 
+    /// The live output of a running container, line by line as the monitor writes
+    /// it, until the container stops (or the stream is dropped).
+    pub fn attach(&self, id_or_name: &str) -> Result<Attach> {
+        let rec = self.load(id_or_name)?;
+        let (status, _) = self.effective(&rec);
+        if !matches!(
+            status,
+            Status::Running | Status::Paused | Status::Restarting
+        ) {
+            return Err(EngineError::WrongState {
+                name: rec.config.name,
+                status,
+                op: "attach",
+                hint: " (it is not running; read its logs instead)",
+            });
+        }
+        let sock = self.store.run_dir(&rec.id).join(CONTROL_SOCK);
+        let (resp, conn) =
+            control::call(&sock, &Request::Attach).map_err(|e| EngineError::Monitor {
+                name: rec.config.name.clone(),
+                message: format!("cannot be reached at {}: {e}", sock.display()),
+            })?;
+        if !resp.ok {
+            return Err(EngineError::Monitor {
+                name: rec.config.name,
+                message: resp.error.unwrap_or_default(),
+            });
+        }
+        let _ = conn.get_ref().set_read_timeout(None);
+        Ok(Attach { conn })
+    }
+
     /// Runs a process in the running container (its namespaces and cgroup) and
     /// collects its output.
     pub fn exec(&self, id_or_name: &str, e: &ExecConfig) -> Result<ExecOutput> {
@@ -815,7 +729,8 @@ impl Engine {
             });
         }
         let process = spec::exec_process(&rec.config, e)?;
-        let out = Command::new(&self.monitor_program)
+        let out = self
+            .monitor_command()
             .arg("exec")
             .arg(&self.root)
             .arg(&self.run)
@@ -950,5 +865,64 @@ impl Engine {
     /// BERTH_ROOT and BERTH_RUN of this engine.
     pub fn paths(&self) -> (&Path, &Path) {
         (&self.root, &self.run)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn label_filter_matches_pairs_and_keys() {
+        let labels: BTreeMap<String, String> = [
+            ("a".to_string(), "1".to_string()),
+            ("b".to_string(), "2".to_string()),
+        ]
+        .into();
+        assert!(LabelFilter::new().matches(&labels));
+        assert!(LabelFilter::new().with("a", "1").has("b").matches(&labels));
+        assert!(!LabelFilter::new().with("a", "2").matches(&labels));
+        assert!(!LabelFilter::new().has("c").matches(&labels));
+    }
+
+    #[test]
+    fn restart_policies_parse_as_compose_spells_them() {
+        assert_eq!("no".parse::<RestartPolicy>().unwrap(), RestartPolicy::No);
+        assert_eq!(
+            "on-failure:3".parse::<RestartPolicy>().unwrap(),
+            RestartPolicy::OnFailure {
+                max_retries: Some(3)
+            }
+        );
+        assert_eq!(
+            "unless-stopped".parse::<RestartPolicy>().unwrap(),
+            RestartPolicy::UnlessStopped
+        );
+        assert!("on-failure:x"
+            .parse::<RestartPolicy>()
+            .unwrap_err()
+            .contains("count"));
+        assert!("sometimes".parse::<RestartPolicy>().is_err());
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(validate_name("proj-web-1").is_ok());
+        for bad in ["", "-x", "a/b", "a b", &"x".repeat(129)] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn monitor_reports_are_read() {
+        assert_eq!(mon::read_report(&b"ok 42\n"[..]), Ok(42));
+        assert_eq!(
+            mon::read_report(&b"error no such file\n"[..]),
+            Err("no such file".to_string())
+        );
+        assert!(mon::read_report(&b""[..])
+            .unwrap_err()
+            .contains("monitor.log"));
     }
 }

@@ -138,13 +138,40 @@ impl LogWriter {
         if data.is_empty() {
             return Ok(());
         }
-        if let Some(max) = self.max_size {
-            if self.size > 0 && self.size + data.len() as u64 > max {
-                self.rotate()?;
+        let Some(max) = self.max_size else {
+            self.file.write_all(data)?;
+            self.size += data.len() as u64;
+            return Ok(());
+        };
+        // Record by record, so no file grows past max_size (unless one record does).
+        let next_end = |from: usize| {
+            data[from..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(data.len(), |p| from + p + 1)
+        };
+        let mut start = 0;
+        while start < data.len() {
+            let mut end = start;
+            while end < data.len() {
+                let next = next_end(end);
+                if self.size + (next - start) as u64 > max {
+                    break;
+                }
+                end = next;
             }
+            if end == start {
+                if self.size > 0 {
+                    self.rotate()?;
+                    continue;
+                }
+                // One record larger than max_size gets a file of its own.
+                end = next_end(start);
+            }
+            self.file.write_all(&data[start..end])?;
+            self.size += (end - start) as u64;
+            start = end;
         }
-        self.file.write_all(data)?;
-        self.size += data.len() as u64;
         Ok(())
     }
 
@@ -203,6 +230,69 @@ pub fn parse_record(line: &str) -> Option<(SystemTime, Stream, bool, &str)> {
     Some((t, s, full, it.next().unwrap_or("")))
 }
 
+/// Whether a record line ends a log line (tag `F`).
+fn is_full(line: &[u8]) -> bool {
+    let mut it = line.splitn(4, |&b| b == b' ');
+    it.nth(2) == Some(&b"F"[..])
+}
+
+/// Where the last `n` lines begin: (index into `files`, byte offset). Reads the files
+/// backwards in blocks, counting complete records that end a line.
+fn tail_start(files: &[PathBuf], n: usize) -> (usize, u64) {
+    const BLOCK: u64 = 64 * 1024;
+    let mut seen = 0;
+    for (fi, path) in files.iter().enumerate().rev() {
+        let Ok(mut f) = File::open(path) else {
+            continue;
+        };
+        let mut end = f.metadata().map(|m| m.len()).unwrap_or(0);
+        // Bytes already read that belong to a line starting further back.
+        let mut carry: Vec<u8> = vec![];
+        let mut last_block = true;
+        while end > 0 {
+            let start = end.saturating_sub(BLOCK);
+            let mut chunk = vec![0; (end - start) as usize];
+            if f.seek(SeekFrom::Start(start)).is_err() || f.read_exact(&mut chunk).is_err() {
+                return (0, 0);
+            }
+            chunk.extend_from_slice(&carry);
+            let mut line_end = chunk.len();
+            if last_block {
+                // A record being written has no newline yet: not ours to count.
+                line_end = chunk.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+                last_block = false;
+            }
+            carry.clear();
+            while line_end > 0 {
+                match chunk[..line_end - 1].iter().rposition(|&b| b == b'\n') {
+                    Some(p) => {
+                        if is_full(&chunk[p + 1..line_end - 1]) {
+                            seen += 1;
+                            if seen > n {
+                                return (fi, start + line_end as u64);
+                            }
+                        }
+                        line_end = p + 1;
+                    }
+                    None => {
+                        carry = chunk[..line_end].to_vec();
+                        break;
+                    }
+                }
+            }
+            end = start;
+        }
+        // What is left is the file's first line.
+        if carry.len() > 1 && is_full(&carry[..carry.len() - 1]) {
+            seen += 1;
+            if seen > n {
+                return (fi, carry.len() as u64);
+            }
+        }
+    }
+    (0, 0)
+}
+
 /// What `logs` returns.
 #[derive(Debug, Clone, Default)]
 pub struct LogOptions {
@@ -243,12 +333,22 @@ impl LogStream {
             alive,
             done: false,
         };
-        // Everything there now: all files but the current one read whole.
+        // Everything there now, or with `tail` only from where the last lines begin
+        // (found reading backwards, so a long log is not read whole).
         let all = files(path);
+        let (first, offset) = match s.opts.tail {
+            Some(n) if s.opts.since.is_none() => tail_start(&all, n),
+            _ => (0, 0),
+        };
         let mut lines = vec![];
-        for (i, f) in all.iter().enumerate() {
-            let Ok(file) = File::open(f) else { continue };
+        for (i, f) in all.iter().enumerate().skip(first) {
+            let Ok(mut file) = File::open(f) else {
+                continue;
+            };
             let ino = file.metadata()?.ino();
+            if i == first && offset > 0 {
+                file.seek(SeekFrom::Start(offset))?;
+            }
             let mut r = BufReader::new(file);
             s.read_available(&mut r, &mut lines);
             if i + 1 == all.len() && f == path {
@@ -402,6 +502,51 @@ mod tests {
         .map(|l| l.message)
         .collect();
         assert_eq!(tail, vec!["line 48", "line 49"]);
+    }
+
+    #[test]
+    fn tail_reads_backwards_across_files_and_partial_records() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("c.log");
+        let mut w = LogWriter::open(&p, Some(20_000), Some(4)).unwrap();
+        let long = "y".repeat(MAX_RECORD + 10);
+        for i in 0..3000 {
+            if i == 2998 {
+                w.write(Stream::Stderr, format!("{long}\n").as_bytes())
+                    .unwrap();
+            }
+            w.write(Stream::Stdout, format!("line {i}\n").as_bytes())
+                .unwrap();
+        }
+        w.write(Stream::Stdout, b"unfinished").unwrap();
+        assert!(files(&p).len() > 1);
+        let tail = |n| -> Vec<String> {
+            LogStream::open(
+                &p,
+                LogOptions {
+                    tail: Some(n),
+                    ..Default::default()
+                },
+                Box::new(|| false),
+            )
+            .unwrap()
+            .map(|l| l.message)
+            .collect()
+        };
+        assert_eq!(tail(2), ["line 2998", "line 2999"]);
+        assert_eq!(
+            tail(3),
+            [long.clone(), "line 2998".into(), "line 2999".into()]
+        );
+        assert!(tail(0).is_empty());
+        let all = tail(1_000_000);
+        let whole: Vec<String> = LogStream::open(&p, LogOptions::default(), Box::new(|| false))
+            .unwrap()
+            .map(|l| l.message)
+            .collect();
+        assert_eq!(all, whole);
+        // The oldest lines were rotated away; the rest is there.
+        assert!(all.len() > 100 && all.len() < 3001, "{}", all.len());
     }
 
     #[test]

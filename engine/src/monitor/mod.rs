@@ -17,9 +17,10 @@
 
 pub mod control;
 pub mod health;
+pub mod shed;
 pub mod stdio;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -84,18 +85,35 @@ pub fn parse_signal(s: &str) -> Option<Signal> {
     name.parse().ok()
 }
 
+/// The argument that makes a program embedding the monitor (see [`dispatch`]) run as one.
+pub const EMBEDDED_ARG: &str = "__berth-monitor";
+
 /// `berth-monitor run ROOT RUN ID` / `berth-monitor exec ROOT RUN ID PROCESS_JSON`.
 pub fn main() -> ! {
     let args: Vec<String> = std::env::args().collect();
-    let code = match args.get(1).map(String::as_str) {
-        Some("run") if args.len() == 5 => run(Path::new(&args[2]), Path::new(&args[3]), &args[4]),
-        Some("exec") if args.len() == 6 => exec_helper(Path::new(&args[3]), &args[4], &args[5]),
+    std::process::exit(run_args(&args[1.min(args.len())..]))
+}
+
+/// For a program that embeds the monitor instead of installing `berth-monitor`
+/// beside it (`Engine::with_embedded_monitor`): call first thing in `main`, before
+/// any thread (an async runtime) starts; it runs the monitor and exits when the
+/// program was started as one, and returns otherwise.
+pub fn dispatch() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(EMBEDDED_ARG) {
+        std::process::exit(run_args(&args[2..]))
+    }
+}
+
+fn run_args(args: &[String]) -> i32 {
+    match args.first().map(String::as_str) {
+        Some("run") if args.len() == 4 => run(Path::new(&args[1]), Path::new(&args[2]), &args[3]),
+        Some("exec") if args.len() == 5 => exec_helper(Path::new(&args[2]), &args[3], &args[4]),
         _ => {
             eprintln!("usage: berth-monitor run ROOT RUN ID | exec ROOT RUN ID PROCESS_JSON (started by the berth engine, not by hand)");
             2
         }
-    };
-    std::process::exit(code)
+    }
 }
 
 /// `exec`: runs one process in the container with our stdio, returns its exit code.
@@ -187,6 +205,8 @@ fn run(root: &Path, run: &Path, id: &str) -> i32 {
         "ok {}",
         m.child.as_ref().map(|c| c.pid).unwrap_or(0)
     ));
+    // One monitor per container: keep resident only what supervision needs.
+    shed::shed_startup_pages();
     m.run_loop();
     m.cleanup();
     0
@@ -213,6 +233,8 @@ struct Monitor {
     cfg: ContainerConfig,
     log: LogWriter,
     pipes: [(OwnedFd, OwnedFd); 2],
+    /// With `tty`: the pty master, read as the container's stdout.
+    tty: Option<OwnedFd>,
     null: OwnedFd,
     listener: UnixListener,
     sigfd: SignalFd,
@@ -280,6 +302,7 @@ impl Monitor {
             id: id.to_string(),
             log,
             pipes,
+            tty: None,
             null: stdio::devnull().map_err(|e| e.to_string())?,
             listener,
             sigfd,
@@ -310,9 +333,20 @@ impl Monitor {
     fn start_container(&mut self) -> Result<(), String> {
         // Leftovers of an earlier run (a restart, or a monitor that died) go first.
         let _ = self.rt.delete(&self.id, true);
+        // With a terminal, the runtime hands the pty master over a console socket.
+        let console = if self.cfg.tty {
+            let p = self.store.run_dir(&self.id).join("console.sock");
+            let _ = std::fs::remove_file(&p);
+            let l = UnixListener::bind(&p)
+                .map_err(|e| format!("binding the console socket {}: {e}", p.display()))?;
+            Some((p, l))
+        } else {
+            None
+        };
         let opts = CreateOptions {
             id: self.id.clone(),
             bundle: self.store.dir(&self.id),
+            console_socket: console.as_ref().map(|c| c.0.clone()),
             ..Default::default()
         };
         let fds = [
@@ -320,7 +354,23 @@ impl Monitor {
             self.pipes[0].1.as_raw_fd(),
             self.pipes[1].1.as_raw_fd(),
         ];
-        let rec = stdio::with_stdio(fds, || self.rt.create(&opts)).map_err(|e| e.to_string())?;
+        let created = stdio::with_stdio(fds, || self.rt.create(&opts)).map_err(|e| e.to_string());
+        if let Some((p, _)) = &console {
+            let _ = std::fs::remove_file(p);
+        }
+        let rec = created?;
+        if let Some((_, l)) = console {
+            match stdio::recv_fd(&l) {
+                Ok(fd) => {
+                    let _ = stdio::set_nonblocking(fd.as_raw_fd());
+                    self.tty = Some(fd);
+                }
+                Err(e) => {
+                    let _ = self.rt.delete(&self.id, true);
+                    return Err(format!("receiving the terminal from the container: {e}"));
+                }
+            }
+        }
         if let Err(e) = self.rt.start(&self.id) {
             let _ = self.rt.delete(&self.id, true);
             return Err(e.to_string());
@@ -355,7 +405,8 @@ impl Monitor {
     }
 
     fn run_loop(&mut self) {
-        let mut buf = vec![0u8; 64 * 1024];
+        // Small: the loop drains until EAGAIN, and this stays resident all along.
+        let mut buf = vec![0u8; 16 * 1024];
         while !self.done {
             let now = Instant::now();
             let deadline = [
@@ -377,7 +428,12 @@ impl Monitor {
             };
             let (n_out, n_err, n_sig, n_lis) = (0, 1, 2, 3);
             let mut fds = vec![
-                PollFd::new(self.pipes[0].0.as_fd(), PollFlags::POLLIN),
+                PollFd::new(
+                    self.tty
+                        .as_ref()
+                        .map_or(self.pipes[0].0.as_fd(), |t| t.as_fd()),
+                    PollFlags::POLLIN,
+                ),
                 PollFd::new(self.pipes[1].0.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
@@ -427,11 +483,22 @@ impl Monitor {
     }
 
     fn drain(&mut self, s: Stream, buf: &mut [u8]) {
-        let fd = self.pipes[s as usize].0.as_raw_fd();
-        while let Ok(Some(n)) = stdio::read_some(fd, buf) {
-            if n == 0 {
-                break;
-            }
+        let fd = match (&self.tty, s) {
+            (Some(t), Stream::Stdout) => t.as_raw_fd(),
+            _ => self.pipes[s as usize].0.as_raw_fd(),
+        };
+        loop {
+            let n = match stdio::read_some(fd, buf) {
+                Ok(Some(n)) if n > 0 => n,
+                Ok(Some(_)) => break,
+                // EOF or EIO: every holder of the terminal's other side closed it.
+                Ok(None) | Err(_) => {
+                    if self.tty.as_ref().is_some_and(|t| t.as_raw_fd() == fd) {
+                        self.tty = None;
+                    }
+                    break;
+                }
+            };
             match self.log.write(s, &buf[..n]) {
                 Ok(recs) => self.broadcast(&recs),
                 Err(e) => eprintln!("berth-monitor: writing the log: {e}"),
@@ -504,6 +571,7 @@ impl Monitor {
         if let Ok(recs) = self.log.flush_partial() {
             self.broadcast(&recs);
         }
+        self.tty = None;
         if let Some(p) = self.probe.take() {
             let _ = nix::sys::signal::kill(Pid::from_raw(p.pid), Signal::SIGKILL);
         }
@@ -563,7 +631,9 @@ impl Monitor {
         if self.restart_at.is_some_and(|t| now >= t) {
             self.restart_at = None;
             self.restarts += 1;
-            if let Err(e) = self.start_container() {
+            let started = self.start_container();
+            shed::shed_startup_pages();
+            if let Err(e) = started {
                 eprintln!("berth-monitor: restart failed: {e}");
                 let restarts = self.restarts;
                 let _ = self.store.update(&self.id, |r| {
@@ -672,6 +742,8 @@ impl Monitor {
             exit_code,
             output,
         });
+        // Running the probe (a runtime exec) touched code the loop does not need.
+        shed::shed_startup_pages();
     }
 
     fn probe_result(&mut self, r: ProbeResult) {
@@ -739,12 +811,12 @@ impl Monitor {
             let _ = s.set_nonblocking(false);
             let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
             let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
-            let mut line = String::new();
-            let mut r = BufReader::new(&s);
-            if r.read_line(&mut line).is_err() {
+            let mut line = Vec::new();
+            let mut r = BufReader::new((&s).take(64 * 1024));
+            if r.read_until(b'\n', &mut line).is_err() {
                 continue;
             }
-            let req: Result<Request, _> = serde_json::from_str(&line);
+            let req: Result<Request, _> = serde_json::from_slice(&line);
             let mut resp = Response {
                 ok: true,
                 ..Default::default()
@@ -814,16 +886,23 @@ impl Monitor {
 
     /// The container is gone for good: socket away, runtime state away.
     fn cleanup(&mut self) {
-        let _ = std::fs::remove_file(self.store.run_dir(&self.id).join(CONTROL_SOCK));
-        let _ = self.rt.delete(&self.id, true);
+        let me = std::process::id() as i32;
+        // All of it only while no newer monitor took the record over.
+        let ours = self.store.load(&self.id).is_ok_and(|r| r.monitor_pid == me);
+        if ours {
+            let _ = std::fs::remove_file(self.store.run_dir(&self.id).join(CONTROL_SOCK));
+            let _ = self.rt.delete(&self.id, true);
+        }
         let _ = self.store.update(&self.id, |r| {
-            r.monitor_pid = 0;
-            r.monitor_start = 0;
-            if matches!(
-                r.status,
-                Status::Running | Status::Paused | Status::Restarting
-            ) {
-                r.status = Status::Exited;
+            if r.monitor_pid == me {
+                r.monitor_pid = 0;
+                r.monitor_start = 0;
+                if matches!(
+                    r.status,
+                    Status::Running | Status::Paused | Status::Restarting
+                ) {
+                    r.status = Status::Exited;
+                }
             }
         });
         self.attached.clear();

@@ -80,3 +80,33 @@ pub fn devnull() -> std::io::Result<OwnedFd> {
 pub unsafe fn own(fd: RawFd) -> OwnedFd {
     OwnedFd::from_raw_fd(fd)
 }
+
+/// Accepts one connection on `l` and receives the fd it sends (SCM_RIGHTS), as the
+/// runtime sends a terminal's master side over a console socket.
+pub fn recv_fd(l: &std::os::unix::net::UnixListener) -> std::io::Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::io::IoSliceMut;
+    let (conn, _) = l.accept()?;
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    let mut name = [0u8; 256];
+    let mut iov = [IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(fd) = fds.first() {
+                // SAFETY: the kernel just gave us this fd.
+                return Ok(unsafe { own(*fd) });
+            }
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        "the console socket carried no file descriptor",
+    ))
+}

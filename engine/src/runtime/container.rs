@@ -327,18 +327,24 @@ impl Runtime {
             write_id_maps(child.as_raw(), linux)?;
             chan.send(&Msg::Go)?;
         }
-        let pid = match chan.recv()? {
-            Some(Msg::InitPid(p)) => p,
-            Some(Msg::Error { stage, message }) => {
-                return Err(RuntimeError::Child { stage, message })
-            }
-            other => {
-                return Err(RuntimeError::Child {
-                    stage: "namespaces".into(),
-                    message: format!(
-                        "the intermediate process ended without starting init ({other:?})"
-                    ),
-                })
+        // The intermediate and the init share the channel: on a loaded machine the
+        // init's first message can overtake the intermediate's InitPid. Keep it.
+        let mut early = None;
+        let pid = loop {
+            match chan.recv()? {
+                Some(Msg::InitPid(p)) => break p,
+                Some(m @ (Msg::Ready | Msg::RunHooks)) if early.is_none() => early = Some(m),
+                Some(Msg::Error { stage, message }) => {
+                    return Err(RuntimeError::Child { stage, message })
+                }
+                other => {
+                    return Err(RuntimeError::Child {
+                        stage: "namespaces".into(),
+                        message: format!(
+                            "the intermediate process ended without starting init ({other:?})"
+                        ),
+                    })
+                }
             }
         };
         guard.pid = Some(pid);
@@ -346,7 +352,11 @@ impl Runtime {
         // Read now, while the init is certainly alive (with start_now it may soon exit).
         rec.pid_start = pid_start_time(pid).unwrap_or(0);
         loop {
-            match chan.recv()? {
+            let next = match early.take() {
+                Some(m) => Some(m),
+                None => chan.recv()?,
+            };
+            match next {
                 Some(Msg::Ready) => return Ok(()),
                 Some(Msg::RunHooks) => {
                     let st = rec.oci_state_with("creating");

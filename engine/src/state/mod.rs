@@ -173,12 +173,26 @@ impl Store {
     pub fn make_dirs(&self, id: &str) -> Result<()> {
         let d = self.dir(id);
         std::fs::create_dir_all(&d).map_err(io(&d))?;
+        // The record holds the environment (secrets, often) and the log: root only.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).map_err(io(&d))?;
         Ok(())
     }
 
-    /// Takes the container's exclusive lock (blocking).
+    /// Takes the container's exclusive lock on its record (blocking).
     pub fn lock(&self, id: &str) -> Result<Lock> {
-        let p = self.dir(id).join("lock");
+        self.lock_named(id, "lock")
+    }
+
+    /// Serialises starts of one container: held by `start` until its monitor runs,
+    /// so two callers can never give a container two monitors. (Apart from the record
+    /// lock, which the new monitor itself needs meanwhile.)
+    pub fn start_lock(&self, id: &str) -> Result<Lock> {
+        self.lock_named(id, "start.lock")
+    }
+
+    fn lock_named(&self, id: &str, name: &str) -> Result<Lock> {
+        let p = self.dir(id).join(name);
         let f = File::options()
             .create(true)
             .truncate(false)

@@ -78,8 +78,11 @@ fn docker_daemon() -> bool {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo bench -- --list` and `cargo test --benches` must not run it
+    // `cargo bench` passes --bench; `cargo test --all-targets` and nextest's listing
+    // do not, and must not spend a minute pulling 150 MB.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("image_pull: run with `cargo bench -p berth-engine --bench image_pull`");
+        return;
     }
     let runs: usize = std::env::var("BERTH_BENCH_RUNS")
         .ok()

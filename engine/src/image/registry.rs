@@ -387,13 +387,21 @@ async fn fetch_blob(
         1 << 20,
         file.try_clone().map_err(io_err("opening", &partial))?,
     ));
-    let stream = if have > 0 && have < size {
-        match client
-            .pull_blob_stream_partial(&oref, &desc, have, None)
-            .await
-            .map_err(reg_err(r))?
-        {
-            BlobResponse::Partial(s) => {
+    // Always a range request, from 0 or from what a broken-off pull left: the answer
+    // (206) is then not hashed by the client a second time; Berth's own check below
+    // is the one that decides. A registry that ignores ranges answers 200 and the
+    // whole blob, and the file starts over.
+    let offset = if have > 0 && have < size { have } else { 0 };
+    if offset == 0 {
+        file.set_len(0).map_err(io_err("truncating", &partial))?;
+    }
+    let stream = match client
+        .pull_blob_stream_partial(&oref, &desc, offset, None)
+        .await
+        .map_err(reg_err(r))?
+    {
+        BlobResponse::Partial(s) => {
+            if offset > 0 {
                 // Hash what is already on disk, then append.
                 let mut buf = vec![0u8; 1 << 20];
                 file.seek(SeekFrom::Start(0))
@@ -405,31 +413,22 @@ async fn fetch_blob(
                     }
                     hw.absorb(&buf[..n]);
                 }
-                hw.inner
-                    .get_mut()
-                    .seek(SeekFrom::End(0))
-                    .map_err(io_err("seeking", &partial))?;
-                tracing::info!("resuming {d} at byte {have}");
-                s.stream
+                tracing::info!("resuming {d} at byte {offset}");
             }
-            BlobResponse::Full(s) => {
-                file.set_len(0).map_err(io_err("truncating", &partial))?;
-                hw.inner
-                    .get_mut()
-                    .seek(SeekFrom::Start(0))
-                    .map_err(io_err("seeking", &partial))?;
-                s.stream
-            }
+            hw.inner
+                .get_mut()
+                .seek(SeekFrom::End(0))
+                .map_err(io_err("seeking", &partial))?;
+            s.stream
         }
-    } else {
-        file.set_len(0).map_err(io_err("truncating", &partial))?;
-        // Our own verification below covers the digest; the client's is skipped so a
-        // mismatch is reported as Berth's typed error after the file is discarded.
-        client
-            .pull_blob_stream(&oref, &desc)
-            .await
-            .map_err(reg_err(r))?
-            .stream
+        BlobResponse::Full(s) => {
+            file.set_len(0).map_err(io_err("truncating", &partial))?;
+            hw.inner
+                .get_mut()
+                .seek(SeekFrom::Start(0))
+                .map_err(io_err("seeking", &partial))?;
+            s.stream
+        }
     };
     let resumed_from = hw.count;
     let mut stream = stream;

@@ -84,6 +84,12 @@ fn main() {
         eprintln!("image_pull: run with `cargo bench -p berth-engine --bench image_pull`");
         return;
     }
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runs: usize = std::env::var("BERTH_BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -170,10 +170,18 @@ fn main() {
         if docker {
             let _ = Command::new("docker").args(["rmi", "-f", &name]).output();
             let t = Instant::now();
-            run(Command::new("docker").args(["pull", "-q", &name]));
+            let ok = Command::new("docker")
+                .args(["pull", "-q", &name])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
             let d = t.elapsed().as_secs_f64();
-            dock.push(d);
-            line += &format!(", docker pull {d:.2}s");
+            if ok {
+                dock.push(d);
+                line += &format!(", docker pull {d:.2}s");
+            } else {
+                line += ", docker pull failed (the daemon went away?)";
+            }
             let _ = Command::new("docker").args(["rmi", "-f", &name]).output();
         }
         eprintln!("{line}");
@@ -190,7 +198,7 @@ fn main() {
         "| skopeo copy + umoci unpack | {p:.2} | berth {:.1}x faster |",
         p / b
     );
-    if docker {
+    if !dock.is_empty() {
         let d = median(dock);
         println!("| docker pull | {d:.2} | berth {:.1}x faster |", d / b);
     } else {

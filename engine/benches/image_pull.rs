@@ -78,8 +78,17 @@ fn docker_daemon() -> bool {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo bench -- --list` and `cargo test --benches` must not run it
+    // `cargo bench` passes --bench; `cargo test --all-targets` and nextest's listing
+    // do not, and must not spend a minute pulling 150 MB.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("image_pull: run with `cargo bench -p berth-engine --bench image_pull`");
+        return;
+    }
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
     }
     let runs: usize = std::env::var("BERTH_BENCH_RUNS")
         .ok()
@@ -161,10 +170,18 @@ fn main() {
         if docker {
             let _ = Command::new("docker").args(["rmi", "-f", &name]).output();
             let t = Instant::now();
-            run(Command::new("docker").args(["pull", "-q", &name]));
+            let ok = Command::new("docker")
+                .args(["pull", "-q", &name])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
             let d = t.elapsed().as_secs_f64();
-            dock.push(d);
-            line += &format!(", docker pull {d:.2}s");
+            if ok {
+                dock.push(d);
+                line += &format!(", docker pull {d:.2}s");
+            } else {
+                line += ", docker pull failed (the daemon went away?)";
+            }
             let _ = Command::new("docker").args(["rmi", "-f", &name]).output();
         }
         eprintln!("{line}");
@@ -181,7 +198,7 @@ fn main() {
         "| skopeo copy + umoci unpack | {p:.2} | berth {:.1}x faster |",
         p / b
     );
-    if docker {
+    if !dock.is_empty() {
         let d = median(dock);
         println!("| docker pull | {d:.2} | berth {:.1}x faster |", d / b);
     } else {

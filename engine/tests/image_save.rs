@@ -114,3 +114,50 @@ fn an_oci_archive_saved_by_berth_keeps_the_manifest_digest() {
         "{names:?}"
     );
 }
+
+/// Where a Docker daemon answers, `docker load` reads what Berth saved and runs it.
+/// (Skipped, saying so, on hosts without one.)
+#[test]
+fn a_docker_archive_saved_by_berth_loads_into_docker_where_a_daemon_runs() {
+    let daemon = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !daemon {
+        eprintln!("skipped: no Docker daemon answers on this host");
+        return;
+    }
+    let root = TestRoot::new();
+    let images = busybox_store(&root);
+    // A name of this test's own, so the daemon's other images are left alone.
+    let name = format!("berth-test/busybox:save-{}", std::process::id());
+    images.tag("lab/busybox:1.0", &name).unwrap();
+    let out = root.path().join("for-docker.tar");
+    save(
+        &images,
+        std::slice::from_ref(&name),
+        &out,
+        Format::DockerArchive,
+    )
+    .unwrap();
+    let loaded = run(Command::new("docker").arg("load").arg("-i").arg(&out));
+    struct Rmi(String);
+    impl Drop for Rmi {
+        fn drop(&mut self) {
+            let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+        }
+    }
+    let _rmi = Rmi(name.clone());
+    assert!(
+        loaded.contains(&format!("Loaded image: {name}")),
+        "{loaded}"
+    );
+    let id = run(Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", &name]));
+    let img = images.resolve(&name).unwrap();
+    assert_eq!(
+        id.trim(),
+        img.id().as_str(),
+        "docker's image ID is Berth's config digest"
+    );
+}

@@ -34,8 +34,18 @@ pub struct RegistryOptions {
     pub auth_file: Option<PathBuf>,
     /// Explicit credentials, used before any file.
     pub credentials: Option<(String, String)>,
-    /// Blobs fetched or sent at once (default 4).
+    /// Blobs fetched or sent at once (0 means the default, 8).
     pub max_concurrent: usize,
+}
+
+impl RegistryOptions {
+    fn concurrency(&self) -> usize {
+        if self.max_concurrent == 0 {
+            8
+        } else {
+            self.max_concurrent
+        }
+    }
 }
 
 /// Told what a pull or push does, layer by layer (the CLI draws bars from it).
@@ -94,8 +104,8 @@ fn client_for(r: &Reference, opts: &RegistryOptions) -> Client {
             ClientProtocol::Https
         },
         platform_resolver: None,
-        max_concurrent_download: opts.max_concurrent.max(1),
-        max_concurrent_upload: opts.max_concurrent.max(1),
+        max_concurrent_download: opts.concurrency(),
+        max_concurrent_upload: opts.concurrency(),
         connect_timeout: Some(std::time::Duration::from_secs(30)),
         ..Default::default()
     })
@@ -254,17 +264,42 @@ pub async fn pull(
         .zip(config.rootfs.diff_ids.iter())
         .map(|(l, diff_id)| Ok((manifest::descriptor_digest(l)?, l.size(), diff_id.clone())))
         .collect::<Result<_>>()?;
+    // Downloads are cheap on the CPU and run `max_concurrent` at once; unpacking
+    // (decompress, hash, write thousands of files) is not, and runs one per core
+    // (BERTH_UNPACK_JOBS overrides, for tuning), so layers unpack as soon as they
+    // arrive without starving each other.
+    let cores = std::env::var("BERTH_UNPACK_JOBS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        });
+    let unpackers = Arc::new(tokio::sync::Semaphore::new(cores));
     let jobs = work.into_iter().map(|(d, size, diff_id)| {
         let client = &client;
         let store = store.clone();
         let r = &r;
         let progress = progress.clone();
+        let unpackers = unpackers.clone();
         async move {
             let got = fetch_blob(client, r, &store, &d, size, &*progress, "layer").await?;
             let (s, bd, did) = (store.clone(), d.clone(), diff_id.clone());
-            tokio::task::spawn_blocking(move || unpack::ensure_layer(&s, &bd, &did))
+            let permit = unpackers
+                .acquire_owned()
                 .await
-                .map_err(|e| join_err(r, e))??;
+                .map_err(|e| ImageError::Registry {
+                    registry: r.registry.clone(),
+                    message: format!("unpack queue closed: {e}"),
+                })?;
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                unpack::ensure_layer(&s, &bd, &did)
+            })
+            .await
+            .map_err(|e| join_err(r, e))??;
             progress.finish(
                 &d,
                 if got.is_some() {
@@ -277,7 +312,7 @@ pub async fn pull(
         }
     });
     let results: Vec<Option<(Digest, u64)>> = futures_util::stream::iter(jobs)
-        .buffer_unordered(opts.max_concurrent.max(4))
+        .buffer_unordered(opts.concurrency())
         .try_collect()
         .boxed()
         .await?;
@@ -368,6 +403,7 @@ async fn fetch_blob(
         return Ok(None);
     }
     progress.start(d, size, what);
+    let started = std::time::Instant::now();
     let partial = store.tmp_dir().join(format!("{}.partial", d.hex()));
     let mut file = OpenOptions::new()
         .create(true)
@@ -387,13 +423,21 @@ async fn fetch_blob(
         1 << 20,
         file.try_clone().map_err(io_err("opening", &partial))?,
     ));
-    let stream = if have > 0 && have < size {
-        match client
-            .pull_blob_stream_partial(&oref, &desc, have, None)
-            .await
-            .map_err(reg_err(r))?
-        {
-            BlobResponse::Partial(s) => {
+    // Always a range request, from 0 or from what a broken-off pull left: the answer
+    // (206) is then not hashed by the client a second time; Berth's own check below
+    // is the one that decides. A registry that ignores ranges answers 200 and the
+    // whole blob, and the file starts over.
+    let offset = if have > 0 && have < size { have } else { 0 };
+    if offset == 0 {
+        file.set_len(0).map_err(io_err("truncating", &partial))?;
+    }
+    let stream = match client
+        .pull_blob_stream_partial(&oref, &desc, offset, None)
+        .await
+        .map_err(reg_err(r))?
+    {
+        BlobResponse::Partial(s) => {
+            if offset > 0 {
                 // Hash what is already on disk, then append.
                 let mut buf = vec![0u8; 1 << 20];
                 file.seek(SeekFrom::Start(0))
@@ -405,31 +449,22 @@ async fn fetch_blob(
                     }
                     hw.absorb(&buf[..n]);
                 }
-                hw.inner
-                    .get_mut()
-                    .seek(SeekFrom::End(0))
-                    .map_err(io_err("seeking", &partial))?;
-                tracing::info!("resuming {d} at byte {have}");
-                s.stream
+                tracing::info!("resuming {d} at byte {offset}");
             }
-            BlobResponse::Full(s) => {
-                file.set_len(0).map_err(io_err("truncating", &partial))?;
-                hw.inner
-                    .get_mut()
-                    .seek(SeekFrom::Start(0))
-                    .map_err(io_err("seeking", &partial))?;
-                s.stream
-            }
+            hw.inner
+                .get_mut()
+                .seek(SeekFrom::End(0))
+                .map_err(io_err("seeking", &partial))?;
+            s.stream
         }
-    } else {
-        file.set_len(0).map_err(io_err("truncating", &partial))?;
-        // Our own verification below covers the digest; the client's is skipped so a
-        // mismatch is reported as Berth's typed error after the file is discarded.
-        client
-            .pull_blob_stream(&oref, &desc)
-            .await
-            .map_err(reg_err(r))?
-            .stream
+        BlobResponse::Full(s) => {
+            file.set_len(0).map_err(io_err("truncating", &partial))?;
+            hw.inner
+                .get_mut()
+                .seek(SeekFrom::Start(0))
+                .map_err(io_err("seeking", &partial))?;
+            s.stream
+        }
     };
     let resumed_from = hw.count;
     let mut stream = stream;
@@ -477,7 +512,12 @@ async fn fetch_blob(
             actual: actual.to_string(),
         });
     }
+    let downloaded = started.elapsed();
     file.sync_all().map_err(io_err("syncing", &partial))?;
+    tracing::debug!(
+        "{d}: {got} bytes downloaded and hashed in {downloaded:?}, synced in {:?}",
+        started.elapsed() - downloaded
+    );
     let dest = store.blob_path(d);
     fs::rename(&partial, &dest).map_err(io_err("storing blob", &dest))?;
     drop(lock);
@@ -544,7 +584,7 @@ pub async fn push(
         }
     });
     let results: Vec<(Digest, bool)> = futures_util::stream::iter(jobs)
-        .buffer_unordered(opts.max_concurrent.max(4))
+        .buffer_unordered(opts.concurrency())
         .try_collect()
         .boxed()
         .await?;

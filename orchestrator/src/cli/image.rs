@@ -44,7 +44,7 @@ impl RegistryArgs {
             insecure,
             auth_file: self.auth_file.clone(),
             credentials: None,
-            max_concurrent: 4,
+            max_concurrent: 0,
         }
     }
 }

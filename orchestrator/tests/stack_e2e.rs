@@ -333,3 +333,44 @@ fn a_failing_service_is_named_with_its_reason() {
     s.ok(&["down", "-t", "0"]);
     s.assert_nothing_left();
 }
+
+#[test]
+fn berth_killed_in_the_middle_of_up_converges_when_run_again() {
+    let net = subnet(4);
+    let mut text = String::from("services:\n");
+    for i in 1..=12 {
+        text.push_str(&format!(
+            "  s{i}:\n    image: busybox:latest\n    command: [sleep, '3600']\n    stop_grace_period: 1s\n"
+        ));
+        if i > 1 {
+            text.push_str(&format!("    depends_on: [s{}]\n", i - 1));
+        }
+    }
+    text.push_str(&format!(
+        "networks:\n  default:\n    ipam:\n      config: [{{subnet: {net}}}]\n"
+    ));
+    let s = Stack::new("e2ekill", &text);
+    for delay_ms in [30u64, 120, 300] {
+        let mut child = Command::new(berth_bin())
+            .args(["-p", "e2ekill", "up", "-d"])
+            .current_dir(s.dir.path().join("proj"))
+            .env("BERTH_ROOT", s.root())
+            .env("BERTH_RUN", s.dir.path().join("run"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL, wherever it is
+        let _ = child.wait();
+        s.ok(&["up", "-d"]);
+        let running = s
+            .ok(&["ps"])
+            .lines()
+            .filter(|l| l.contains("running"))
+            .count();
+        assert_eq!(running, 12, "after a kill at {delay_ms} ms and a second up");
+        s.ok(&["down", "-t", "0"]);
+        s.assert_nothing_left();
+    }
+}

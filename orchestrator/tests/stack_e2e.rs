@@ -265,6 +265,49 @@ fn up_runs_the_stack_in_order_and_down_leaves_nothing() {
             .unwrap();
     assert_eq!(limit.trim(), (24 * 1024 * 1024).to_string());
 
+    // exec lands in the service's container and returns its exit code.
+    assert!(s
+        .ok(&[
+            "exec",
+            "-T",
+            "web",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://127.0.0.1:8080/"
+        ])
+        .contains("hello from berth"));
+    assert_eq!(
+        s.berth(&["exec", "web", "sh", "-c", "exit 3"])
+            .status
+            .code(),
+        Some(3)
+    );
+    // top, port, ls.
+    assert!(s.ok(&["top", "web"]).contains("httpd -f -p 8080"));
+    assert_eq!(
+        s.ok(&["port", "web", "8080"]).trim(),
+        format!("127.0.0.1:{port}")
+    );
+    let ls = s.ok(&["ls"]);
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with("e2eup") && l.contains("running(3)")),
+        "{ls}"
+    );
+    // stop keeps the container; start starts it again.
+    s.ok(&["stop", "-t", "0", "sidecar"]);
+    assert!(s
+        .ok(&["ps", "-a"])
+        .lines()
+        .any(|l| l.starts_with("e2eup-sidecar-1") && l.contains("exited")));
+    s.ok(&["start", "sidecar"]);
+    assert!(s
+        .ok(&["ps"])
+        .lines()
+        .any(|l| l.starts_with("e2eup-sidecar-1") && l.contains("running")));
+
     // `up` again changes nothing.
     let again = s.berth(&["up", "-d"]);
     assert!(String::from_utf8_lossy(&again.stderr).contains("nothing to do"));

@@ -5,6 +5,7 @@ mod control;
 mod down;
 mod exec;
 mod image;
+mod info;
 mod logs;
 mod ps;
 mod up;
@@ -131,6 +132,14 @@ pub enum Command {
     Pause(control::ControlArgs),
     /// Thaw paused containers
     Unpause(control::ControlArgs),
+    /// The processes running in the stack's containers
+    Top(info::TopArgs),
+    /// The host address a service's container port is published on
+    Port(info::PortArgs),
+    /// Every project with containers on this host
+    Ls,
+    /// Berth's version
+    Version,
     /// Pull the images of the stack's services
     Pull(image::PullArgs),
     /// List the images of the stack's services
@@ -198,6 +207,10 @@ pub fn main() -> i32 {
         Command::Kill(args) => control::run(&cli.global, control::Verb::Kill, args),
         Command::Pause(args) => control::run(&cli.global, control::Verb::Pause, args),
         Command::Unpause(args) => control::run(&cli.global, control::Verb::Unpause, args),
+        Command::Top(args) => info::top(&cli.global, args),
+        Command::Port(args) => info::port(&cli.global, args),
+        Command::Ls => info::ls(),
+        Command::Version => info::version(),
         Command::Pull(args) => image::pull(&cli.global, args),
         Command::Images(args) => image::images(&cli.global, args),
         Command::Image(cmd) => image::image(&cli.global, cmd),

@@ -7,7 +7,17 @@
 //! - TCP connection rate, same two setups;
 //! - throughput through a published port (127.0.0.1 -> DNAT -> container) against the
 //!   container's address directly, and through Berth's userspace proxy (the fallback,
-//!   which does what Docker's userland proxy does; Docker itself is not compared here);
+//!   which does what Docker's userland proxy does);
+//! - where a Docker daemon answers (`docker info`), TCP throughput and connection rate
+//!   through a port Docker publishes on 127.0.0.1 (its userland proxy, `docker-proxy`,
+//!   carries connections from 127.0.0.1) against the same through Berth's published port
+//!   (DNAT), in the same rounds. The server runs in a `lab/busybox:latest` container
+//!   (see `/work/shared/peers/02-make-image.sh`); busybox has no iperf3, so the host's
+//!   `/usr/bin/iperf3` and the libraries `ldd` lists for it are bind-mounted read-only
+//!   into it at the same paths. The connection-rate listener is a socket this bench opens
+//!   in the container's network namespace (setns on `/proc/PID/ns/net`). No daemon: one
+//!   line says so and why, and the rest of the bench runs as before. The container is
+//!   removed (`docker rm -f`) by a guard, also when the bench panics;
 //! - time to attach one namespace to a network, and to detach it.
 //!
 //! Run as root: `cargo bench -p berth-networking --bench net`. Traffic stays in
@@ -16,6 +26,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::fs::File;
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
@@ -30,6 +41,9 @@ use common::TestEnv;
 use ipnet::Ipv4Net;
 
 const ROUNDS: usize = 9;
+/// The image 02-make-image.sh in /work/shared/peers makes (busybox-static only).
+const DOCKER_IMAGE: &str = "lab/busybox:latest";
+const IPERF: &str = "/usr/bin/iperf3";
 const IPERF_SECONDS: &str = "1";
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -71,6 +85,12 @@ fn iperf(server_ns: &Netns, port: u16, client_ns: Option<&Netns>, addr: SocketAd
             .spawn()
             .expect("iperf3 (Debian package iperf3) is installed"),
     );
+    iperf_client(client_ns, addr).unwrap_or_else(|| panic!("iperf3 never connected to {addr}"))
+}
+
+/// An iperf3 client in `client_ns` (None: the host) against a server already started;
+/// Gbit/s received, None if it never got a result (50 tries).
+fn iperf_client(client_ns: Option<&Netns>, addr: SocketAddr) -> Option<f64> {
     let target = addr.ip().to_string();
     let cport = addr.port().to_string();
     for _ in 0..50 {
@@ -91,19 +111,40 @@ fn iperf(server_ns: &Netns, port: u16, client_ns: Option<&Netns>, addr: SocketAd
         .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         if let Some(bps) = v["end"]["sum_received"]["bits_per_second"].as_f64() {
-            return bps / 1e9;
+            return Some(bps / 1e9);
         }
         std::thread::sleep(Duration::from_millis(50)); // the server was not up yet
     }
-    panic!("iperf3 never connected to {addr}");
+    None
 }
 
-/// Connections per second (connect, read to EOF, close) for `secs`.
-fn conn_rate(server_ns: &Netns, port: u16, client_ns: &Netns, addr: SocketAddr, secs: f64) -> f64 {
-    let listener = server_ns
-        .run(move || TcpListener::bind(("0.0.0.0", port)))
+/// A listener on `port` (all addresses) in `ns`.
+fn listen_in(ns: &Netns, port: u16) -> TcpListener {
+    ns.run(move || TcpListener::bind(("0.0.0.0", port)))
         .unwrap()
-        .unwrap();
+        .unwrap()
+}
+
+/// A listener on `port` (all addresses) in the network namespace of process `pid` (a
+/// container's init), opened on a short-lived thread that joins that namespace.
+fn listen_in_pid(pid: u32, port: u16) -> std::io::Result<TcpListener> {
+    let ns = File::open(format!("/proc/{pid}/ns/net"))?;
+    std::thread::spawn(move || {
+        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
+        TcpListener::bind(("0.0.0.0", port))
+    })
+    .join()
+    .unwrap()
+}
+
+/// Connections per second (connect, read to EOF, close) for `secs`, from `client_ns`
+/// (None: the host) to `addr`, which leads to `listener`. Err: a connection failed.
+fn conn_rate(
+    listener: TcpListener,
+    client_ns: Option<&Netns>,
+    addr: SocketAddr,
+    secs: f64,
+) -> std::io::Result<f64> {
     listener.set_nonblocking(true).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
@@ -115,22 +156,148 @@ fn conn_rate(server_ns: &Netns, port: u16, client_ns: &Netns, addr: SocketAddr, 
             }
         }
     });
-    let n = client_ns
-        .run(move || {
-            let start = Instant::now();
-            let mut n = 0u64;
-            while start.elapsed().as_secs_f64() < secs {
-                let mut c = TcpStream::connect(addr).unwrap();
-                let mut b = [0u8; 1];
-                let _ = c.read(&mut b);
-                n += 1;
-            }
-            n as f64 / start.elapsed().as_secs_f64()
-        })
-        .unwrap();
+    let client = move || -> std::io::Result<f64> {
+        let start = Instant::now();
+        let mut n = 0u64;
+        while start.elapsed().as_secs_f64() < secs {
+            let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+            c.set_read_timeout(Some(Duration::from_secs(5)))?;
+            let mut b = [0u8; 1];
+            let _ = c.read(&mut b);
+            n += 1;
+        }
+        Ok(n as f64 / start.elapsed().as_secs_f64())
+    };
+    let n = match client_ns {
+        Some(ns) => ns.run(client).unwrap(),
+        None => client(),
+    };
     stop.store(true, Ordering::Relaxed);
     srv.join().unwrap();
     n
+}
+
+/// Runs `docker ARGS`; stdout on success, else why not.
+fn docker(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run `docker`: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let err = err.trim().lines().last().unwrap_or("").to_string();
+        Err(format!("`docker {}` failed: {err}", args[0]))
+    }
+}
+
+/// The files the dynamic loader needs for `bin` (from `ldd`): absolute paths as ldd prints
+/// them (the container sees them at the same paths).
+fn ldd_paths(bin: &str) -> Result<Vec<String>, String> {
+    let out = Command::new("ldd")
+        .arg(bin)
+        .output()
+        .map_err(|e| format!("cannot run ldd: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("ldd {bin} failed"));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut paths = vec![];
+    for line in text.lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
+        let path = match line.split_once("=>") {
+            Some((_, rhs)) => rhs.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(p) = path.filter(|p| p.starts_with('/')) {
+            paths.push(p.to_string());
+        }
+    }
+    Ok(paths)
+}
+
+/// A `lab/busybox` container running the host's iperf3 as a server on 5301, with
+/// 127.0.0.1:`iperf_port` -> 5301 and 127.0.0.1:`conn_port` -> 6000 published by Docker.
+/// Dropping it removes the container.
+struct DockerPeer {
+    name: String,
+    pid: u32,
+    iperf_port: u16,
+    conn_port: u16,
+    /// Whether a docker-proxy process listens on the published ports (it should, with
+    /// dockerd's default `--userland-proxy=true`).
+    proxy_seen: bool,
+}
+
+impl Drop for DockerPeer {
+    fn drop(&mut self) {
+        let _ = docker(&["rm", "-f", &self.name]);
+    }
+}
+
+impl DockerPeer {
+    fn start(iperf_port: u16, conn_port: u16) -> Result<DockerPeer, String> {
+        docker(&["info", "--format", "{{.ServerVersion}}"])
+            .map_err(|e| format!("no Docker daemon answers ({e})"))?;
+        docker(&["image", "inspect", "--format", "{{.Id}}", DOCKER_IMAGE]).map_err(|_| {
+            format!(
+                "image {DOCKER_IMAGE} missing (make it with /work/shared/peers/02-make-image.sh)"
+            )
+        })?;
+        // A fixed name: a container left by a killed run (its ports are this bench's, so two
+        // runs cannot overlap anyway) is removed first.
+        let name = "berth-netbench-iperf".to_string();
+        let _ = docker(&["rm", "-f", &name]);
+        let mut args: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), name.clone()];
+        args.push("-p".into());
+        args.push(format!("127.0.0.1:{iperf_port}:5301"));
+        args.push("-p".into());
+        args.push(format!("127.0.0.1:{conn_port}:6000"));
+        let mut files = vec![IPERF.to_string()];
+        files.extend(ldd_paths(IPERF)?);
+        for f in &files {
+            let src = std::fs::canonicalize(f).map_err(|e| format!("{f}: {e}"))?;
+            args.push("-v".into());
+            args.push(format!("{}:{f}:ro", src.display()));
+        }
+        args.extend([DOCKER_IMAGE, IPERF, "-s", "-p", "5301"].map(String::from));
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        docker(&argv)?;
+        // From here on the guard removes the container whatever happens.
+        let mut peer = DockerPeer {
+            name,
+            pid: 0,
+            iperf_port,
+            conn_port,
+            proxy_seen: false,
+        };
+        let pid = docker(&["inspect", "--format", "{{.State.Pid}}", &peer.name])?;
+        peer.pid = pid
+            .parse()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("container {} is not running", peer.name))?;
+        let ss = Command::new("ss")
+            .args(["-Hltnp"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default();
+        peer.proxy_seen = [iperf_port, conn_port].iter().all(|p| {
+            ss.lines()
+                .any(|l| l.contains(&format!("127.0.0.1:{p} ")) && l.contains("docker-proxy"))
+        });
+        Ok(peer)
+    }
+
+    fn iperf_addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.iperf_port))
+    }
+
+    fn conn_addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.conn_port))
+    }
 }
 
 fn main() {
@@ -197,6 +364,16 @@ fn main() {
         .publish(&b3, &net.name, &[PortMapping::tcp(proxy_port, 5301)])
         .unwrap();
 
+    // Docker's userland proxy on 127.0.0.1, where a daemon answers.
+    let (mut dock, mut dock_skip) = match DockerPeer::start(env.port(2), env.port(3)) {
+        Ok(d) => (Some(d), None),
+        Err(why) => (None, Some(why)),
+    };
+    let proxy_seen = dock.as_ref().is_some_and(|d| d.proxy_seen);
+    let mut dock_note = String::new();
+    let (mut t_dock, mut t_pub_d, mut c_dock, mut c_pub_d) = (vec![], vec![], vec![], vec![]);
+    let mut c_pub = vec![];
+
     let mut t_proxy = vec![];
     let (mut t_bare, mut t_berth, mut t_pub, mut t_direct) = (vec![], vec![], vec![], vec![]);
     let (mut c_bare, mut c_berth) = (vec![], vec![]);
@@ -231,21 +408,61 @@ fn main() {
             None,
             SocketAddr::from((Ipv4Addr::LOCALHOST, proxy_port)),
         ));
-        c_bare.push(conn_rate(
-            &v2,
-            6000,
-            &v1,
-            SocketAddr::from((ip2.addr(), 6000)),
-            1.0,
-        ));
-        c_berth.push(conn_rate(
-            &b2,
-            6000,
-            &b1,
-            SocketAddr::from((e2.address.addr(), 6000)),
-            1.0,
-        ));
+        c_bare.push(
+            conn_rate(
+                listen_in(&v2, 6000),
+                Some(&v1),
+                SocketAddr::from((ip2.addr(), 6000)),
+                1.0,
+            )
+            .unwrap(),
+        );
+        c_berth.push(
+            conn_rate(
+                listen_in(&b2, 6000),
+                Some(&b1),
+                SocketAddr::from((e2.address.addr(), 6000)),
+                1.0,
+            )
+            .unwrap(),
+        );
+        // Berth's published port (DNAT) from the host, the listener on 5301 in b2.
+        let pub_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, pub_port));
+        let cp = conn_rate(listen_in(&b2, 5301), None, pub_addr, 1.0).unwrap();
+        c_pub.push(cp);
+        if let Some(d) = &dock {
+            // Docker's side right after Berth's: iperf3 through docker-proxy, then connections.
+            // The daemon may go away mid-run: then stop comparing, keep the rest.
+            let td = iperf_client(None, d.iperf_addr());
+            let cd = td.and_then(|_| {
+                listen_in_pid(d.pid, 6000)
+                    .and_then(|l| conn_rate(l, None, d.conn_addr(), 1.0))
+                    .ok()
+            });
+            match (td, cd) {
+                (Some(td), Some(cd)) => {
+                    t_dock.push(td);
+                    t_pub_d.push(*t_pub.last().unwrap());
+                    c_dock.push(cd);
+                    c_pub_d.push(cp);
+                }
+                _ => {
+                    dock_note = format!(
+                        ", stopped after {} of {ROUNDS}: the container or daemon went away",
+                        t_dock.len()
+                    );
+                    if t_dock.is_empty() {
+                        dock_skip = Some(
+                            "the container or daemon went away in the first round".to_string(),
+                        );
+                    }
+                    dock = None;
+                }
+            }
+        }
     }
+    let dock_rounds = t_dock.len();
+    drop(dock); // docker rm -f
 
     // Attach and detach times, one namespace at a time, on a warm network.
     let mut attach_ms = vec![];
@@ -283,7 +500,9 @@ fn main() {
         median(t_pub),
         median(t_direct),
     );
+    let r_cpub = ratio(&c_pub, &c_berth);
     let (cb, cn) = (median(c_bare), median(c_berth));
+    let cp = median(c_pub);
     let tx = median(t_proxy);
     let (am, dm) = (median(attach_ms), median(detach_ms));
     println!(
@@ -298,15 +517,36 @@ fn main() {
     println!("tcp throughput, userspace proxy     : {tx:8.2} Gbit/s  ({r_proxy:.1}% of DNAT)");
     println!("tcp connections/s, bare veth pair   : {cb:8.0}");
     println!("tcp connections/s, Berth network    : {cn:8.0}  ({r_conn:.1}% of bare veth)");
+    println!(
+        "tcp connections/s, published port   : {cp:8.0}  (host -> 127.0.0.1 -> DNAT; {r_cpub:.1}% of Berth network)"
+    );
     println!("attach one namespace                : {am:8.2} ms  (target < 5 ms)");
     println!("detach one namespace                : {dm:8.2} ms  (mostly the kernel's veth unregistration)");
-    let docker = std::path::Path::new("/var/run/docker.sock").exists();
-    println!(
-        "docker userland proxy               : {}",
-        if docker {
-            "a Docker daemon runs here; not compared (Berth's own userspace proxy above does the same job)"
-        } else {
-            "not measured (no Docker daemon)"
-        }
-    );
+    if dock_rounds > 0 {
+        // Ratios: Docker's userland proxy over Berth's DNAT, per round, then the median.
+        let r_t = ratio(&t_dock, &t_pub_d);
+        let r_c = ratio(&c_dock, &c_pub_d);
+        let (td, tp) = (median(t_dock), median(t_pub_d));
+        let (cd, cp) = (median(c_dock), median(c_pub_d));
+        println!(
+            "docker userland proxy, 127.0.0.1 ({dock_rounds} rounds{dock_note}; {}):",
+            if proxy_seen {
+                "docker-proxy seen listening"
+            } else {
+                "NO docker-proxy seen listening: is dockerd running with --userland-proxy=false?"
+            }
+        );
+        println!("  tcp throughput, Berth DNAT        : {tp:8.2} Gbit/s");
+        println!(
+            "  tcp throughput, docker-proxy      : {td:8.2} Gbit/s  ({r_t:.1}% of Berth's; Berth {:.2}x)",
+            100.0 / r_t
+        );
+        println!("  tcp connections/s, Berth DNAT     : {cp:8.0}");
+        println!(
+            "  tcp connections/s, docker-proxy   : {cd:8.0}  ({r_c:.1}% of Berth's; Berth {:.2}x)",
+            100.0 / r_c
+        );
+    } else if let Some(why) = dock_skip {
+        println!("docker userland proxy comparison skipped: {why}");
+    }
 }

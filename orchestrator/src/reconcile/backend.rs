@@ -12,7 +12,7 @@ use berth_engine::image::{self, Images};
 use berth_engine::rootfs;
 use berth_networking::{
     dns, AttachRequest, Config as NetConfig, DnsOptions, HelperProgram, IpamConfig, Netns,
-    NetworkSpec, Networking, PortMapping, Protocol,
+    NetworkSpec, Networking, PortMapping,
 };
 
 use super::execute::{Backend, Health};
@@ -507,14 +507,5 @@ impl Backend for EngineBackend {
             (Status::Created, _) => Health::Starting,
             _ => Health::Exited(info.exit_code.unwrap_or(-1)),
         })
-    }
-}
-
-/// Unused protocol mapping guard: keeps the networking and model enums in step.
-#[allow(dead_code)]
-fn protocol(p: PortProtocol) -> Protocol {
-    match p {
-        PortProtocol::Udp => Protocol::Udp,
-        _ => Protocol::Tcp,
     }
 }

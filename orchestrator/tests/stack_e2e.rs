@@ -134,9 +134,12 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A subnet of this test's own, away from the networking tests' 10.213.x.
+/// A subnet of this test's own, away from the networking tests' 10.213.x. Each test has
+/// its own seed and so its own block of 50 (tests run in parallel processes, whose pids
+/// alone could make two of them pick the same subnet).
 fn subnet(seed: u32) -> String {
-    format!("10.214.{}.0/24", (std::process::id() + seed) % 250)
+    assert!((1..=5).contains(&seed));
+    format!("10.214.{}.0/24", (seed - 1) * 50 + std::process::id() % 50)
 }
 
 /// A plain HTTP GET of `/` on 127.0.0.1 (the host's busybox wget is not reliable here).
@@ -191,6 +194,8 @@ fn compose(port: u16, subnet: &str, web_memory: &str) -> String {
   sidecar:
     image: busybox:latest
     network_mode: "service:web"
+    pid: "service:web"
+    volumes: ["/scratch"]
     command: ["sh", "-c", "wget -q -O - http://127.0.0.1:8080/ && exec sleep 3600"]
     depends_on: [web]
 networks:
@@ -284,6 +289,22 @@ fn up_runs_the_stack_in_order_and_down_leaves_nothing() {
             .code(),
         Some(3)
     );
+    // pid: service:web — the sidecar sees web's httpd; its anonymous volume exists.
+    assert!(
+        s.ok(&["exec", "sidecar", "ps"]).contains("httpd"),
+        "pid namespace not shared"
+    );
+    let anon = s.root().join("volumes");
+    let anon_count = || {
+        std::fs::read_dir(&anon)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().contains("-anon"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(anon_count(), 1, "the sidecar's anonymous volume");
     // top, port, ls.
     assert!(s.ok(&["top", "web"]).contains("httpd -f -p 8080"));
     assert_eq!(

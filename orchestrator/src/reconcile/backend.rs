@@ -18,8 +18,8 @@ use berth_networking::{
 use super::execute::{Backend, Health};
 use super::plan::{container_name, Action, ContainerState, Observed, ObservedContainer};
 use super::translate::{
-    container_config, Placement, LABEL_HASH, LABEL_IMAGE_DIGEST, LABEL_NUMBER, LABEL_PROJECT,
-    LABEL_SERVICE,
+    anonymous_prefix, container_config, volume_dir, Placement, LABEL_HASH, LABEL_IMAGE_DIGEST,
+    LABEL_NUMBER, LABEL_PROJECT, LABEL_SERVICE,
 };
 use crate::stack::config::service_hash;
 use crate::stack::model::{Protocol as PortProtocol, Service};
@@ -233,6 +233,29 @@ impl EngineBackend {
         }
     }
 
+    /// `ipc:`/`pid:` as a namespace path to join: `host`, or `service:X` (replica 1 of X,
+    /// which the dependency graph started first). Anything else is refused rather than
+    /// silently ignored.
+    fn shared_namespace(&self, mode: Option<&str>, kind: &str) -> Result<Option<PathBuf>, String> {
+        match mode {
+            None | Some("") | Some("private") | Some("shareable") => Ok(None),
+            Some("host") => Ok(Some(PathBuf::from(format!("/proc/1/ns/{kind}")))),
+            Some(m) if m.starts_with("service:") => {
+                let other = container_name(self.project(), &m["service:".len()..], 1);
+                let pid = self
+                    .engine
+                    .inspect(&other)
+                    .map_err(err)?
+                    .pid
+                    .ok_or_else(|| format!("{kind}: {m}: {other} is not running"))?;
+                Ok(Some(PathBuf::from(format!("/proc/{pid}/ns/{kind}"))))
+            }
+            Some(m) => Err(format!(
+                "{kind}: {m:?} is not supported yet (use host or service:NAME)"
+            )),
+        }
+    }
+
     fn create(&self, service: &str, number: u32) -> Result<(), String> {
         let svc = self.service(service)?;
         let reference = svc
@@ -336,8 +359,8 @@ impl EngineBackend {
             rootfs: rootfs.path.clone(),
             image: engine_image_config(&image),
             netns,
-            ipc: None,
-            pid: None,
+            ipc: self.shared_namespace(svc.ipc.as_deref(), "ipc")?,
+            pid: self.shared_namespace(svc.pid.as_deref(), "pid")?,
             volumes_dir: self.paths.volumes(),
             etc_files,
         };
@@ -387,6 +410,17 @@ impl EngineBackend {
             problems.push(e.to_string());
         }
         let _ = std::fs::remove_dir_all(self.paths.etc(name));
+        // Anonymous volumes are the container's own: they go with it.
+        let prefix = anonymous_prefix(name);
+        if let Ok(entries) = std::fs::read_dir(self.paths.volumes()) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                        problems.push(format!("anonymous volume {}: {err}", e.path().display()));
+                    }
+                }
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -461,7 +495,7 @@ impl Backend for EngineBackend {
         match action {
             Action::CreateNetwork(name) => self.create_network(name),
             Action::CreateVolume(name) => {
-                std::fs::create_dir_all(self.paths.volumes().join(name).join("_data"))
+                std::fs::create_dir_all(volume_dir(&self.paths.volumes(), name))
                     .map_err(|e| format!("creating volume {name}: {e}"))
             }
             Action::Create { service, number } => {

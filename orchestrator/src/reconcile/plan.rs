@@ -223,6 +223,10 @@ pub fn plan_up(desired: &Desired, observed: &Observed, opts: &UpOptions) -> Plan
                         Some("configuration changed".to_string())
                     } else if want.image_digest.is_some() && c.image_digest != want.image_digest {
                         Some("image changed".to_string())
+                    } else if c.state == ContainerState::Created && !opts.no_start {
+                        // Made but never started: an `up` interrupted half-way. Nothing ran
+                        // in it, so it is made again from scratch rather than trusted.
+                        Some("never started".to_string())
                     } else {
                         None
                     };
@@ -390,6 +394,20 @@ mod tests {
         assert_eq!(
             text(&plan_up(&d, &o, &UpOptions::default())),
             "recreate p-db-1 (image changed)\n"
+        );
+    }
+
+    #[test]
+    fn a_container_left_created_by_an_interrupted_up_is_made_again() {
+        let d = desired(&[("db", want("h1", 1))]);
+        let o = Observed {
+            containers: vec![have("db", 1, "h1", ContainerState::Created)],
+            networks: vec!["p_default".into()],
+            volumes: vec!["p_data".into()],
+        };
+        assert_eq!(
+            text(&plan_up(&d, &o, &UpOptions::default())),
+            "recreate p-db-1 (never started)\n"
         );
     }
 

@@ -146,12 +146,9 @@ fn mounts(svc: &Service, project: &Project, p: &Placement) -> Result<Vec<MountSp
                             .get(src)
                             .and_then(|vol| vol.name.clone())
                             .unwrap_or_else(|| format!("{}_{src}", p.project));
-                        p.volumes_dir.join(name).join("_data")
+                        volume_dir(&p.volumes_dir, &name)
                     }
-                    None => p
-                        .volumes_dir
-                        .join(format!("{}-anon{}", p.name, v.target.replace('/', "_")))
-                        .join("_data"),
+                    None => volume_dir(&p.volumes_dir, &anonymous_volume(&p.name, &v.target)),
                 };
                 out.push(MountSpec::Volume {
                     source: dir,
@@ -300,7 +297,21 @@ pub fn container_config(
     })
 }
 
-/// Where a named volume's data lives.
+/// Where a volume's data lives.
 pub fn volume_dir(volumes_dir: &Path, engine_name: &str) -> PathBuf {
     volumes_dir.join(engine_name).join("_data")
+}
+
+/// The engine name of a container's anonymous volume (`volumes: [/data]`): it belongs to
+/// that container alone and goes when the container is removed.
+pub fn anonymous_volume(container: &str, target: &str) -> String {
+    format!(
+        "{}{}",
+        anonymous_prefix(container),
+        target.replace('/', "_")
+    )
+}
+
+pub fn anonymous_prefix(container: &str) -> String {
+    format!("{container}-anon")
 }

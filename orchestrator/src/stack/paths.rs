@@ -2,50 +2,26 @@
 //! them (Compose rule), so they are made absolute per file, before files, `include`s and
 //! `extends` bases are merged and that knowledge is lost.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
 use super::merge::split_short_volume;
+use super::model::paths::absolutize;
+use super::model::volumes::is_host_path;
 use super::yaml::{Node, Style, Value};
 
-/// Joins `rel` onto `base` and removes `.` and `..` lexically (paths may not exist yet).
+/// Joins `rel` onto `base`, expands `~` and removes `.`/`..` lexically: the model's
+/// [`absolutize`], except that `remote:` references and URLs are left as written (they
+/// name resources elsewhere, not paths on this host).
 pub fn absolute(base: &Path, rel: &str, home: Option<&str>) -> String {
-    // `remote:` and URLs name resources elsewhere, not paths on this host.
-    if is_windows_path(rel) || rel.starts_with("remote:") || rel.contains("://") {
+    if rel.starts_with("remote:") || rel.contains("://") {
         return rel.to_string();
     }
-    let expanded: PathBuf = match (rel.strip_prefix('~'), home) {
-        (Some(rest), Some(home)) if rest.is_empty() || rest.starts_with('/') => {
-            PathBuf::from(format!("{home}{rest}"))
-        }
-        _ => base.join(rel),
-    };
-    let mut out = PathBuf::new();
-    for c in expanded.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other.as_os_str()),
-        }
-    }
-    out.to_string_lossy().into_owned()
-}
-
-/// `C:\x`, `c:/x` and `\\server\share` are kept as written: they are not this host's.
-pub fn is_windows_path(s: &str) -> bool {
-    let b = s.as_bytes();
-    (b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && matches!(b[2], b'\\' | b'/'))
-        || s.starts_with("\\\\")
+    absolutize(rel, base, home.map(Path::new))
 }
 
 /// A build context that is a URL (git, http) is not a path.
 fn is_remote(s: &str) -> bool {
     s.contains("://") || s.starts_with("git@") || s.starts_with("github.com/")
-}
-
-fn is_local_bind_source(s: &str) -> bool {
-    s.starts_with('.') || s.starts_with('~') || s.starts_with('/') || is_windows_path(s)
 }
 
 fn set_scalar(node: &mut Node, f: impl FnOnce(&str) -> Option<String>) {
@@ -156,7 +132,7 @@ pub fn resolve_service(service: &mut Node, dir: &Path, home: Option<&str>) {
             match &mut volume.value {
                 Value::Scalar(..) => set_scalar(volume, |s| {
                     let parts = split_short_volume(s);
-                    if parts.len() < 2 || !is_local_bind_source(parts[0]) {
+                    if parts.len() < 2 || !is_host_path(parts[0]) {
                         return None;
                     }
                     let mut parts: Vec<String> = parts.iter().map(|p| p.to_string()).collect();
@@ -170,9 +146,7 @@ pub fn resolve_service(service: &mut Node, dir: &Path, home: Option<&str>) {
                         .is_none_or(|t| t == "bind");
                     if is_bind {
                         if let Some(src) = m.get_mut("source") {
-                            set_scalar(src, |s| {
-                                is_local_bind_source(s).then(|| absolute(dir, s, home))
-                            });
+                            set_scalar(src, |s| is_host_path(s).then(|| absolute(dir, s, home)));
                         }
                     }
                 }

@@ -411,3 +411,39 @@ fn list_xattrs(p: &Path) -> Vec<String> {
         .map(|s| String::from_utf8_lossy(s).into_owned())
         .collect()
 }
+
+/// Seeds a new, empty volume with the image's content at the path it is mounted on, as
+/// Docker does on a volume's first use: `target` is that path in the container's (merged)
+/// root filesystem at `rootfs`, `dst` the volume's data directory. A volume that already holds
+/// anything is left alone, so data written by an earlier container is never overwritten;
+/// a path the image does not have seeds nothing.
+pub fn seed_volume(rootfs: &Path, target: &str, dst: &Path) -> Result<bool> {
+    // Walk the target inside the root filesystem without following symbolic links: an
+    // image whose `/data` links to `/` must not seed the host's root into a volume.
+    let mut src = rootfs.to_path_buf();
+    for part in Path::new(target).components() {
+        if let std::path::Component::Normal(p) = part {
+            src.push(p);
+            match fs::symlink_metadata(&src) {
+                Ok(m) if m.is_dir() => {}
+                _ => return Ok(false),
+            }
+        }
+    }
+    let src = src.as_path();
+    let Ok(meta) = fs::symlink_metadata(src) else {
+        return Ok(false);
+    };
+    if !meta.is_dir() || src == rootfs {
+        return Ok(false);
+    }
+    let mut entries = fs::read_dir(dst).map_err(io_err("reading", dst))?;
+    if entries.next().is_some() {
+        return Ok(false);
+    }
+    copy_layer(src, dst)?;
+    // The volume's root takes the owner and mode of the directory it stands for, so a
+    // service running as a non-root user can write where its image let it.
+    copy_meta(src, dst, &meta)?;
+    Ok(true)
+}

@@ -438,3 +438,238 @@ fn berth_killed_in_the_middle_of_up_converges_when_run_again() {
         s.assert_nothing_left();
     }
 }
+
+/// An HTTP GET of `path` on 127.0.0.1: the body, if the server answered 200.
+fn http_get_path(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect_timeout(
+        &([127, 0, 0, 1], port).into(),
+        Duration::from_secs(2),
+    )
+    .ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(c, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut resp = String::new();
+    c.read_to_string(&mut resp).ok()?;
+    let (head, body) = resp.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.0 200")
+        .then(|| body.to_string())
+        .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_string()))
+}
+
+/// The count the webapp example's web service reports from its cache.
+fn jobs_done(port: u16) -> Option<u64> {
+    http_get_path(port, "/cgi-bin/stats")?
+        .trim()
+        .strip_prefix("jobs done: ")?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The stack the README's Quick start runs (examples/webapp), as a user checks it:
+/// the worker counts jobs in the cache by service name, web reads the count through the
+/// published port, the probe reaches web over the shared namespace's 127.0.0.1, limits
+/// are in each service's cgroup, and the cache's named volume keeps its data across a
+/// plain `down` and goes with `down -v`.
+#[test]
+fn the_webapp_example_runs_and_keeps_its_volume_across_down() {
+    let port = free_port();
+    let s = Stack::new("e2eweb", "");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/webapp");
+    let proj = s.dir.path().join("proj");
+    let st = Command::new("cp")
+        .args([
+            "-a",
+            &format!("{}/.", example.display()),
+            proj.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The example as it is, but on this test's own port and subnet.
+    std::fs::write(
+        proj.join("compose.override.yaml"),
+        format!(
+            "services:\n  web:\n    ports: !override [\"127.0.0.1:{port}:80\"]\n\
+             networks:\n  default:\n    ipam:\n      config: [{{subnet: 10.225.{}.0/24}}]\n",
+            std::process::id() % 100
+        ),
+    )
+    .unwrap();
+    let out = s.berth(&["up", "-d"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ps = s.ok(&["ps"]);
+    for svc in ["cache", "worker", "web", "probe"] {
+        assert!(
+            ps.lines()
+                .any(|l| l.starts_with(&format!("e2eweb-{svc}-1")) && l.contains("running")),
+            "{svc} not running:\n{ps}"
+        );
+    }
+    // The worker's jobs are counted, and web (asking the cache by name) sees them grow.
+    let mut first = 0;
+    wait_for("a job count from web", || {
+        jobs_done(port).is_some_and(|n| {
+            first = n;
+            n > 0
+        })
+    });
+    wait_for("the count to grow", || {
+        jobs_done(port).is_some_and(|n| n > first)
+    });
+    assert!(s.ok(&["logs", "worker"]).contains("worker-1 | job "));
+    // The probe shares web's network namespace: 127.0.0.1 there is web.
+    wait_for("the probe's fetch over 127.0.0.1", || {
+        s.ok(&["logs", "probe"]).contains("jobs done: ")
+    });
+    // Limits are in each service's own cgroup.
+    for (pattern, bytes) in [("sh /app/worker.sh", 32), ("httpd -f -p 80 -h /www", 32)] {
+        let pid = container_pid(pattern);
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let mem = cgroup
+            .lines()
+            .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))
+            .expect("a v1 memory cgroup");
+        let limit =
+            std::fs::read_to_string(format!("/sys/fs/cgroup/memory{mem}/memory.limit_in_bytes"))
+                .unwrap();
+        assert_eq!(limit.trim(), (bytes * 1024 * 1024).to_string(), "{pattern}");
+    }
+
+    // A plain `down` keeps the cache's volume: after `up` the count goes on from there.
+    s.ok(&["down", "-t", "0"]);
+    let before = std::fs::read_to_string(s.root().join("volumes/e2eweb_cache-data/_data/jobs"))
+        .expect("the count in the named volume")
+        .trim()
+        .parse::<u64>()
+        .unwrap();
+    assert!(before >= first);
+    s.ok(&["up", "-d"]);
+    wait_for("the count to go on from the kept volume", || {
+        jobs_done(port).is_some_and(|n| n > before)
+    });
+    s.ok(&["down", "-v", "-t", "0"]);
+    assert!(
+        !s.root().join("volumes/e2eweb_cache-data").exists(),
+        "down -v removes the named volume"
+    );
+    s.assert_nothing_left();
+}
+
+/// A new named volume takes the image's content at its mount point (as Docker's do); a
+/// volume that already holds data is never seeded again, and `nocopy` seeds nothing.
+#[test]
+fn a_new_named_volume_is_seeded_from_the_image_once() {
+    let s = Stack::new(
+        "e2eseed",
+        &format!(
+            r#"services:
+  seeded:
+    image: busybox:latest
+    command: ["sleep", "3600"]
+    volumes: ["www:/var/www"]
+  bare:
+    image: busybox:latest
+    command: ["sleep", "3600"]
+    volumes: [{{type: volume, source: empty, target: /var/www, volume: {{nocopy: true}}}}]
+networks:
+  default:
+    ipam:
+      config: [{{subnet: 10.225.{}.0/24}}]
+volumes:
+  www:
+  empty:
+"#,
+            100 + std::process::id() % 50
+        ),
+    );
+    s.ok(&["up", "-d"]);
+    let www = s.root().join("volumes/e2eseed_www/_data");
+    assert_eq!(
+        std::fs::read_to_string(www.join("index.html")).unwrap(),
+        "hello from berth\n",
+        "the image's /var/www seeded the volume"
+    );
+    assert_eq!(
+        s.ok(&["exec", "-T", "seeded", "cat", "/var/www/index.html"]),
+        "hello from berth\n"
+    );
+    let empty = s.root().join("volumes/e2eseed_empty/_data");
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0, "nocopy");
+    // The user's change to the volume survives a new container: no second seeding.
+    s.ok(&[
+        "exec",
+        "-T",
+        "seeded",
+        "sh",
+        "-c",
+        "rm /var/www/index.html && echo mine > /var/www/own",
+    ]);
+    s.ok(&["up", "-d", "--force-recreate"]);
+    assert!(
+        !www.join("index.html").exists(),
+        "seeded again over the user's data"
+    );
+    assert_eq!(std::fs::read_to_string(www.join("own")).unwrap(), "mine\n");
+    s.ok(&["down", "-v", "-t", "0"]);
+    s.assert_nothing_left();
+}
+
+/// `enable_ipv6` with an IPv6 pool: each service gets an address from it and its name
+/// resolves to it (AAAA) in the stack's DNS; services talk over it.
+#[test]
+fn an_ipv6_network_gives_services_ipv6_addresses_and_names() {
+    let tag = std::process::id() % 250;
+    let s = Stack::new(
+        "e2esix",
+        &format!(
+            r#"services:
+  web:
+    image: busybox:latest
+    command: ["httpd", "-f", "-p", "8080", "-h", "/var/www"]
+  client:
+    image: busybox:latest
+    command: ["sleep", "3600"]
+networks:
+  default:
+    enable_ipv6: true
+    ipam:
+      config:
+        - subnet: fd42:225:{tag}::/64
+        - subnet: 10.225.{v4}.0/24
+"#,
+            v4 = 150 + tag % 50
+        ),
+    );
+    s.ok(&["up", "-d"]);
+    let addrs = s.ok(&["exec", "-T", "web", "ip", "-6", "addr", "show", "eth0"]);
+    let prefix = format!("fd42:225:{tag}:");
+    let web6 = addrs
+        .split_whitespace()
+        .find(|w| w.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no address from the pool on web's eth0:\n{addrs}"))
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let lookup = s.ok(&["exec", "-T", "client", "nslookup", "-type=AAAA", "web"]);
+    assert!(lookup.contains(&web6), "AAAA for web:\n{lookup}");
+    let body = s.ok(&[
+        "exec",
+        "-T",
+        "client",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        &format!("http://[{web6}]:8080/"),
+    ]);
+    assert_eq!(body, "hello from berth\n");
+    s.ok(&["down", "-v", "-t", "0"]);
+    s.assert_nothing_left();
+}

@@ -78,21 +78,27 @@ fn new_id() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Where `berth-monitor` is: $BERTH_MONITOR, else beside (or one above, for test
-/// binaries in deps/) the running program.
+/// Where `berth-monitor` is: $BERTH_MONITOR, else found by [`helper_program`].
 fn default_monitor_program() -> PathBuf {
     if let Some(p) = std::env::var_os("BERTH_MONITOR") {
         return p.into();
     }
+    helper_program("berth-monitor")
+}
+
+/// Where one of Berth's helper programs (`berth-monitor`, `berth-dns`,
+/// `berth-port-proxy`) is: beside the running program (or one directory above, for test
+/// binaries in `deps/`), else `/usr/local/bin`.
+pub fn helper_program(name: &str) -> PathBuf {
     if let Ok(exe) = std::env::current_exe() {
         for dir in exe.ancestors().skip(1).take(2) {
-            let p = dir.join("berth-monitor");
+            let p = dir.join(name);
             if p.exists() {
                 return p;
             }
         }
     }
-    PathBuf::from("/usr/local/bin/berth-monitor")
+    PathBuf::from("/usr/local/bin").join(name)
 }
 
 fn validate_name(n: &str) -> Result<()> {

@@ -74,13 +74,21 @@ pub fn run(global: &GlobalArgs, args: &DownArgs) -> anyhow::Result<i32> {
             }
         }
     }
+    // Removal is idempotent (it also finds what a crashed run left); only a network
+    // that was on record is reported as removed.
+    let existing: Vec<String> = backend
+        .net
+        .networks()
+        .map(|n| n.into_iter().map(|i| i.name).collect())
+        .unwrap_or_default();
     for net in loaded.project.networks.values() {
         if net.external == Some(true) {
             continue;
         }
         let Some(name) = &net.name else { continue };
         match backend.net.remove_network(name) {
-            Ok(()) => eprintln!(" ✔ removed network {name}"),
+            Ok(()) if existing.contains(name) => eprintln!(" ✔ removed network {name}"),
+            Ok(()) => {}
             Err(e) => problems.push(format!("network {name}: {e}")),
         }
     }

@@ -11,8 +11,8 @@ use berth_engine::container::{self as ec, Engine, HealthStatus, LabelFilter, Sta
 use berth_engine::image::{self, Images};
 use berth_engine::rootfs;
 use berth_networking::{
-    dns, AttachRequest, Config as NetConfig, DnsOptions, HelperProgram, IpamConfig, Netns,
-    NetworkSpec, Networking, PortMapping,
+    dns, AttachRequest, Config as NetConfig, DnsOptions, HelperProgram, IpamConfig, Ipv6Config,
+    Netns, NetworkSpec, Networking, PortMapping,
 };
 
 use super::execute::{Backend, Health};
@@ -55,19 +55,6 @@ impl Paths {
     }
 }
 
-/// A helper binary shipped beside `berth` (`berth-dns`, `berth-port-proxy`).
-fn helper(name: &str) -> PathBuf {
-    if let Ok(exe) = std::env::current_exe() {
-        for dir in exe.ancestors().skip(1).take(2) {
-            let p = dir.join(name);
-            if p.exists() {
-                return p;
-            }
-        }
-    }
-    PathBuf::from(format!("/usr/local/bin/{name}"))
-}
-
 pub struct EngineBackend {
     pub loaded: Arc<Loaded>,
     pub paths: Paths,
@@ -80,6 +67,11 @@ pub struct EngineBackend {
 
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
+}
+
+/// A field of the stack parsed as an address or subnet (validated when the stack loaded).
+fn parsed<T: std::str::FromStr>(field: Option<&String>) -> Option<T> {
+    field.and_then(|s| s.parse().ok())
 }
 
 impl EngineBackend {
@@ -148,7 +140,18 @@ impl EngineBackend {
             .networks
             .iter()
             .find(|(_, n)| n.name.as_deref() == Some(engine_name))?;
-        let pool = n.ipam.as_ref().and_then(|i| i.config.first());
+        // `ipam.config` may hold an IPv4 and an IPv6 pool, in either order.
+        let pools = n.ipam.as_ref().map(|i| i.config.as_slice()).unwrap_or(&[]);
+        let v4 = pools.iter().find(|p| {
+            p.subnet
+                .as_deref()
+                .is_none_or(|s| s.parse::<ipnet::Ipv4Net>().is_ok())
+        });
+        let v6 = pools.iter().find(|p| {
+            p.subnet
+                .as_deref()
+                .is_some_and(|s| s.parse::<ipnet::Ipv6Net>().is_ok())
+        });
         Some(NetworkSpec {
             name: engine_name.to_string(),
             internal: n.internal.unwrap_or(false),
@@ -157,19 +160,14 @@ impl EngineBackend {
                 .get("com.docker.network.driver.mtu")
                 .and_then(|v| v.parse().ok()),
             ipam: IpamConfig {
-                subnet: pool
-                    .and_then(|p| p.subnet.as_deref())
-                    .and_then(|s| s.parse().ok()),
-                gateway: pool
-                    .and_then(|p| p.gateway.as_deref())
-                    .and_then(|s| s.parse().ok()),
-                ip_range: pool
-                    .and_then(|p| p.ip_range.as_deref())
-                    .and_then(|s| s.parse().ok()),
+                subnet: parsed(v4.and_then(|p| p.subnet.as_ref())),
+                gateway: parsed(v4.and_then(|p| p.gateway.as_ref())),
+                ip_range: parsed(v4.and_then(|p| p.ip_range.as_ref())),
             },
-            // IPv6 networks (`enable_ipv6`) are wired in the networking crate; the stack
-            // side does not ask for them yet.
-            ipv6: None,
+            ipv6: (n.enable_ipv6 == Some(true) || v6.is_some()).then(|| Ipv6Config {
+                subnet: parsed(v6.and_then(|p| p.subnet.as_ref())),
+                gateway: parsed(v6.and_then(|p| p.gateway.as_ref())),
+            }),
         })
     }
 
@@ -184,7 +182,7 @@ impl EngineBackend {
                     &info.name,
                     &DnsOptions {
                         program: HelperProgram {
-                            program: helper("berth-dns"),
+                            program: berth_engine::container::helper_program("berth-dns"),
                             args: vec![],
                         },
                         upstreams: None,
@@ -293,7 +291,10 @@ impl EngineBackend {
                         .as_ref()
                         .and_then(|o| o.ipv4_address.as_deref())
                         .and_then(|a| a.parse().ok()),
-                    ipv6_address: None,
+                    ipv6_address: opts
+                        .as_ref()
+                        .and_then(|o| o.ipv6_address.as_deref())
+                        .and_then(|a| a.parse().ok()),
                     priority: opts.as_ref().and_then(|o| o.priority).unwrap_or(0) as i32,
                     dns_names,
                 });
@@ -375,8 +376,16 @@ impl EngineBackend {
         }
         let cfg = container_config(svc, &self.loaded.project, &placement)?;
         for m in &cfg.mounts {
-            if let ec::MountSpec::Volume { source, .. } = m {
+            if let ec::MountSpec::Volume { source, target, .. } = m {
                 std::fs::create_dir_all(source).map_err(err)?;
+                let nocopy = svc
+                    .volumes
+                    .iter()
+                    .any(|v| &v.target == target && v.volume.as_ref().is_some_and(|o| o.nocopy));
+                if !nocopy {
+                    rootfs::seed_volume(&rootfs.path, target, source)
+                        .map_err(|e| format!("seeding the volume at {target}: {e}"))?;
+                }
             }
         }
         let id = self.engine.create(cfg).map_err(err)?;

@@ -117,6 +117,36 @@ impl Stack {
             !nft.contains(&format!("{}_", self.project)),
             "nftables rules of the stack are left:\n{nft}"
         );
+        // No bridge of the project's networks, and no network record or lease.
+        let net = berth_networking::Networking::with_nftables(berth_networking::Config {
+            root: self.root(),
+            run: self.dir.path().join("run"),
+            ..berth_networking::Config::from_env()
+        });
+        let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+        let links = String::from_utf8_lossy(&links.stdout);
+        for network in ["default", "front", "back"] {
+            let bridge = net.bridge_name(&format!("{}_{network}", self.project));
+            assert!(
+                !links.contains(&format!(": {bridge}:")),
+                "bridge {bridge} of {network} is left"
+            );
+        }
+        // No network record or lease, container record, root filesystem or etc files.
+        for dir in ["networks", "containers", "rootfs", "etc"] {
+            let left: Vec<_> = std::fs::read_dir(self.root().join(dir))
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .filter(|n| {
+                            n.contains(&self.project)
+                                || (dir == "containers" && !n.starts_with('.'))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert!(left.is_empty(), "left in BERTH_ROOT/{dir}: {left:?}");
+        }
     }
 }
 
@@ -527,7 +557,8 @@ fn the_webapp_example_runs_and_keeps_its_volume_across_down() {
     wait_for("the probe's fetch over 127.0.0.1", || {
         s.ok(&["logs", "probe"]).contains("jobs done: ")
     });
-    // Limits are in each service's own cgroup.
+    // Limits are in each service's own cgroup (gone after `down`).
+    let mut cgroups = Vec::new();
     for (pattern, bytes) in [("sh /app/worker.sh", 32), ("httpd -f -p 80 -h /www", 32)] {
         let pid = container_pid(pattern);
         let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
@@ -539,10 +570,14 @@ fn the_webapp_example_runs_and_keeps_its_volume_across_down() {
             std::fs::read_to_string(format!("/sys/fs/cgroup/memory{mem}/memory.limit_in_bytes"))
                 .unwrap();
         assert_eq!(limit.trim(), (bytes * 1024 * 1024).to_string(), "{pattern}");
+        cgroups.push(format!("/sys/fs/cgroup/memory{mem}"));
     }
 
     // A plain `down` keeps the cache's volume: after `up` the count goes on from there.
     s.ok(&["down", "-t", "0"]);
+    for cg in &cgroups {
+        assert!(!Path::new(cg).exists(), "cgroup {cg} is left after down");
+    }
     let before = std::fs::read_to_string(s.root().join("volumes/e2eweb_cache-data/_data/jobs"))
         .expect("the count in the named volume")
         .trim()

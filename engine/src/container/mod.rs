@@ -277,6 +277,7 @@ impl Engine {
                 }
             }
         }
+        self.sweep_locked();
         self.store.make_dirs(&id)?;
         let res = (|| {
             crate::state::write_atomic(
@@ -306,6 +307,21 @@ impl Engine {
             return Err(e.into());
         }
         Ok(id)
+    }
+
+    /// Removes what a creator killed half-way left: container directories with no record.
+    pub fn sweep_incomplete(&self) -> Result<()> {
+        let _g = self.global_lock()?;
+        self.sweep_locked();
+        Ok(())
+    }
+
+    /// Creators hold the global lock from making a container's directories to saving its
+    /// record, so under that lock a directory without a record is a crashed creator's.
+    fn sweep_locked(&self) {
+        for half_made in self.store.incomplete_ids() {
+            let _ = self.store.remove(&half_made);
+        }
     }
 
     fn global_lock(&self) -> Result<crate::state::Lock> {

@@ -264,6 +264,19 @@ impl Store {
         out
     }
 
+    /// Directories with no record: what a creator killed between making a container's
+    /// directories and saving its record leaves behind (dot entries are Berth's locks).
+    pub fn incomplete_ids(&self) -> Vec<String> {
+        std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().is_dir() && !e.path().join("record.json").exists())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.'))
+            .collect()
+    }
+
     /// Removes everything of a container (both directories).
     pub fn remove(&self, id: &str) -> Result<()> {
         for d in [self.run_dir(id), self.dir(id)] {
@@ -337,5 +350,10 @@ mod tests {
         assert!(matches!(s.load("c1"), Err(StateError::Corrupt { .. })));
         s.remove("c1").unwrap();
         assert!(s.ids().is_empty());
+        // A creator killed before saving leaves a directory with no record.
+        s.make_dirs("c2").unwrap();
+        std::fs::create_dir_all(t.path().join("root/.names")).unwrap();
+        assert!(s.ids().is_empty());
+        assert_eq!(s.incomplete_ids(), vec!["c2".to_string()]);
     }
 }

@@ -74,6 +74,10 @@ pub fn run(global: &GlobalArgs, args: &DownArgs) -> anyhow::Result<i32> {
             }
         }
     }
+    // What a `berth` killed in the middle of creating a container left.
+    if let Err(e) = backend.engine.sweep_incomplete() {
+        problems.push(format!("container records: {e}"));
+    }
     // Removal is idempotent (it also finds what a crashed run left); only a network
     // that was on record is reported as removed.
     let existing: Vec<String> = backend

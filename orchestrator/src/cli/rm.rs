@@ -1,7 +1,6 @@
 //! `berth rm`: remove the stack's stopped containers (with `-s`, stop them first), with
 //! everything made for them. Berth never asks for confirmation; `-f` is accepted.
 
-use std::time::Duration;
 
 use anyhow::bail;
 use berth_engine::container::Status;
@@ -37,7 +36,8 @@ pub fn run(global: &GlobalArgs, args: &RmArgs) -> anyhow::Result<i32> {
         if live && !args.stop {
             continue;
         }
-        match backend.remove_container(&c.name, live.then_some(Duration::from_secs(10))) {
+        // None: each container's own stop_grace_period.
+        match backend.remove_container(&c.name, None) {
             Ok(()) => {
                 removed += 1;
                 eprintln!(" ✔ removed {}", c.name);

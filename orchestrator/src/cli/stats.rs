@@ -61,6 +61,7 @@ fn host_memory() -> Option<u64> {
 
 /// Bytes as Docker shows them (`12.5MiB`).
 fn human(bytes: u64) -> String {
+    // e.g. 196KiB, 1.234MiB, 32MiB
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;
     let mut u = 0;
@@ -68,11 +69,13 @@ fn human(bytes: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{v:.2}{}", UNITS[u])
+    // Four significant digits, trailing zeros dropped, as Docker's `%.4g`.
+    let int_digits = format!("{}", v.trunc() as u64).len();
+    let mut s = format!("{:.*}", 4usize.saturating_sub(int_digits), v);
+    if s.contains('.') {
+        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
     }
+    format!("{s}{}", UNITS[u])
 }
 
 /// One row: name, CPU %, memory used, its limit, memory %, pids.

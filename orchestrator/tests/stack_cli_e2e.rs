@@ -37,7 +37,14 @@ fn run_propagates_the_exit_code_and_rm_leaves_nothing() {
         ),
     );
     // The command's output, attached; its exit code; the dependency started first.
-    let o = s.berth(&["run", "--rm", "app", "sh", "-c", "echo out; echo err >&2; exit 7"]);
+    let o = s.berth(&[
+        "run",
+        "--rm",
+        "app",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 7",
+    ]);
     assert_eq!(o.status.code(), Some(7), "{}", text(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n");
     assert!(String::from_utf8_lossy(&o.stderr).contains("err"));
@@ -66,9 +73,22 @@ fn run_propagates_the_exit_code_and_rm_leaves_nothing() {
     assert!(!mounts.contains("-run-"), "a mount of the one-off is left");
 
     // The service's command by default; -e, -w, -u, --entrypoint, --no-deps.
-    assert_eq!(s.ok(&["run", "--rm", "--no-deps", "app"]), "from-the-file\n");
+    assert_eq!(
+        s.ok(&["run", "--rm", "--no-deps", "app"]),
+        "from-the-file\n"
+    );
     let o = s.ok(&[
-        "run", "--rm", "-e", "GREETING=hi", "-w", "/tmp", "-u", "1000", "app", "sh", "-c",
+        "run",
+        "--rm",
+        "-e",
+        "GREETING=hi",
+        "-w",
+        "/tmp",
+        "-u",
+        "1000",
+        "app",
+        "sh",
+        "-c",
         "echo $GREETING $(pwd) $(id -u)",
     ]);
     assert_eq!(o, "hi /tmp 1000\n");
@@ -84,8 +104,19 @@ fn run_propagates_the_exit_code_and_rm_leaves_nothing() {
     let port = free_port();
     let publish = format!("127.0.0.1:{port}:8080");
     let name = s.ok(&[
-        "run", "-d", "--name", "clirun-web", "-p", &publish, "app", "httpd", "-f", "-p", "8080",
-        "-h", "/var/www",
+        "run",
+        "-d",
+        "--name",
+        "clirun-web",
+        "-p",
+        &publish,
+        "app",
+        "httpd",
+        "-f",
+        "-p",
+        "8080",
+        "-h",
+        "/var/www",
     ]);
     assert_eq!(name.trim(), "clirun-web");
     wait_for("the one-off's published port", || {
@@ -132,7 +163,14 @@ fn exec_works_with_and_without_a_terminal() {
 
     // -T: our stdin reaches the command, its stdout and exit code come back.
     let mut child = s
-        .command(&["exec", "-T", "web", "sh", "-c", "read x; echo got $x; [ -t 0 ] || exit 4"])
+        .command(&[
+            "exec",
+            "-T",
+            "web",
+            "sh",
+            "-c",
+            "read x; echo got $x; [ -t 0 ] || exit 4",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -173,7 +211,10 @@ fn exec_works_with_and_without_a_terminal() {
         // Keep the master drained so the relay never blocks on a full terminal.
         let mut buf = [0u8; 1024];
         let _ = master.read(&mut buf);
-        assert!(started.elapsed() < Duration::from_secs(20), "exec did not end");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "exec did not end"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(5));
@@ -243,13 +284,24 @@ fn up_wait_returns_once_healthy_and_fails_when_a_service_cannot_be() {
     let started = Instant::now();
     let o = s.berth(&["up", "--wait", "--wait-timeout", "60"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(started.elapsed() >= Duration::from_secs(1), "returned before healthy");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "returned before healthy"
+    );
     assert!(s.ok(&["ps"]).contains("running (healthy)"));
     s.ok(&["down", "-t", "0"]);
-    s.set_compose(&healthy.replace("test, -e, /tmp/ready", "'false'").replace("retries: 30", "retries: 2"));
+    s.set_compose(
+        &healthy
+            .replace("test, -e, /tmp/ready", "'false'")
+            .replace("retries: 30", "retries: 2"),
+    );
     let o = s.berth(&["up", "--wait", "--wait-timeout", "30"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("cliwait-web-1 is unhealthy"), "{}", text(&o));
+    assert!(
+        text(&o).contains("cliwait-web-1 is unhealthy"),
+        "{}",
+        text(&o)
+    );
     s.ok(&["down", "-t", "0"]);
     s.assert_nothing_left();
 }
@@ -292,7 +344,10 @@ fn stats_wait_create_rm_and_events() {
     // create: made, not started.
     s.ok(&["create"]);
     let ps = s.ok(&["ps", "-a", "--status", "created"]);
-    assert!(ps.contains("clistats-web-1") && ps.contains("clistats-job-1"), "{ps}");
+    assert!(
+        ps.contains("clistats-web-1") && ps.contains("clistats-job-1"),
+        "{ps}"
+    );
     assert_eq!(s.ok(&["ps", "-q"]), "", "nothing runs after create");
 
     // events sees what happens from here on.
@@ -316,7 +371,10 @@ fn stats_wait_create_rm_and_events() {
     let used = row["MemBytes"].as_u64().unwrap();
     assert!(used > 0 && used <= 32 * 1024 * 1024, "{row}");
     let table = s.ok(&["stats", "--no-stream"]);
-    assert!(table.contains("clistats-web-1") && table.contains(" / 32MiB"), "{table}");
+    assert!(
+        table.contains("clistats-web-1") && table.contains(" / 32MiB"),
+        "{table}"
+    );
 
     // rm: the stopped job goes; the running web stays unless -s.
     s.ok(&["rm", "-f", "job"]);
@@ -338,6 +396,54 @@ fn stats_wait_create_rm_and_events() {
     ] {
         assert!(lines.contains(want), "no {want:?} in events:\n{lines}");
     }
+    s.ok(&["down", "-t", "0"]);
+    s.assert_nothing_left();
+}
+
+#[test]
+fn up_in_the_foreground_follows_logs_and_stops_gracefully_on_ctrl_c() {
+    let net = cli_subnet(7);
+    let s = Stack::new(
+        "clifg",
+        &format!(
+            "services:\n  web:\n    image: busybox:latest\n    command: [sh, -c, 'echo web-up; exec sleep 3600']\n    stop_grace_period: 1s\n{}",
+            network(&net)
+        ),
+    );
+    let mut child = s
+        .command(&["--ansi", "always", "up"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = stdout.read_to_string(&mut all);
+        all
+    });
+    wait_for("web to run", || s.ok(&["ps", "-q"]) == "clifg-web-1\n");
+    std::thread::sleep(Duration::from_millis(500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("Gracefully stopping"), "{err}");
+    let out = reader.join().unwrap();
+    // The prefix is coloured (--ansi always) and padded as Compose does.
+    assert!(out.contains("\x1b[36mweb-1 | \x1b[0mweb-up"), "{out:?}");
+    assert_eq!(s.ok(&["ps", "-q"]), "", "stopped");
+    assert!(s.ok(&["ps", "-a"]).contains("clifg-web-1"), "kept");
     s.ok(&["down", "-t", "0"]);
     s.assert_nothing_left();
 }

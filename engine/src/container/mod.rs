@@ -715,9 +715,8 @@ impl Engine {
         Ok(Attach { conn })
     }
 
-    /// Runs a process in the running container (its namespaces and cgroup) and
-    /// collects its output.
-    pub fn exec(&self, id_or_name: &str, e: &ExecConfig) -> Result<ExecOutput> {
+    /// The record of a container that must be running for an `exec`.
+    fn running_for_exec(&self, id_or_name: &str) -> Result<Record> {
         let rec = self.load(id_or_name)?;
         let (status, _) = self.effective(&rec);
         if status != Status::Running {
@@ -728,6 +727,13 @@ impl Engine {
                 hint: " (exec needs a running container)",
             });
         }
+        Ok(rec)
+    }
+
+    /// Runs a process in the running container (its namespaces and cgroup) and
+    /// collects its output.
+    pub fn exec(&self, id_or_name: &str, e: &ExecConfig) -> Result<ExecOutput> {
+        let rec = self.running_for_exec(id_or_name)?;
         let process = spec::exec_process(&rec.config, e)?;
         let out = self
             .monitor_command()
@@ -754,16 +760,7 @@ impl Engine {
     /// [`ExecStdio::Terminal`] gives it a terminal inside the container relayed to ours
     /// (raw mode); [`ExecStdio::Detached`] starts it and returns 0. Returns its exit code.
     pub fn exec_attached(&self, id_or_name: &str, e: &ExecConfig, how: ExecStdio) -> Result<i32> {
-        let rec = self.load(id_or_name)?;
-        let (status, _) = self.effective(&rec);
-        if status != Status::Running {
-            return Err(EngineError::WrongState {
-                name: rec.config.name,
-                status,
-                op: "exec",
-                hint: " (exec needs a running container)",
-            });
-        }
+        let rec = self.running_for_exec(id_or_name)?;
         let mut process = spec::exec_process(&rec.config, e)?;
         let mode = match how {
             ExecStdio::Inherit => "wait",
@@ -771,7 +768,10 @@ impl Engine {
                 process["terminal"] = serde_json::Value::Bool(true);
                 // Programs read TERM to know what the terminal understands; Docker sets it.
                 if let Some(env) = process["env"].as_array_mut() {
-                    if !env.iter().any(|v| v.as_str().is_some_and(|s| s.starts_with("TERM="))) {
+                    if !env
+                        .iter()
+                        .any(|v| v.as_str().is_some_and(|s| s.starts_with("TERM=")))
+                    {
                         env.push("TERM=xterm".into());
                     }
                 }

@@ -237,15 +237,12 @@ pub fn foreground(
                 _ = tokio::time::sleep(Duration::from_millis(200)) => false,
             }
         });
+        let stop = |interrupt: &mut tokio::signal::unix::Signal| {
+            stop_all(backend, runtime, interrupt, &how.services, how.stop_timeout)
+        };
         if interrupted {
             eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
-            stop_all(
-                backend,
-                runtime,
-                &mut interrupt,
-                &how.services,
-                how.stop_timeout,
-            );
+            stop(&mut interrupt);
             return Ok(130);
         }
         let list = super::service_containers(backend, &how.services)?;
@@ -262,13 +259,7 @@ pub fn foreground(
                     first.exit_code.unwrap_or(-1)
                 );
                 eprintln!("Aborting on container exit...");
-                stop_all(
-                    backend,
-                    runtime,
-                    &mut interrupt,
-                    &how.services,
-                    how.stop_timeout,
-                );
+                stop(&mut interrupt);
                 let code = match &how.exit_code_from {
                     Some(s) => {
                         // Its code once it has stopped (it may be the one that was stopped).
@@ -282,11 +273,7 @@ pub fn foreground(
             }
         } else if !list.is_empty() && list.iter().all(stopped) {
             finish(threads);
-            return Ok(how
-                .exit_code_from
-                .as_deref()
-                .and_then(code_of)
-                .unwrap_or(0));
+            return Ok(how.exit_code_from.as_deref().and_then(code_of).unwrap_or(0));
         }
     }
 }

@@ -72,9 +72,7 @@ fn lines(backend: &EngineBackend, services: &[String], tick: usize) -> Vec<Strin
         .map(|s| {
             let mine: Vec<_> = list
                 .iter()
-                .filter(|c| {
-                    c.labels.get(crate::reconcile::translate::LABEL_SERVICE) == Some(s)
-                })
+                .filter(|c| c.labels.get(crate::reconcile::translate::LABEL_SERVICE) == Some(s))
                 .collect();
             let running = mine.iter().filter(|c| c.state == Status::Running).count();
             let healthy = mine

@@ -72,8 +72,7 @@ pub fn run(global: &GlobalArgs, args: &PsArgs) -> anyhow::Result<i32> {
             args.status.iter().any(|s| *s == c.state.to_string())
         };
         let service_ok = args.service_names.is_empty()
-            || c
-                .labels
+            || c.labels
                 .get(LABEL_SERVICE)
                 .is_some_and(|s| args.service_names.contains(s));
         state_ok && service_ok

@@ -1,7 +1,6 @@
 //! `berth rm`: remove the stack's stopped containers (with `-s`, stop them first), with
 //! everything made for them. Berth never asks for confirmation; `-f` is accepted.
 
-
 use anyhow::bail;
 use berth_engine::container::Status;
 use clap::Args;

@@ -130,31 +130,6 @@ pub fn rewrite_publish(args: Vec<String>) -> Vec<String> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::rewrite_publish;
-
-    fn words(s: &str) -> Vec<String> {
-        s.split(' ').map(String::from).collect()
-    }
-
-    #[test]
-    fn dash_p_after_run_publishes_and_before_it_names_the_project() {
-        assert_eq!(
-            rewrite_publish(words("berth -p proj run --rm -p 80:80 -e A=1 web sh -p x")),
-            words("berth -p proj run --rm --publish 80:80 -e A=1 web sh -p x")
-        );
-        assert_eq!(
-            rewrite_publish(words("berth -p run up -p x")),
-            words("berth -p run up -p x")
-        );
-        assert_eq!(
-            rewrite_publish(words("berth run -p8080:80 web")),
-            words("berth run --publish=8080:80 web")
-        );
-    }
-}
-
 fn short_id() -> String {
     let mut b = [0u8; 6];
     if std::fs::File::open("/dev/urandom")
@@ -179,8 +154,7 @@ fn one_off_service(backend: &EngineBackend, args: &RunArgs) -> anyhow::Result<Se
         svc.command = Some(args.command.clone());
     }
     if let Some(e) = &args.entrypoint {
-        let words =
-            shell_words::split(e).map_err(|why| anyhow!("--entrypoint {e:?}: {why}"))?;
+        let words = shell_words::split(e).map_err(|why| anyhow!("--entrypoint {e:?}: {why}"))?;
         svc.entrypoint = Some(words);
         if args.command.is_empty() {
             // A new entrypoint drops the service's command too, as Compose does.
@@ -190,9 +164,7 @@ fn one_off_service(backend: &EngineBackend, args: &RunArgs) -> anyhow::Result<Se
     for kv in &args.env {
         match kv.split_once('=') {
             Some((k, v)) => svc.environment.insert(k.to_string(), Some(v.to_string())),
-            None => svc
-                .environment
-                .insert(kv.clone(), std::env::var(kv).ok()),
+            None => svc.environment.insert(kv.clone(), std::env::var(kv).ok()),
         };
     }
     if args.user.is_some() {
@@ -346,4 +318,29 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<i32> {
         remove(backend, &name);
     }
     Ok(outcome?.exit_code.unwrap_or(-1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite_publish;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split(' ').map(String::from).collect()
+    }
+
+    #[test]
+    fn dash_p_after_run_publishes_and_before_it_names_the_project() {
+        assert_eq!(
+            rewrite_publish(words("berth -p proj run --rm -p 80:80 -e A=1 web sh -p x")),
+            words("berth -p proj run --rm --publish 80:80 -e A=1 web sh -p x")
+        );
+        assert_eq!(
+            rewrite_publish(words("berth -p run up -p x")),
+            words("berth -p run up -p x")
+        );
+        assert_eq!(
+            rewrite_publish(words("berth run -p8080:80 web")),
+            words("berth run --publish=8080:80 web")
+        );
+    }
 }

@@ -161,7 +161,9 @@ fn pull_images(
     use berth_engine::image;
     for s in services {
         let svc = &backend.loaded.project.services[s];
-        let Some(reference) = &svc.image else { continue };
+        let Some(reference) = &svc.image else {
+            continue;
+        };
         match pull {
             Some(Pull::Always) => {
                 runtime
@@ -222,10 +224,10 @@ pub fn converge(
     }
     let backend = Arc::new(backend);
     let runtime = tokio::runtime::Runtime::new()?;
+    pull_images(&backend, &selected, args.pull, &runtime)?;
     if let Some(except) = &mode.except {
         selected.retain(|s| s != except);
     }
-    pull_images(&backend, &selected, args.pull, &runtime)?;
     let observed = backend
         .observe()
         .map_err(|e| anyhow!(e))

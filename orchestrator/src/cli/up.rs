@@ -383,3 +383,49 @@ pub fn create(global: &GlobalArgs, args: &CreateArgs) -> anyhow::Result<i32> {
     converge(global, &args.converge, &mode)?;
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::{load, Options};
+
+    fn loaded() -> Loaded {
+        let text = "services:\n  web:\n    image: x\n    depends_on: [api]\n  api:\n    image: x\n    depends_on: [db]\n  db:\n    image: x\n  other:\n    image: x\n";
+        load(&Options {
+            files: vec!["-".into()],
+            stdin: Some(text.into()),
+            project_name: Some("p".into()),
+            environment: Some(Default::default()),
+            ..Options::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn named_services_bring_their_dependencies_unless_no_deps() {
+        let l = loaded();
+        let mut all = selection(&l, &[], false).unwrap();
+        all.sort();
+        assert_eq!(all, ["api", "db", "other", "web"]);
+        assert_eq!(
+            selection(&l, &["web".into()], false).unwrap(),
+            ["web", "api", "db"]
+        );
+        assert_eq!(selection(&l, &["web".into()], true).unwrap(), ["web"]);
+        assert_eq!(
+            selection(&l, &["nope".into()], false)
+                .unwrap_err()
+                .to_string(),
+            "no such service: nope"
+        );
+    }
+
+    #[test]
+    fn scale_is_service_equals_count() {
+        let l = loaded();
+        assert_eq!(parse_scale(&l, &["web=3".into()]).unwrap()["web"], 3);
+        for bad in ["web", "web=x", "nope=2"] {
+            assert!(parse_scale(&l, &[bad.into()]).is_err(), "{bad}");
+        }
+    }
+}

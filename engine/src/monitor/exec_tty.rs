@@ -11,6 +11,8 @@ use std::os::unix::net::UnixListener;
 use std::path::Path;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::termios::{self, SetArg, Termios};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -100,26 +102,51 @@ pub fn run(rt: &Runtime, run: &Path, id: &str, proc: &oci_spec::runtime::Process
             return waitpid(pid, None).ok().and_then(exit_code).unwrap_or(126);
         }
     };
-    // The process's terminal starts the size of ours.
+    // The process's terminal starts the size of ours, and follows it (SIGWINCH).
+    copy_size(&master);
+    let mut winch = SigSet::empty();
+    winch.add(Signal::SIGWINCH);
+    let resized = winch
+        .thread_block()
+        .ok()
+        .and_then(|_| SignalFd::with_flags(&winch, SfdFlags::SFD_NONBLOCK).ok());
+    let guard = raw_stdin();
+    let code = relay(&master, pid, resized.as_ref());
+    drop(guard);
+    code
+}
+
+/// Gives the container's terminal the size of ours.
+fn copy_size(master: &OwnedFd) {
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
     // SAFETY: TIOCGWINSZ/TIOCSWINSZ with a winsize we own.
     if unsafe { get_winsize(0, &mut ws) }.is_ok() {
         let _ = unsafe { set_winsize(master.as_raw_fd(), &ws) };
     }
-    let guard = raw_stdin();
-    let code = relay(&master, pid);
-    drop(guard);
-    code
 }
 
-fn relay(master: &OwnedFd, pid: Pid) -> i32 {
+fn relay(master: &OwnedFd, pid: Pid, resized: Option<&SignalFd>) -> i32 {
     // SAFETY: fds 0 and 1 stay open for the life of the process.
     let (stdin, stdout) = unsafe { (BorrowedFd::borrow_raw(0), BorrowedFd::borrow_raw(1)) };
     let mut stdin_open = true;
     let mut buf = [0u8; 8192];
     let mut status = None;
     loop {
+        if let Some(sfd) = resized {
+            // Drain pending SIGWINCHs, then pass the new size on.
+            let mut any = false;
+            while let Ok(Some(_)) = sfd.read_signal() {
+                any = true;
+            }
+            if any {
+                copy_size(master);
+            }
+        }
         let mut fds = vec![PollFd::new(master.as_fd(), PollFlags::POLLIN)];
+        if let Some(sfd) = resized {
+            fds.push(PollFd::new(sfd.as_fd(), PollFlags::POLLIN));
+        }
+        let stdin_at = fds.len();
         if stdin_open {
             fds.push(PollFd::new(stdin, PollFlags::POLLIN));
         }
@@ -129,7 +156,8 @@ fn relay(master: &OwnedFd, pid: Pid) -> i32 {
         }
         let master_ev = fds[0].revents().unwrap_or(PollFlags::empty());
         let stdin_ev = fds
-            .get(1)
+            .get(stdin_at)
+            .filter(|_| stdin_open)
             .and_then(|f| f.revents())
             .unwrap_or(PollFlags::empty());
         if !master_ev.is_empty() {

@@ -218,7 +218,9 @@ pub fn converge(
     let scale = parse_scale(&loaded, &args.scale)?;
     let loaded = Arc::new(loaded);
     let paths = Paths::from_env();
-    let mut backend = EngineBackend::new(Arc::clone(&loaded), paths).map_err(|e| anyhow!(e))?;
+    let mut backend = EngineBackend::new(Arc::clone(&loaded), paths)
+        .map_err(|e| anyhow!(e))?
+        .with_stop_timeout(mode.stop_timeout);
     if mode.no_start {
         backend = backend.without_start();
     }

@@ -78,6 +78,8 @@ pub struct EngineBackend {
     digests: Mutex<HashMap<String, String>>,
     /// False for `create` / `up --no-start`: containers are made, not started.
     start_created: bool,
+    /// `up -t`: how long a container being replaced or removed gets to stop.
+    stop_timeout: Option<Duration>,
 }
 
 /// A one-off container of a service (`berth run`): its own name, and the service as the
@@ -108,7 +110,15 @@ impl EngineBackend {
             net,
             digests: Mutex::new(HashMap::new()),
             start_created: true,
+            stop_timeout: None,
         })
+    }
+
+    /// How long containers the plan replaces or removes get to stop (`up -t`; None: each
+    /// container's `stop_grace_period`).
+    pub fn with_stop_timeout(mut self, timeout: Option<Duration>) -> EngineBackend {
+        self.stop_timeout = timeout;
+        self
     }
 
     /// Containers the plan creates are left created, not started (`create`, `--no-start`).
@@ -571,12 +581,15 @@ impl Backend for EngineBackend {
                 container,
                 ..
             } => {
-                self.remove_container(container, None)?;
+                self.remove_container(container, self.stop_timeout)?;
                 self.create(service, *number)
             }
             Action::Start { container } => self.engine.start(container).map_err(err),
-            Action::Restart { container, .. } => self.engine.restart(container, None).map_err(err),
-            Action::Remove { container, .. } => self.remove_container(container, None),
+            Action::Restart { container, .. } => self
+                .engine
+                .restart(container, self.stop_timeout)
+                .map_err(err),
+            Action::Remove { container, .. } => self.remove_container(container, self.stop_timeout),
         }
     }
 

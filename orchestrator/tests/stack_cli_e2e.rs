@@ -238,7 +238,17 @@ fn up_scale_makes_named_replicas_that_dns_returns() {
             network(&net)
         ),
     );
-    s.ok(&["up", "-d", "--scale", "web=3"]);
+    // --progress json: one object per action on stderr.
+    let o = s.berth(&["--progress", "json", "up", "-d", "--scale", "web=3"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let actions: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert!(
+        actions.iter().any(|a| a["action"] == "create web #3"),
+        "{actions:?}"
+    );
     let ps = s.ok(&["ps", "--services"]);
     assert_eq!(ps, "client\nweb\n");
     let names = s.ok(&["ps", "-q"]);
@@ -264,7 +274,9 @@ fn up_scale_makes_named_replicas_that_dns_returns() {
     let (addrs, out) = lookup();
     assert_eq!(addrs.len(), 3, "three replicas in DNS:\n{out}");
     // Scaling down removes the highest numbers, and DNS follows.
-    s.ok(&["up", "-d", "--scale", "web=1"]);
+    let o = s.berth(&["--progress", "quiet", "up", "-d", "--scale", "web=1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains('✔'), "quiet: {}", text(&o));
     assert_eq!(s.ok(&["ps", "-q", "web"]), "cliscale-web-1\n");
     let (addrs, out) = lookup();
     assert_eq!(addrs.len(), 1, "one replica left in DNS:\n{out}");
@@ -443,6 +455,20 @@ fn up_in_the_foreground_follows_logs_and_stops_gracefully_on_ctrl_c() {
     // The prefix is coloured (--ansi always) and padded as Compose does.
     assert!(out.contains("\x1b[36mweb-1 | \x1b[0mweb-up"), "{out:?}");
     assert_eq!(s.ok(&["ps", "-q"]), "", "stopped");
+    // logs: the last line alone without its prefix; --since and --until bound the time.
+    assert_eq!(
+        s.ok(&["logs", "--no-log-prefix", "-n", "1", "web"]),
+        "web-up\n"
+    );
+    assert_eq!(
+        s.ok(&["logs", "--no-color", "--since", "1h"]),
+        "web-1 | web-up\n"
+    );
+    assert_eq!(s.ok(&["logs", "--until", "2000-01-01T00:00:00Z"]), "");
+    assert!(!s
+        .berth(&["logs", "--since", "yesterday-ish"])
+        .status
+        .success());
     assert!(s.ok(&["ps", "-a"]).contains("clifg-web-1"), "kept");
     s.ok(&["down", "-t", "0"]);
     s.assert_nothing_left();

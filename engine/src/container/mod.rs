@@ -737,9 +737,8 @@ impl Engine {
         Ok(Attach { conn })
     }
 
-    /// Runs a process in the running container (its namespaces and cgroup) and
-    /// collects its output.
-    pub fn exec(&self, id_or_name: &str, e: &ExecConfig) -> Result<ExecOutput> {
+    /// The record of a container that must be running for an `exec`.
+    fn running_for_exec(&self, id_or_name: &str) -> Result<Record> {
         let rec = self.load(id_or_name)?;
         let (status, _) = self.effective(&rec);
         if status != Status::Running {
@@ -750,6 +749,13 @@ impl Engine {
                 hint: " (exec needs a running container)",
             });
         }
+        Ok(rec)
+    }
+
+    /// Runs a process in the running container (its namespaces and cgroup) and
+    /// collects its output.
+    pub fn exec(&self, id_or_name: &str, e: &ExecConfig) -> Result<ExecOutput> {
+        let rec = self.running_for_exec(id_or_name)?;
         let process = spec::exec_process(&rec.config, e)?;
         let out = self
             .monitor_command()
@@ -769,6 +775,49 @@ impl Engine {
             stdout: out.stdout,
             stderr: out.stderr,
         })
+    }
+
+    /// Runs a process in the running container connected to the caller, as `docker
+    /// exec` does: [`ExecStdio::Inherit`] hands it our stdin, stdout and stderr;
+    /// [`ExecStdio::Terminal`] gives it a terminal inside the container relayed to ours
+    /// (raw mode); [`ExecStdio::Detached`] starts it and returns 0. Returns its exit code.
+    pub fn exec_attached(&self, id_or_name: &str, e: &ExecConfig, how: ExecStdio) -> Result<i32> {
+        let rec = self.running_for_exec(id_or_name)?;
+        let mut process = spec::exec_process(&rec.config, e)?;
+        let mode = match how {
+            ExecStdio::Inherit => "wait",
+            ExecStdio::Terminal => {
+                process["terminal"] = serde_json::Value::Bool(true);
+                // Programs read TERM to know what the terminal understands; Docker sets it.
+                if let Some(env) = process["env"].as_array_mut() {
+                    if !env
+                        .iter()
+                        .any(|v| v.as_str().is_some_and(|s| s.starts_with("TERM=")))
+                    {
+                        env.push("TERM=xterm".into());
+                    }
+                }
+                "tty"
+            }
+            ExecStdio::Detached => "detach",
+        };
+        let mut cmd = self.monitor_command();
+        cmd.arg("exec")
+            .arg(&self.root)
+            .arg(&self.run)
+            .arg(&rec.id)
+            .arg(process.to_string())
+            .arg(mode);
+        if how == ExecStdio::Detached {
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+        }
+        let status = cmd.status().map_err(io_err(format!(
+            "running {}",
+            self.monitor_program.display()
+        )))?;
+        Ok(status.code().unwrap_or(-1))
     }
 
     fn cgroup(&self, rec: &Record, op: &'static str) -> Result<Box<dyn crate::cgroups::Manager>> {

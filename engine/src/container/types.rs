@@ -196,3 +196,14 @@ pub struct ExecOutput {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
 }
+
+/// How [`crate::container::Engine::exec_attached`] connects the process to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecStdio {
+    /// Our stdin, stdout and stderr, passed through.
+    Inherit,
+    /// A terminal made in the container, relayed to ours.
+    Terminal,
+    /// Started, not waited for; no stdio.
+    Detached,
+}

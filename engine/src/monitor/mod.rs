@@ -16,6 +16,7 @@
 //! Entry: the `berth-monitor` binary calls [`main`].
 
 pub mod control;
+mod exec_tty;
 pub mod health;
 pub mod shed;
 pub mod stdio;
@@ -108,9 +109,14 @@ pub fn dispatch() {
 fn run_args(args: &[String]) -> i32 {
     match args.first().map(String::as_str) {
         Some("run") if args.len() == 4 => run(Path::new(&args[1]), Path::new(&args[2]), &args[3]),
-        Some("exec") if args.len() == 5 => exec_helper(Path::new(&args[2]), &args[3], &args[4]),
+        Some("exec") if args.len() == 5 || args.len() == 6 => exec_helper(
+            Path::new(&args[2]),
+            &args[3],
+            &args[4],
+            args.get(5).map(String::as_str).unwrap_or("wait"),
+        ),
         _ => {
-            eprintln!("usage: berth-monitor run ROOT RUN ID | exec ROOT RUN ID PROCESS_JSON (started by the berth engine, not by hand)");
+            eprintln!("usage: berth-monitor run ROOT RUN ID | exec ROOT RUN ID PROCESS_JSON [wait|tty|detach] (started by the berth engine, not by hand)");
             2
         }
     }
@@ -118,8 +124,10 @@ fn run_args(args: &[String]) -> i32 {
 
 /// `exec`: runs one process in the container with our stdio, returns its exit code.
 /// A separate process because the runtime forks and joins namespaces, which must not
-/// happen in the caller's (possibly multi-threaded) process.
-fn exec_helper(run: &Path, id: &str, process_json: &str) -> i32 {
+/// happen in the caller's (possibly multi-threaded) process. `mode`: `wait` (our stdio,
+/// passed through), `tty` (a terminal in the container, relayed to our stdio) or
+/// `detach` (started, not waited for).
+fn exec_helper(run: &Path, id: &str, process_json: &str, mode: &str) -> i32 {
     let proc: oci_spec::runtime::Process = match serde_json::from_str(process_json) {
         Ok(p) => p,
         Err(e) => {
@@ -128,7 +136,10 @@ fn exec_helper(run: &Path, id: &str, process_json: &str) -> i32 {
         }
     };
     let rt = Runtime::new(runtime_root(run)).quiet();
-    match rt.exec(id, &proc, true) {
+    if mode == "tty" {
+        return exec_tty::run(&rt, run, id, &proc);
+    }
+    match rt.exec(id, &proc, mode != "detach") {
         Ok(ExecResult::Exited(c)) => c,
         Ok(ExecResult::Started(_)) => 0,
         Err(e) => {

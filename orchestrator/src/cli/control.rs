@@ -6,13 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
-use berth_engine::container::{ContainerSummary, LabelFilter};
+use berth_engine::container::ContainerSummary;
 use clap::Args;
 
 use super::GlobalArgs;
-use crate::reconcile::backend::{EngineBackend, Paths};
-use crate::reconcile::translate::{LABEL_PROJECT, LABEL_SERVICE};
-use crate::stack;
+use crate::reconcile::translate::LABEL_SERVICE;
 
 #[derive(Args, Debug)]
 pub struct ControlArgs {
@@ -52,25 +50,9 @@ fn parse_signal(s: &str) -> anyhow::Result<nix::sys::signal::Signal> {
 }
 
 pub fn run(global: &GlobalArgs, verb: Verb, args: &ControlArgs) -> anyhow::Result<i32> {
-    let loaded = Arc::new(stack::load(&global.load_options(&[])?)?);
-    for s in &args.services {
-        if !loaded.project.services.contains_key(s) {
-            bail!("no such service: {s}");
-        }
-    }
-    let backend =
-        EngineBackend::new(Arc::clone(&loaded), Paths::from_env()).map_err(|e| anyhow!(e))?;
-    let mut list: Vec<ContainerSummary> = backend
-        .engine
-        .list(&LabelFilter::new().with(LABEL_PROJECT, &loaded.name))?
-        .into_iter()
-        .filter(|c| {
-            args.services.is_empty()
-                || c.labels
-                    .get(LABEL_SERVICE)
-                    .is_some_and(|s| args.services.contains(s))
-        })
-        .collect();
+    let backend = global.open()?;
+    let loaded = Arc::clone(&backend.loaded);
+    let mut list: Vec<ContainerSummary> = super::service_containers(&backend, &args.services)?;
     // Stop dependants first; start dependencies first.
     let order = loaded.graph.start_order();
     let rank = |c: &ContainerSummary| {

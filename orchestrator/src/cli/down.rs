@@ -56,6 +56,14 @@ pub fn run(global: &GlobalArgs, args: &DownArgs) -> anyhow::Result<i32> {
             .or_default()
             .push(&c.name);
     }
+    // One-off `run` containers go first: nothing depends on them.
+    let oneoffs = backend.oneoff_containers().map_err(|e| anyhow!(e))?;
+    if !oneoffs.is_empty() {
+        by_wave
+            .entry(std::cmp::Reverse(usize::MAX))
+            .or_default()
+            .extend(oneoffs.iter().map(String::as_str));
+    }
     for names in by_wave.values() {
         let results: Vec<(String, Result<(), String>)> = std::thread::scope(|scope| {
             let handles: Vec<_> = names

@@ -1,20 +1,22 @@
-//! `berth exec`: run a command in a running service container.
+//! `berth exec`: run a command in a running service container. With a terminal on
+//! stdin it gets a real one inside the container (relayed in raw mode), as `docker
+//! compose exec` does; `-T` gives it our stdin/stdout/stderr as they are instead.
 
-use std::io::Write;
-use std::sync::Arc;
+use std::io::IsTerminal;
 
-use anyhow::{anyhow, bail};
-use berth_engine::container::{ExecConfig, LabelFilter};
+use anyhow::bail;
+use berth_engine::container::{ExecConfig, ExecStdio};
 use clap::Args;
 
 use super::GlobalArgs;
-use crate::reconcile::backend::{EngineBackend, Paths};
-use crate::reconcile::translate::{LABEL_NUMBER, LABEL_PROJECT, LABEL_SERVICE};
-use crate::stack;
+use crate::reconcile::translate::LABEL_NUMBER;
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {
-    /// No terminal (the only mode so far; accepted for compatibility)
+    /// Detached: start the command and return
+    #[arg(short, long)]
+    pub detach: bool,
+    /// No terminal, even when stdin is one
     #[arg(short = 'T', long = "no-TTY")]
     pub no_tty: bool,
     /// Set an environment variable (repeatable)
@@ -30,28 +32,16 @@ pub struct ExecArgs {
     #[arg(long, default_value_t = 1)]
     pub index: u32,
     pub service: String,
-    #[arg(trailing_var_arg = true, required = true)]
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     pub command: Vec<String>,
 }
 
 pub fn run(global: &GlobalArgs, args: &ExecArgs) -> anyhow::Result<i32> {
-    let loaded = Arc::new(stack::load(&global.load_options(&[])?)?);
-    if !loaded.project.services.contains_key(&args.service) {
-        bail!("no such service: {}", args.service);
-    }
-    let backend =
-        EngineBackend::new(Arc::clone(&loaded), Paths::from_env()).map_err(|e| anyhow!(e))?;
+    let backend = global.open()?;
     let index = args.index.to_string();
-    let Some(c) = backend
-        .engine
-        .list(
-            &LabelFilter::new()
-                .with(LABEL_PROJECT, &loaded.name)
-                .with(LABEL_SERVICE, &args.service)
-                .with(LABEL_NUMBER, &index),
-        )?
+    let Some(c) = super::service_containers(&backend, std::slice::from_ref(&args.service))?
         .into_iter()
-        .next()
+        .find(|c| c.labels.get(LABEL_NUMBER) == Some(&index))
     else {
         bail!(
             "service {} has no container #{} (is it up?)",
@@ -59,16 +49,29 @@ pub fn run(global: &GlobalArgs, args: &ExecArgs) -> anyhow::Result<i32> {
             args.index
         );
     };
-    let out = backend.engine.exec(
+    let how = if args.detach {
+        ExecStdio::Detached
+    } else if !args.no_tty && std::io::stdin().is_terminal() {
+        ExecStdio::Terminal
+    } else {
+        ExecStdio::Inherit
+    };
+    let env = args
+        .env
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some(_) => kv.clone(),
+            None => format!("{kv}={}", std::env::var(kv).unwrap_or_default()),
+        })
+        .collect();
+    Ok(backend.engine.exec_attached(
         &c.id,
         &ExecConfig {
             args: args.command.clone(),
-            env: args.env.clone(),
+            env,
             user: args.user.clone(),
             working_dir: args.workdir.clone(),
         },
-    )?;
-    std::io::stdout().write_all(&out.stdout)?;
-    std::io::stderr().write_all(&out.stderr)?;
-    Ok(out.exit_code)
+        how,
+    )?)
 }

@@ -3,19 +3,53 @@
 mod config;
 mod control;
 mod down;
+mod events;
 mod exec;
 mod image;
 mod info;
 mod logs;
+mod progress;
 mod ps;
+mod rm;
+mod run;
+mod stats;
 mod up;
+mod wait;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::reconcile::backend::{EngineBackend, Paths};
 use crate::stack::load::Options;
+
+/// The stack's service containers (one-off `run` containers left out), of the named
+/// services or all, sorted by name; an unknown service name is an error.
+pub(crate) fn service_containers(
+    backend: &EngineBackend,
+    services: &[String],
+) -> anyhow::Result<Vec<berth_engine::container::ContainerSummary>> {
+    use crate::reconcile::translate::{LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE};
+    for s in services {
+        if !backend.loaded.project.services.contains_key(s) {
+            anyhow::bail!("no such service: {s}");
+        }
+    }
+    let mut list = backend.engine.list(
+        &berth_engine::container::LabelFilter::new().with(LABEL_PROJECT, &backend.loaded.name),
+    )?;
+    list.retain(|c| {
+        !c.labels.contains_key(LABEL_ONEOFF)
+            && (services.is_empty()
+                || c.labels
+                    .get(LABEL_SERVICE)
+                    .is_some_and(|s| services.contains(s)))
+    });
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(list)
+}
 
 /// Runs multi-container stacks from a Compose-format stack file on Berth's own engine.
 #[derive(Parser, Debug)]
@@ -59,6 +93,11 @@ pub struct GlobalArgs {
     /// When to colour output
     #[arg(long, global = true, value_enum, default_value_t = Ansi::Auto)]
     pub ansi: Ansi,
+    /// How `up` and `create` show their work: `tty` (a live line per service), `plain`
+    /// (one line per action), `json` (one object per line) or `quiet`; default: `tty` on a
+    /// terminal, else `plain`
+    #[arg(long, global = true, value_enum, default_value_t = progress::Mode::Auto)]
+    pub progress: progress::Mode,
     /// More detail on stderr (-v: info, -vv: debug, -vvv: trace); before the verb, as
     /// `down -v` means volumes
     #[arg(short, long, action = clap::ArgAction::Count)]
@@ -97,6 +136,21 @@ impl GlobalArgs {
         })
     }
 
+    /// Loads the stack and opens the engine and networking for it.
+    pub fn open(&self) -> anyhow::Result<EngineBackend> {
+        let loaded = Arc::new(crate::stack::load(&self.load_options(&[])?)?);
+        EngineBackend::new(loaded, Paths::from_env()).map_err(|e| anyhow::anyhow!(e))
+    }
+
+    /// Whether to colour what goes to stdout (log prefixes).
+    pub fn colour_stdout(&self) -> bool {
+        match self.ansi {
+            Ansi::Always => true,
+            Ansi::Never => false,
+            Ansi::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+
     fn colour(&self) -> bool {
         match self.ansi {
             Ansi::Always => true,
@@ -114,6 +168,18 @@ pub enum Command {
     Up(up::UpArgs),
     /// Stop and remove the stack's containers and networks
     Down(down::DownArgs),
+    /// Create the stack's containers without starting them
+    Create(up::CreateArgs),
+    /// Run a one-off command in a new container of a service
+    Run(run::RunArgs),
+    /// Remove the stack's stopped containers
+    Rm(rm::RmArgs),
+    /// Live memory, CPU and process figures of the stack's containers (from their cgroups)
+    Stats(stats::StatsArgs),
+    /// Wait until the services' containers stop; exit with the first one's exit code
+    Wait(wait::WaitArgs),
+    /// Print the stack's container events as they happen
+    Events(events::EventsArgs),
     /// List the stack's containers
     Ps(ps::PsArgs),
     /// Show the stack's container logs
@@ -191,13 +257,19 @@ fn init_tracing(verbose: u8) {
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(run::rewrite_publish(std::env::args().collect()));
     init_tracing(cli.global.verbose);
     let colour = cli.global.colour();
     let result = match &cli.command {
         Command::Config(args) => config::run(&cli.global, args),
         Command::Up(args) => up::run(&cli.global, args),
         Command::Down(args) => down::run(&cli.global, args),
+        Command::Create(args) => up::create(&cli.global, args),
+        Command::Run(args) => run::run(&cli.global, args),
+        Command::Rm(args) => rm::run(&cli.global, args),
+        Command::Stats(args) => stats::run(&cli.global, args),
+        Command::Wait(args) => wait::run(&cli.global, args),
+        Command::Events(args) => events::run(&cli.global, args),
         Command::Ps(args) => ps::run(&cli.global, args),
         Command::Logs(args) => logs::run(&cli.global, args),
         Command::Exec(args) => exec::run(&cli.global, args),

@@ -22,9 +22,25 @@ pub struct PsArgs {
     /// Only the service names
     #[arg(long)]
     pub services: bool,
+    /// Only containers in this state (repeatable): created, running, paused,
+    /// restarting, exited, dead
+    #[arg(long, value_name = "STATUS")]
+    pub status: Vec<String>,
     #[arg(long, value_enum, default_value_t = PsFormat::Table)]
     pub format: PsFormat,
+    /// Services (default: all)
+    pub service_names: Vec<String>,
 }
+
+const STATES: [&str; 7] = [
+    "created",
+    "running",
+    "paused",
+    "restarting",
+    "removing",
+    "exited",
+    "dead",
+];
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PsFormat {
@@ -39,7 +55,28 @@ pub fn run(global: &GlobalArgs, args: &PsArgs) -> anyhow::Result<i32> {
     let mut list = backend
         .engine
         .list(&LabelFilter::new().with(LABEL_PROJECT, &loaded.name))?;
-    list.retain(|c| args.all || c.state == Status::Running);
+    for st in &args.status {
+        if !STATES.contains(&st.as_str()) {
+            anyhow::bail!("--status {st}: one of {}", STATES.join(", "));
+        }
+    }
+    for s in &args.service_names {
+        if !loaded.project.services.contains_key(s) {
+            anyhow::bail!("no such service: {s}");
+        }
+    }
+    list.retain(|c| {
+        let state_ok = if args.status.is_empty() {
+            args.all || c.state == Status::Running
+        } else {
+            args.status.iter().any(|s| *s == c.state.to_string())
+        };
+        let service_ok = args.service_names.is_empty()
+            || c.labels
+                .get(LABEL_SERVICE)
+                .is_some_and(|s| args.service_names.contains(s));
+        state_ok && service_ok
+    });
     list.sort_by(|a, b| a.name.cmp(&b.name));
     if args.quiet {
         for c in &list {

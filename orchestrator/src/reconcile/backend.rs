@@ -19,7 +19,7 @@ use super::execute::{Backend, Health};
 use super::plan::{container_name, Action, ContainerState, Observed, ObservedContainer};
 use super::translate::{
     anonymous_prefix, container_config, volume_dir, Placement, LABEL_HASH, LABEL_IMAGE_DIGEST,
-    LABEL_NUMBER, LABEL_PROJECT, LABEL_SERVICE,
+    LABEL_NUMBER, LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE,
 };
 use crate::stack::config::service_hash;
 use crate::stack::model::{Protocol as PortProtocol, Service};
@@ -63,6 +63,17 @@ pub struct EngineBackend {
     pub net: Networking,
     /// Image digests resolved during this run, by image reference.
     digests: Mutex<HashMap<String, String>>,
+    /// False for `create` / `up --no-start`: containers are made, not started.
+    start_created: bool,
+    /// `up -t`: how long a container being replaced or removed gets to stop.
+    stop_timeout: Option<Duration>,
+}
+
+/// A one-off container of a service (`berth run`): its own name, and the service as the
+/// command line changed it (command, environment, user, ports, volumes, …).
+pub struct OneOff {
+    pub name: String,
+    pub service: Service,
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -90,7 +101,22 @@ impl EngineBackend {
             images,
             net,
             digests: Mutex::new(HashMap::new()),
+            start_created: true,
+            stop_timeout: None,
         })
+    }
+
+    /// How long containers the plan replaces or removes get to stop (`up -t`; None: each
+    /// container's `stop_grace_period`).
+    pub fn with_stop_timeout(mut self, timeout: Option<Duration>) -> EngineBackend {
+        self.stop_timeout = timeout;
+        self
+    }
+
+    /// Containers the plan creates are left created, not started (`create`, `--no-start`).
+    pub fn without_start(mut self) -> EngineBackend {
+        self.start_created = false;
+        self
     }
 
     fn project(&self) -> &str {
@@ -255,13 +281,34 @@ impl EngineBackend {
     }
 
     fn create(&self, service: &str, number: u32) -> Result<(), String> {
-        let svc = self.service(service)?;
+        let id = self.create_container(service, number, None)?;
+        if self.start_created {
+            self.engine.start(&id).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Makes replica `number` of a service (or, with `oneoff`, a one-off container of
+    /// it) with its rootfs, network namespace and files; returns the engine's ID.
+    pub fn create_container(
+        &self,
+        service: &str,
+        number: u32,
+        oneoff: Option<&OneOff>,
+    ) -> Result<String, String> {
+        let svc = match oneoff {
+            Some(o) => &o.service,
+            None => self.service(service)?,
+        };
         let reference = svc
             .image
             .clone()
             .unwrap_or_else(|| format!("{}-{service}", self.project()));
         let image = self.image(&reference)?;
-        let name = container_name(self.project(), service, number);
+        let name = match oneoff {
+            Some(o) => o.name.clone(),
+            None => container_name(self.project(), service, number),
+        };
         let rootfs = rootfs::prepare(&self.images, &reference, &name, &rootfs::Options::default())
             .map_err(err)?;
         let (own_ns, netns) = self.netns_for(svc, &name)?;
@@ -278,9 +325,13 @@ impl EngineBackend {
                 else {
                     continue;
                 };
-                let mut dns_names = vec![service.to_string(), name.clone()];
-                if let Some(o) = opts {
-                    dns_names.extend(o.aliases.iter().cloned());
+                // A one-off container answers to its own name only, not the service's.
+                let mut dns_names = vec![name.clone()];
+                if oneoff.is_none() {
+                    dns_names.push(service.to_string());
+                    if let Some(o) = opts {
+                        dns_names.extend(o.aliases.iter().cloned());
+                    }
                 }
                 if let Some(h) = &svc.hostname {
                     dns_names.push(h.clone());
@@ -374,7 +425,11 @@ impl EngineBackend {
                 }
             }
         }
-        let cfg = container_config(svc, &self.loaded.project, &placement)?;
+        let mut cfg = container_config(svc, &self.loaded.project, &placement)?;
+        if oneoff.is_some() {
+            cfg.labels
+                .insert(LABEL_ONEOFF.to_string(), "True".to_string());
+        }
         for m in &cfg.mounts {
             if let ec::MountSpec::Volume { source, target, .. } = m {
                 std::fs::create_dir_all(source).map_err(err)?;
@@ -388,9 +443,23 @@ impl EngineBackend {
                 }
             }
         }
-        let id = self.engine.create(cfg).map_err(err)?;
-        self.engine.start(&id).map_err(err)?;
-        Ok(())
+        self.engine.create(cfg).map_err(err)
+    }
+
+    /// The project's one-off containers (`berth run`), by name: `down` removes them,
+    /// `up` leaves them alone.
+    pub fn oneoff_containers(&self) -> Result<Vec<String>, String> {
+        Ok(self
+            .engine
+            .list(
+                &LabelFilter::new()
+                    .with(LABEL_PROJECT, self.project())
+                    .has(LABEL_ONEOFF),
+            )
+            .map_err(err)?
+            .into_iter()
+            .map(|c| c.name)
+            .collect())
     }
 
     /// Stops and removes a container with everything made for it.
@@ -445,6 +514,7 @@ impl EngineBackend {
             .map_err(err)?;
         let containers = list
             .into_iter()
+            .filter(|c| !c.labels.contains_key(LABEL_ONEOFF))
             .map(|c| ObservedContainer {
                 service: c.labels.get(LABEL_SERVICE).cloned().unwrap_or_default(),
                 number: c
@@ -520,12 +590,15 @@ impl Backend for EngineBackend {
                 container,
                 ..
             } => {
-                self.remove_container(container, None)?;
+                self.remove_container(container, self.stop_timeout)?;
                 self.create(service, *number)
             }
             Action::Start { container } => self.engine.start(container).map_err(err),
-            Action::Restart { container, .. } => self.engine.restart(container, None).map_err(err),
-            Action::Remove { container, .. } => self.remove_container(container, None),
+            Action::Restart { container, .. } => self
+                .engine
+                .restart(container, self.stop_timeout)
+                .map_err(err),
+            Action::Remove { container, .. } => self.remove_container(container, self.stop_timeout),
         }
     }
 
@@ -536,7 +609,12 @@ impl Backend for EngineBackend {
                     .with(LABEL_PROJECT, self.project())
                     .with(LABEL_SERVICE, service),
             )
-            .map(|l| l.into_iter().map(|c| c.name).collect())
+            .map(|l| {
+                l.into_iter()
+                    .filter(|c| !c.labels.contains_key(LABEL_ONEOFF))
+                    .map(|c| c.name)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

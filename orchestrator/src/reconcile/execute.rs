@@ -219,7 +219,7 @@ async fn run_service<B: Backend>(
 }
 
 /// Waits until every container of the dependency meets the condition.
-async fn wait_condition<B: Backend>(
+pub async fn wait_condition<B: Backend>(
     backend: &Arc<B>,
     wait: &Wait,
     timing: Timing,

@@ -18,6 +18,8 @@ pub const LABEL_SERVICE: &str = "io.berth.service";
 pub const LABEL_NUMBER: &str = "io.berth.container-number";
 pub const LABEL_HASH: &str = "io.berth.config-hash";
 pub const LABEL_IMAGE_DIGEST: &str = "io.berth.image-digest";
+/// On a one-off container (`berth run`): not a replica, so `up` leaves it alone.
+pub const LABEL_ONEOFF: &str = "io.berth.oneoff";
 
 /// The CPU period Docker and Compose use to turn `cpus` into a quota.
 const CPU_PERIOD_US: u64 = 100_000;

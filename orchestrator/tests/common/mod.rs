@@ -1,0 +1,240 @@
+//! What the end-to-end stack tests share: a project directory with its own BERTH_ROOT,
+//! BERTH_RUN and busybox image ([`Stack`]), a guard that runs `berth down -v` however the
+//! test ends, and the check that nothing of the stack is left on the host.
+#![allow(dead_code)] // each test file uses its own part
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub project: String,
+    /// Every container ID seen in the store, to check their cgroups are gone at the end.
+    seen: RefCell<BTreeSet<String>>,
+}
+
+pub fn berth_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_berth")
+}
+
+impl Stack {
+    /// A project directory with a busybox image imported into its own store.
+    pub fn new(project: &str, compose: &str) -> Stack {
+        let bin = Path::new(berth_bin()).parent().unwrap();
+        assert!(
+            bin.join("berth-monitor").exists() && bin.join("berth-dns").exists(),
+            "build the whole workspace first (berth-monitor and berth-dns beside berth)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("berth-e2e-")
+            .tempdir()
+            .unwrap();
+        let s = Stack {
+            dir,
+            project: project.to_string(),
+            seen: RefCell::new(BTreeSet::new()),
+        };
+        for d in ["root", "run", "proj"] {
+            std::fs::create_dir_all(s.dir.path().join(d)).unwrap();
+        }
+        std::fs::write(s.dir.path().join("proj/compose.yaml"), compose).unwrap();
+        let rootfs = s.dir.path().join("rootfs");
+        berth_tests::busybox_rootfs(&rootfs).unwrap();
+        std::fs::write(rootfs.join("var/www/index.html"), "hello from berth\n").unwrap();
+        let tar = s.dir.path().join("rootfs.tar");
+        let st = Command::new("tar")
+            .args([
+                "-C",
+                rootfs.to_str().unwrap(),
+                "-cf",
+                tar.to_str().unwrap(),
+                ".",
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let o = s.berth(&["image", "import", tar.to_str().unwrap(), "busybox:latest"]);
+        assert!(
+            o.status.success(),
+            "import: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        s
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    pub fn berth(&self, args: &[&str]) -> Output {
+        let out = Command::new(berth_bin())
+            .args(["-p", &self.project])
+            .args(args)
+            .current_dir(self.dir.path().join("proj"))
+            .env("BERTH_ROOT", self.root())
+            .env("BERTH_RUN", self.dir.path().join("run"))
+            .env_remove("BERTH_PROJECT_NAME")
+            .output()
+            .unwrap();
+        self.remember_containers();
+        out
+    }
+
+    /// A `berth` command of this stack, to spawn (pipes, a terminal) rather than run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(berth_bin());
+        c.args(["-p", &self.project])
+            .args(args)
+            .current_dir(self.dir.path().join("proj"))
+            .env("BERTH_ROOT", self.root())
+            .env("BERTH_RUN", self.dir.path().join("run"))
+            .env_remove("BERTH_PROJECT_NAME");
+        c
+    }
+
+    /// Notes the IDs of the containers in the store now.
+    pub fn remember_containers(&self) {
+        if let Ok(d) = std::fs::read_dir(self.root().join("containers")) {
+            for e in d.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !name.starts_with('.') {
+                    self.seen.borrow_mut().insert(name);
+                }
+            }
+        }
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.berth(args);
+        assert!(
+            o.status.success(),
+            "berth {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    pub fn set_compose(&self, compose: &str) {
+        std::fs::write(self.dir.path().join("proj/compose.yaml"), compose).unwrap();
+    }
+
+    /// Nothing of this project may be left on the host.
+    pub fn assert_nothing_left(&self) {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let root = self.dir.path().display().to_string();
+        assert!(!mounts.contains(&root), "a mount under {root} is left");
+        let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+        let ps = String::from_utf8_lossy(&ps.stdout);
+        assert!(
+            !ps.contains(&root),
+            "a process of this stack is left:\n{ps}"
+        );
+        let netns = self.dir.path().join("run/netns");
+        let left: Vec<_> = std::fs::read_dir(&netns)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "network namespaces left: {left:?}");
+        let nft = Command::new("nft")
+            .args(["list", "ruleset"])
+            .output()
+            .unwrap();
+        let nft = String::from_utf8_lossy(&nft.stdout);
+        assert!(
+            !nft.contains(&format!("{}_", self.project)),
+            "nftables rules of the stack are left:\n{nft}"
+        );
+        // No container record, cgroup, rootfs, per-container file, network record or lease.
+        self.remember_containers();
+        let records: Vec<_> = std::fs::read_dir(self.root().join("containers"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(records.is_empty(), "container records left: {records:?}");
+        for id in self.seen.borrow().iter() {
+            for ctl in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+                let cg = ctl.path().join(format!("berth-{id}"));
+                assert!(!cg.exists(), "cgroup {} is left", cg.display());
+            }
+        }
+        for sub in ["etc", "rootfs", "networks"] {
+            let left: Vec<_> = std::fs::read_dir(self.root().join(sub))
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .filter(|n| !n.starts_with('.')) // Berth's lock files
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert!(left.is_empty(), "{sub} left: {left:?}");
+        }
+        // No bridge of the default network (veths go with their namespaces, checked above).
+        let net = berth_networking::Networking::with_nftables(berth_networking::Config {
+            root: self.root(),
+            run: self.dir.path().join("run"),
+            ..berth_networking::Config::from_env()
+        });
+        let bridge = net.bridge_name(&format!("{}_default", self.project));
+        let link = Command::new("ip")
+            .args(["link", "show", &bridge])
+            .output()
+            .unwrap();
+        assert!(!link.status.success(), "bridge {bridge} is left");
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.berth(&["down", "-v", "-t", "0"]);
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain HTTP GET of `/` on 127.0.0.1 (the host's busybox wget is not reliable here).
+pub fn http_get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect_timeout(
+        &([127, 0, 0, 1], port).into(),
+        Duration::from_secs(2),
+    )
+    .ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    c.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    c.read_to_string(&mut body).ok()?;
+    body.starts_with("HTTP/1.").then_some(body)
+}
+
+pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !f() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A /24 of the CLI tests' own block, 10.224.0.0/16: seed 1..=10, each a band of 25
+/// so that parallel test processes (whose pids differ) do not pick the same one.
+pub fn cli_subnet(seed: u32) -> String {
+    assert!((1..=10).contains(&seed));
+    format!("10.224.{}.0/24", (seed - 1) * 25 + std::process::id() % 25)
+}

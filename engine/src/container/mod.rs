@@ -378,12 +378,18 @@ impl Engine {
             )))?;
         let out = child.stdout.take().expect("piped");
         let _ = child.wait();
-        mon::read_report(out)
-            .map(|_| ())
-            .map_err(|message| EngineError::Start {
+        mon::read_report(out).map(|_| ()).map_err(|message| {
+            // Nothing is starting it any more (`remove` waits for a start in flight).
+            let _ = self.store.update(&rec.id, |r| {
+                if r.status == Status::Created {
+                    r.desired_running = false;
+                }
+            });
+            EngineError::Start {
                 name: rec.config.name,
                 message,
-            })
+            }
+        })
     }
 
     fn call(&self, rec: &Record, req: &Request) -> Result<control::Response> {
@@ -552,7 +558,18 @@ impl Engine {
     /// Removes the container, its log and its records. A running one needs `force`
     /// (then it is killed). Leaves no process, mount, cgroup, socket or file.
     pub fn remove(&self, id_or_name: &str, force: bool) -> Result<()> {
-        let rec = self.load(id_or_name)?;
+        let id = self.resolve(id_or_name)?;
+        // No start may be half-way while the container goes.
+        let _no_start = self.store.start_lock(&id)?;
+        let mut rec = self.load(&id)?;
+        // A start whose caller was killed may have left its monitor starting the
+        // container (the record still says created): let it report how that went, so a
+        // running container is stopped rather than deleted under its monitor's feet.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while rec.status == Status::Created && rec.desired_running && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            rec = self.load(&id)?;
+        }
         let (status, _) = self.effective(&rec);
         if matches!(
             status,
@@ -570,6 +587,8 @@ impl Engine {
         } else if status == Status::Dead {
             self.stop_unsupervised(&rec, Duration::ZERO)?;
         }
+        // Its monitor writes the end of the record, then goes: let it go first.
+        let _ = self.wait_monitor_gone(&self.load(&id)?, Duration::from_secs(5));
         let rt = self.runtime();
         if rt.root.dir(&rec.id).exists() {
             rt.delete(&rec.id, true)?;

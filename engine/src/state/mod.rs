@@ -280,10 +280,19 @@ impl Store {
     /// Removes everything of a container (both directories).
     pub fn remove(&self, id: &str) -> Result<()> {
         for d in [self.run_dir(id), self.dir(id)] {
-            match std::fs::remove_dir_all(&d) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StateError::Io { path: d, source: e }),
+            // A monitor that has just recorded its container's end may still be closing
+            // its files there: a directory that fills while it is emptied is tried again.
+            let mut tries = 0;
+            loop {
+                match std::fs::remove_dir_all(&d) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && tries < 50 => {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    Err(e) => return Err(StateError::Io { path: d, source: e }),
+                }
             }
         }
         Ok(())

@@ -738,7 +738,11 @@ fn services(
                 format!("{alias:?} is not a DNS label; the Service is named {alias_name:?}"),
             );
         }
-        if ctx.has("Service", &alias_name) || project.services.contains_key(&alias_name) {
+        let other_service = project
+            .services
+            .keys()
+            .any(|s| dns_label(s) == alias_name && !members.contains(s));
+        if ctx.has("Service", &alias_name) || other_service {
             ctx.warnings.push(
                 key,
                 format!("{alias:?} is already the name of another service or alias; Kubernetes has one Service per name, so it is not added here"),

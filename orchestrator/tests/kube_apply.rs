@@ -12,12 +12,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ::kube::client::Body;
 use berth_orchestrator::kube::apply::{self, Cluster, KubeError};
 use berth_orchestrator::kube::{self, ConvertOptions};
 use berth_orchestrator::stack::{self, load::Options};
 use http::{Request, Response};
 use indexmap::IndexMap;
-use ::kube::client::Body;
 use serde_json::{json, Value};
 
 /// One recorded exchange.
@@ -32,12 +32,20 @@ struct Exchange {
 }
 
 fn ex(method: &'static str, uri: impl Into<String>, status: u16, body: Value) -> Exchange {
-    Exchange { method, uri: uri.into(), status, body, sent: None }
+    Exchange {
+        method,
+        uri: uri.into(),
+        status,
+        body,
+        sent: None,
+    }
 }
 
 fn contains(big: &Value, small: &Value) -> bool {
     match (big, small) {
-        (Value::Object(b), Value::Object(s)) => s.iter().all(|(k, v)| b.get(k).is_some_and(|bv| contains(bv, v))),
+        (Value::Object(b), Value::Object(s)) => s
+            .iter()
+            .all(|(k, v)| b.get(k).is_some_and(|bv| contains(bv, v))),
         _ => big == small,
     }
 }
@@ -52,13 +60,24 @@ fn scripted(script: Vec<Exchange>) -> (Cluster, tokio::task::JoinHandle<Vec<Stri
             let Some((req, send)) = handle.next_request().await else {
                 panic!("the client stopped before {} {}", step.method, step.uri);
             };
-            let uri = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+            let uri = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default();
             let method = req.method().to_string();
-            assert_eq!((method.as_str(), uri.as_str()), (step.method, step.uri.as_str()), "unexpected request");
+            assert_eq!(
+                (method.as_str(), uri.as_str()),
+                (step.method, step.uri.as_str()),
+                "unexpected request"
+            );
             let body = req.into_body().collect_bytes().await.unwrap();
             if let Some(want) = &step.sent {
                 let got: Value = serde_json::from_slice(&body).unwrap();
-                assert!(contains(&got, want), "{method} {uri} sent {got}, wanted at least {want}");
+                assert!(
+                    contains(&got, want),
+                    "{method} {uri} sent {got}, wanted at least {want}"
+                );
             }
             seen.push(format!("{method} {uri}"));
             let resp = Response::builder()
@@ -70,7 +89,13 @@ fn scripted(script: Vec<Exchange>) -> (Cluster, tokio::task::JoinHandle<Vec<Stri
         }
         seen
     });
-    (Cluster { client, server: "https://recorded.invalid".into() }, task)
+    (
+        Cluster {
+            client,
+            server: "https://recorded.invalid".into(),
+        },
+        task,
+    )
 }
 
 fn hello() -> (stack::Loaded, kube::Conversion) {
@@ -143,10 +168,18 @@ async fn apply_sends_every_object_with_server_side_apply_as_berth() {
         })
         .collect();
     let (cluster, task) = scripted(script);
-    let report = apply::apply(&cluster, &loaded.name, &c.namespace, &c.manifests, false).await.unwrap();
+    let report = apply::apply(&cluster, &loaded.name, &c.namespace, &c.manifests, false)
+        .await
+        .unwrap();
     assert_eq!(
         report.applied,
-        ["namespace/hello", "service/web", "networkpolicy/network-default", "deployment/client", "deployment/web"]
+        [
+            "namespace/hello",
+            "service/web",
+            "networkpolicy/network-default",
+            "deployment/client",
+            "deployment/web"
+        ]
     );
     assert!(report.pruned.is_empty());
     assert_eq!(task.await.unwrap().len(), 5);
@@ -155,8 +188,16 @@ async fn apply_sends_every_object_with_server_side_apply_as_berth() {
 #[tokio::test]
 async fn prune_deletes_only_what_the_stack_no_longer_has() {
     let (loaded, c) = hello();
-    let mut script: Vec<Exchange> = c.manifests.iter().map(|m| ex("PATCH", apply_path(m.kind, &m.name), 200, object(m))).collect();
-    let web = c.manifests.iter().find(|m| m.kind == "Deployment" && m.name == "web").unwrap();
+    let mut script: Vec<Exchange> = c
+        .manifests
+        .iter()
+        .map(|m| ex("PATCH", apply_path(m.kind, &m.name), 200, object(m)))
+        .collect();
+    let web = c
+        .manifests
+        .iter()
+        .find(|m| m.kind == "Deployment" && m.name == "web")
+        .unwrap();
     let mut old = object(web);
     old["metadata"]["name"] = json!("old-worker");
     for kind in apply::REMOVAL_ORDER {
@@ -176,7 +217,9 @@ async fn prune_deletes_only_what_the_stack_no_longer_has() {
         }
     }
     let (cluster, task) = scripted(script);
-    let report = apply::apply(&cluster, &loaded.name, &c.namespace, &c.manifests, true).await.unwrap();
+    let report = apply::apply(&cluster, &loaded.name, &c.namespace, &c.manifests, true)
+        .await
+        .unwrap();
     assert_eq!(report.pruned, ["deployment/old-worker"]);
     task.await.unwrap();
 }
@@ -186,25 +229,46 @@ async fn down_removes_the_labelled_objects_and_the_project_namespace() {
     let (loaded, c) = hello();
     let mut script = Vec::new();
     for kind in apply::REMOVAL_ORDER {
-        let items: Vec<Value> = c.manifests.iter().filter(|m| m.kind == *kind).map(object).collect();
-        let names: Vec<String> = items.iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()).collect();
+        let items: Vec<Value> = c
+            .manifests
+            .iter()
+            .filter(|m| m.kind == *kind)
+            .map(object)
+            .collect();
+        let names: Vec<String> = items
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
         script.push(ex("GET", list_path(kind), 200, list(kind, items)));
         for n in names {
             let base = list_path(kind);
             let base = base.split('?').next().unwrap();
             // A 404 on delete (removed meanwhile) is fine too.
             let code = if n == "client" { 404 } else { 200 };
-            script.push(ex("DELETE", format!("{base}/{n}?"), code, status(code, if code == 404 { "NotFound" } else { "" }, "")));
+            script.push(ex(
+                "DELETE",
+                format!("{base}/{n}?"),
+                code,
+                status(code, if code == 404 { "NotFound" } else { "" }, ""),
+            ));
         }
     }
     let ns = c.manifests.iter().find(|m| m.kind == "Namespace").unwrap();
     script.push(ex("GET", "/api/v1/namespaces/hello", 200, object(ns)));
     script.push(ex("DELETE", "/api/v1/namespaces/hello?", 200, object(ns)));
     let (cluster, task) = scripted(script);
-    let removed = apply::down(&cluster, &loaded.name, "hello", true).await.unwrap();
+    let removed = apply::down(&cluster, &loaded.name, "hello", true)
+        .await
+        .unwrap();
     assert_eq!(
         removed,
-        ["deployment/client", "deployment/web", "networkpolicy/network-default", "service/web", "namespace/hello"]
+        [
+            "deployment/client",
+            "deployment/web",
+            "networkpolicy/network-default",
+            "service/web",
+            "namespace/hello"
+        ]
     );
     task.await.unwrap();
 }
@@ -212,21 +276,45 @@ async fn down_removes_the_labelled_objects_and_the_project_namespace() {
 #[tokio::test]
 async fn ps_reports_each_workload_and_its_state() {
     let (loaded, c) = hello();
-    let mut web = object(c.manifests.iter().find(|m| m.name == "web" && m.kind == "Deployment").unwrap());
+    let mut web = object(
+        c.manifests
+            .iter()
+            .find(|m| m.name == "web" && m.kind == "Deployment")
+            .unwrap(),
+    );
     web["metadata"]["generation"] = json!(1);
-    web["status"] = json!({"observedGeneration": 1, "replicas": 1, "availableReplicas": 1, "readyReplicas": 1});
+    web["status"] =
+        json!({"observedGeneration": 1, "replicas": 1, "availableReplicas": 1, "readyReplicas": 1});
     let mut client = object(c.manifests.iter().find(|m| m.name == "client").unwrap());
     client["metadata"]["generation"] = json!(2);
     client["status"] = json!({"observedGeneration": 1, "replicas": 1});
     let script = vec![
-        ex("GET", list_path("Deployment"), 200, list("Deployment", vec![web, client])),
-        ex("GET", list_path("StatefulSet"), 200, list("StatefulSet", vec![])),
-        ex("GET", list_path("DaemonSet"), 200, list("DaemonSet", vec![])),
+        ex(
+            "GET",
+            list_path("Deployment"),
+            200,
+            list("Deployment", vec![web, client]),
+        ),
+        ex(
+            "GET",
+            list_path("StatefulSet"),
+            200,
+            list("StatefulSet", vec![]),
+        ),
+        ex(
+            "GET",
+            list_path("DaemonSet"),
+            200,
+            list("DaemonSet", vec![]),
+        ),
         ex("GET", list_path("Job"), 200, list("Job", vec![])),
     ];
     let (cluster, task) = scripted(script);
     let rows = apply::ps(&cluster, &loaded.name, "hello").await.unwrap();
-    let got: Vec<(String, String, String)> = rows.iter().map(|w| (w.name.clone(), w.ready.clone(), w.state.clone())).collect();
+    let got: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|w| (w.name.clone(), w.ready.clone(), w.state.clone()))
+        .collect();
     assert_eq!(
         got,
         [
@@ -247,15 +335,47 @@ async fn wait_polls_until_the_deployments_are_available() {
         v
     };
     let client = c.manifests.iter().find(|m| m.name == "client").unwrap();
-    let web = c.manifests.iter().find(|m| m.name == "web" && m.kind == "Deployment").unwrap();
+    let web = c
+        .manifests
+        .iter()
+        .find(|m| m.name == "web" && m.kind == "Deployment")
+        .unwrap();
     let script = vec![
-        ex("GET", "/apis/apps/v1/namespaces/hello/deployments/client", 200, ready(client, 0)),
-        ex("GET", "/apis/apps/v1/namespaces/hello/deployments/web", 200, ready(web, 1)),
-        ex("GET", "/apis/apps/v1/namespaces/hello/deployments/client", 200, ready(client, 1)),
-        ex("GET", "/apis/apps/v1/namespaces/hello/deployments/web", 200, ready(web, 1)),
+        ex(
+            "GET",
+            "/apis/apps/v1/namespaces/hello/deployments/client",
+            200,
+            ready(client, 0),
+        ),
+        ex(
+            "GET",
+            "/apis/apps/v1/namespaces/hello/deployments/web",
+            200,
+            ready(web, 1),
+        ),
+        ex(
+            "GET",
+            "/apis/apps/v1/namespaces/hello/deployments/client",
+            200,
+            ready(client, 1),
+        ),
+        ex(
+            "GET",
+            "/apis/apps/v1/namespaces/hello/deployments/web",
+            200,
+            ready(web, 1),
+        ),
     ];
     let (cluster, task) = scripted(script);
-    apply::wait(&cluster, "hello", &c.manifests, Duration::from_secs(30), Duration::from_millis(10)).await.unwrap();
+    apply::wait(
+        &cluster,
+        "hello",
+        &c.manifests,
+        Duration::from_secs(30),
+        Duration::from_millis(10),
+    )
+    .await
+    .unwrap();
     assert_eq!(task.await.unwrap().len(), 4);
 }
 
@@ -269,11 +389,19 @@ async fn forbidden_and_rejected_say_what_and_why() {
         status(403, "Forbidden", "namespaces \"hello\" is forbidden: User \"dev\" cannot patch resource \"namespaces\" in API group \"\" at the cluster scope"),
     )];
     let (cluster, task) = scripted(script);
-    let e = apply::apply(&cluster, &loaded.name, &c.namespace, &c.manifests, false).await.unwrap_err();
+    let e = apply::apply(&cluster, &loaded.name, &c.namespace, &c.manifests, false)
+        .await
+        .unwrap_err();
     assert!(matches!(e, KubeError::Forbidden { .. }), "{e:?}");
     let text = e.to_string();
-    assert!(text.starts_with("forbidden: applying namespace/hello: namespaces \"hello\" is forbidden"), "{text}");
-    assert!(text.contains("use -n for a namespace you may write"), "{text}");
+    assert!(
+        text.starts_with("forbidden: applying namespace/hello: namespaces \"hello\" is forbidden"),
+        "{text}"
+    );
+    assert!(
+        text.contains("use -n for a namespace you may write"),
+        "{text}"
+    );
     task.await.unwrap();
 
     let script = vec![
@@ -286,9 +414,15 @@ async fn forbidden_and_rejected_say_what_and_why() {
         ),
     ];
     let (cluster, task) = scripted(script);
-    let e = apply::apply(&cluster, &loaded.name, &c.namespace, &c.manifests, false).await.unwrap_err();
+    let e = apply::apply(&cluster, &loaded.name, &c.namespace, &c.manifests, false)
+        .await
+        .unwrap_err();
     assert!(matches!(e, KubeError::Rejected { .. }), "{e:?}");
-    assert!(e.to_string().starts_with("the cluster rejected applying service/web: Service \"web\" is invalid"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("the cluster rejected applying service/web: Service \"web\" is invalid"),
+        "{e}"
+    );
     task.await.unwrap();
 }
 
@@ -313,7 +447,12 @@ async fn an_unreachable_cluster_is_named_with_its_address() {
     let cluster = Cluster::connect(Some("gone")).await.unwrap();
     let e = apply::ps(&cluster, "hello", "hello").await.unwrap_err();
     assert!(matches!(e, KubeError::Unreachable { .. }), "{e:?}");
-    assert!(e.to_string().contains(&format!("cannot reach the Kubernetes API server at http://127.0.0.1:{port}/")), "{e}");
+    assert!(
+        e.to_string().contains(&format!(
+            "cannot reach the Kubernetes API server at http://127.0.0.1:{port}/"
+        )),
+        "{e}"
+    );
 
     let e = Cluster::connect(Some("missing")).await.err().unwrap();
     assert!(e.to_string().contains("context \"missing\""), "{e}");
@@ -328,8 +467,18 @@ fn apply_refuses_an_image_only_berth_has() {
     images
         .store()
         .put_records(&[
-            ImageRecord { name: "127.0.0.1:5000/shop/web:dev".into(), manifest: digest.clone(), media_type: "application/vnd.oci.image.manifest.v1+json".into(), index: None },
-            ImageRecord { name: "docker.io/library/built-app:latest".into(), manifest: digest, media_type: "application/vnd.oci.image.manifest.v1+json".into(), index: None },
+            ImageRecord {
+                name: "127.0.0.1:5000/shop/web:dev".into(),
+                manifest: digest.clone(),
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                index: None,
+            },
+            ImageRecord {
+                name: "docker.io/library/built-app:latest".into(),
+                manifest: digest,
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                index: None,
+            },
         ])
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -348,9 +497,21 @@ fn apply_refuses_an_image_only_berth_has() {
     let text: Vec<String> = local.iter().map(|l| l.to_string()).collect();
     assert_eq!(local.len(), 2, "{text:#?}");
     assert!(text[0].starts_with("service web: image 127.0.0.1:5000/shop/web:dev exists only in Berth's local image store, under a loopback registry"), "{}", text[0]);
-    assert!(text[0].contains("berth image push 127.0.0.1:5000/shop/web:dev REGISTRY/NAME:TAG"), "{}", text[0]);
-    assert!(text[1].contains("service app: image built-app exists only in Berth's local image store"), "{}", text[1]);
-    assert!(text[1].contains("`berth image push built-app` (to docker.io)"), "{}", text[1]);
+    assert!(
+        text[0].contains("berth image push 127.0.0.1:5000/shop/web:dev REGISTRY/NAME:TAG"),
+        "{}",
+        text[0]
+    );
+    assert!(
+        text[1].contains("service app: image built-app exists only in Berth's local image store"),
+        "{}",
+        text[1]
+    );
+    assert!(
+        text[1].contains("`berth image push built-app` (to docker.io)"),
+        "{}",
+        text[1]
+    );
 
     // The CLI refuses before it looks for a cluster.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
@@ -363,6 +524,9 @@ fn apply_refuses_an_image_only_berth_has() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("exists only in Berth's local image store"), "{err}");
+    assert!(
+        err.contains("exists only in Berth's local image store"),
+        "{err}"
+    );
     assert!(!err.contains("Kubernetes configuration"), "{err}");
 }

@@ -37,7 +37,11 @@ fn convert(file: &Path, opts: &ConvertOptions) -> kube::Conversion {
 fn cases() -> Vec<(&'static str, PathBuf, ConvertOptions)> {
     let k = manifest_dir().join("tests/kube");
     vec![
-        ("hello", manifest_dir().join("../examples/hello/compose.yaml"), ConvertOptions::default()),
+        (
+            "hello",
+            manifest_dir().join("../examples/hello/compose.yaml"),
+            ConvertOptions::default(),
+        ),
         (
             "hello-nodeport",
             manifest_dir().join("../examples/hello/compose.yaml"),
@@ -47,7 +51,11 @@ fn cases() -> Vec<(&'static str, PathBuf, ConvertOptions)> {
                 services: vec![],
             },
         ),
-        ("rich", k.join("rich/compose.yaml"), ConvertOptions::default()),
+        (
+            "rich",
+            k.join("rich/compose.yaml"),
+            ConvertOptions::default(),
+        ),
         (
             "rich-loadbalancer",
             k.join("rich/compose.yaml"),
@@ -57,19 +65,28 @@ fn cases() -> Vec<(&'static str, PathBuf, ConvertOptions)> {
                 ..ConvertOptions::default()
             },
         ),
-        ("lossy", k.join("lossy/compose.yaml"), ConvertOptions::default()),
+        (
+            "lossy",
+            k.join("lossy/compose.yaml"),
+            ConvertOptions::default(),
+        ),
     ]
 }
 
 fn golden(name: &str, what: &str, actual: &str) {
-    let path = manifest_dir().join("tests/kube/golden").join(format!("{name}.{what}"));
+    let path = manifest_dir()
+        .join("tests/kube/golden")
+        .join(format!("{name}.{what}"));
     if std::env::var_os("BERTH_BLESS").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, actual).unwrap();
         return;
     }
     let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!("{}: {e} (run with BERTH_BLESS=1 to write it)", path.display())
+        panic!(
+            "{}: {e} (run with BERTH_BLESS=1 to write it)",
+            path.display()
+        )
     });
     if expected != actual {
         let diff: Vec<String> = expected
@@ -103,14 +120,25 @@ fn golden_manifests_are_stable() {
         golden(name, "warnings", &warnings_text(&c));
         // The same input converts to the same bytes every time.
         let again = convert(&file, &opts);
-        assert_eq!(render::to_stream(&again.manifests), yaml, "{name}: not deterministic");
+        assert_eq!(
+            render::to_stream(&again.manifests),
+            yaml,
+            "{name}: not deterministic"
+        );
     }
 }
 
 #[test]
 fn hello_becomes_two_deployments_a_service_and_a_wait() {
-    let c = convert(&manifest_dir().join("../examples/hello/compose.yaml"), &ConvertOptions::default());
-    let kinds: Vec<(&str, &str)> = c.manifests.iter().map(|m| (m.kind, m.name.as_str())).collect();
+    let c = convert(
+        &manifest_dir().join("../examples/hello/compose.yaml"),
+        &ConvertOptions::default(),
+    );
+    let kinds: Vec<(&str, &str)> = c
+        .manifests
+        .iter()
+        .map(|m| (m.kind, m.name.as_str()))
+        .collect();
     assert_eq!(
         kinds,
         [
@@ -124,20 +152,33 @@ fn hello_becomes_two_deployments_a_service_and_a_wait() {
     let client = &c.manifests[3].value;
     let init = &client["spec"]["template"]["spec"]["initContainers"][0];
     assert_eq!(init["name"], "wait-for-web");
-    assert!(init["command"][2].as_str().unwrap().contains("nc -z -w 2 web 8080"), "{init}");
+    assert!(
+        init["command"][2]
+            .as_str()
+            .unwrap()
+            .contains("nc -z -w 2 web 8080"),
+        "{init}"
+    );
     let web = &c.manifests[4].value["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(web["resources"]["limits"]["memory"], "32Mi");
     assert_eq!(web["resources"]["limits"]["cpu"], "500m");
     assert_eq!(web["readinessProbe"]["periodSeconds"], 2);
     assert_eq!(web["livenessProbe"]["failureThreshold"], 5);
     for m in &c.manifests {
-        assert_eq!(m.value["metadata"]["labels"]["io.berth.project"], "hello", "{}", m.name);
+        assert_eq!(
+            m.value["metadata"]["labels"]["io.berth.project"], "hello",
+            "{}",
+            m.name
+        );
     }
 }
 
 #[test]
 fn rich_stack_uses_every_workload_kind_it_should() {
-    let c = convert(&manifest_dir().join("tests/kube/rich/compose.yaml"), &ConvertOptions::default());
+    let c = convert(
+        &manifest_dir().join("tests/kube/rich/compose.yaml"),
+        &ConvertOptions::default(),
+    );
     let find = |kind: &str, name: &str| {
         c.manifests
             .iter()
@@ -148,14 +189,26 @@ fn rich_stack_uses_every_workload_kind_it_should() {
     };
     // Named volume, one replica: a StatefulSet with its claim; the alias is a Service.
     let db = find("StatefulSet", "db");
-    assert_eq!(db["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"], "shop-dbdata");
-    assert_eq!(find("PersistentVolumeClaim", "shop-dbdata")["spec"]["resources"]["requests"]["storage"], "10Gi");
+    assert_eq!(
+        db["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        "shop-dbdata"
+    );
+    assert_eq!(
+        find("PersistentVolumeClaim", "shop-dbdata")["spec"]["resources"]["requests"]["storage"],
+        "10Gi"
+    );
     find("Service", "database");
     // restart "no" and awaited with service_completed_successfully: a Job.
-    assert_eq!(find("Job", "migrate")["spec"]["template"]["spec"]["restartPolicy"], "Never");
+    assert_eq!(
+        find("Job", "migrate")["spec"]["template"]["spec"]["restartPolicy"],
+        "Never"
+    );
     // network_mode service:api: the sidecar is a second container in api's Pod.
     let api = find("Deployment", "api");
-    let containers = api["spec"]["template"]["spec"]["containers"].as_array().unwrap().clone();
+    let containers = api["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(containers.len(), 2);
     assert_eq!(containers[1]["name"], "api-metrics");
     assert_eq!(api["spec"]["replicas"], 3);
@@ -164,14 +217,29 @@ fn rich_stack_uses_every_workload_kind_it_should() {
     assert_eq!(sc["readOnlyRootFilesystem"], true);
     assert_eq!(sc["allowPrivilegeEscalation"], false);
     assert_eq!(sc["capabilities"]["drop"][0], "ALL");
-    assert_eq!(api["spec"]["template"]["spec"]["securityContext"]["sysctls"][0]["name"], "net.ipv4.ip_local_port_range");
-    assert_eq!(containers[0]["envFrom"][0]["configMapRef"]["name"], "api-env");
-    assert_eq!(find("ConfigMap", "api-env")["data"]["FEATURE_FLAGS"], "search,cart");
-    assert_eq!(find("Secret", "secret-db-password")["data"]["db_password"], "czNjcjN0Cg==");
+    assert_eq!(
+        api["spec"]["template"]["spec"]["securityContext"]["sysctls"][0]["name"],
+        "net.ipv4.ip_local_port_range"
+    );
+    assert_eq!(
+        containers[0]["envFrom"][0]["configMapRef"]["name"],
+        "api-env"
+    );
+    assert_eq!(
+        find("ConfigMap", "api-env")["data"]["FEATURE_FLAGS"],
+        "search,cart"
+    );
+    assert_eq!(
+        find("Secret", "secret-db-password")["data"]["db_password"],
+        "czNjcjN0Cg=="
+    );
     // Networks: a policy each; members carry the label.
     find("NetworkPolicy", "network-front");
     find("NetworkPolicy", "network-back");
-    assert_eq!(api["spec"]["template"]["metadata"]["labels"]["io.berth.network/back"], "true");
+    assert_eq!(
+        api["spec"]["template"]["metadata"]["labels"]["io.berth.network/back"],
+        "true"
+    );
     // x-kubernetes service-type: the published port is a NodePort.
     let published = find("Service", "web-published");
     assert_eq!(published["spec"]["type"], "NodePort");
@@ -180,7 +248,10 @@ fn rich_stack_uses_every_workload_kind_it_should() {
 
 #[test]
 fn every_lost_attribute_is_named_with_its_service_and_key() {
-    let c = convert(&manifest_dir().join("tests/kube/lossy/compose.yaml"), &ConvertOptions::default());
+    let c = convert(
+        &manifest_dir().join("tests/kube/lossy/compose.yaml"),
+        &ConvertOptions::default(),
+    );
     let keys: Vec<&str> = c.warnings.iter().map(|w| w.key.as_str()).collect();
     for key in [
         "services.box.devices",
@@ -209,7 +280,12 @@ fn every_lost_attribute_is_named_with_its_service_and_key() {
     }
     // ipc: host and pid: host have a form (hostIPC, hostPID): no warning.
     assert!(!keys.contains(&"services.box.ipc"));
-    let spec = &c.manifests.iter().find(|m| m.kind == "Deployment").unwrap().value["spec"]["template"]["spec"];
+    let spec = &c
+        .manifests
+        .iter()
+        .find(|m| m.kind == "Deployment")
+        .unwrap()
+        .value["spec"]["template"]["spec"];
     assert_eq!(spec["hostIPC"], true);
     assert_eq!(spec["hostPID"], true);
 }
@@ -243,7 +319,12 @@ fn strict_refuses_a_lossy_stack_and_accepts_a_faithful_one() {
         .arg(dir.path().join("out"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut files: Vec<String> = std::fs::read_dir(dir.path().join("out"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -263,10 +344,27 @@ fn strict_refuses_a_lossy_stack_and_accepts_a_faithful_one() {
 #[test]
 fn unknown_service_and_bad_namespace_are_refused() {
     let loaded = load(&manifest_dir().join("../examples/hello/compose.yaml"));
-    let e = kube::convert(&loaded, &ConvertOptions { services: vec!["nope".into()], ..Default::default() }).unwrap_err();
+    let e = kube::convert(
+        &loaded,
+        &ConvertOptions {
+            services: vec!["nope".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
     assert_eq!(e.to_string(), "no such service: nope");
-    let e = kube::convert(&loaded, &ConvertOptions { namespace: Some("Bad_NS".into()), ..Default::default() }).unwrap_err();
-    assert!(e.to_string().contains("invalid namespace \"Bad_NS\""), "{e}");
+    let e = kube::convert(
+        &loaded,
+        &ConvertOptions {
+            namespace: Some("Bad_NS".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("invalid namespace \"Bad_NS\""),
+        "{e}"
+    );
 }
 
 fn awesome_compose_files() -> Vec<PathBuf> {
@@ -274,7 +372,12 @@ fn awesome_compose_files() -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(&root).unwrap_or_else(|e| panic!("{}: {e}", root.display())) {
         let dir = e.unwrap().path();
-        for name in ["compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"] {
+        for name in [
+            "compose.yaml",
+            "compose.yml",
+            "docker-compose.yaml",
+            "docker-compose.yml",
+        ] {
             if dir.join(name).is_file() {
                 out.push(dir.join(name));
                 break;
@@ -304,7 +407,11 @@ fn all_39_awesome_compose_files_convert() {
     let streams = awesome_compose_streams();
     assert_eq!(streams.len(), 39);
     for (f, s) in &streams {
-        assert!(s.contains("kind: Deployment") || s.contains("kind: StatefulSet"), "{}: no workload", f.display());
+        assert!(
+            s.contains("kind: Deployment") || s.contains("kind: StatefulSet"),
+            "{}: no workload",
+            f.display()
+        );
     }
 }
 
@@ -321,7 +428,11 @@ fn validator() -> Option<Vec<String>> {
         return Some(vec!["kubernetes-validate".into()]);
     }
     if ok(&["python3", "-m", "kubernetes_validate"]) {
-        return Some(vec!["python3".into(), "-m".into(), "kubernetes_validate".into()]);
+        return Some(vec![
+            "python3".into(),
+            "-m".into(),
+            "kubernetes_validate".into(),
+        ]);
     }
     None
 }
@@ -341,7 +452,9 @@ fn every_manifest_validates_against_the_kubernetes_schemas() {
     // One document per file: the validator reports per file, which names the object.
     let mut write = |tag: &str, c: &kube::Conversion| {
         for (i, m) in c.manifests.iter().enumerate() {
-            let p = dir.path().join(format!("{tag}-{}", render::file_name(i, m)));
+            let p = dir
+                .path()
+                .join(format!("{tag}-{}", render::file_name(i, m)));
             std::fs::write(&p, berth_orchestrator::stack::emit::to_yaml(&m.value)).unwrap();
             files.push(p);
         }
@@ -350,9 +463,24 @@ fn every_manifest_validates_against_the_kubernetes_schemas() {
         write(name, &convert(&file, &opts));
     }
     for f in awesome_compose_files() {
-        let tag = f.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned();
+        let tag = f
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         write(&tag, &convert(&f, &ConvertOptions::default()));
-        write(&format!("{tag}-lb"), &convert(&f, &ConvertOptions { service_type: ServiceType::LoadBalancer, ..Default::default() }));
+        write(
+            &format!("{tag}-lb"),
+            &convert(
+                &f,
+                &ConvertOptions {
+                    service_type: ServiceType::LoadBalancer,
+                    ..Default::default()
+                },
+            ),
+        );
     }
     assert!(files.len() > 300, "{} files", files.len());
     let out = Command::new(&cmd[0])
@@ -361,25 +489,40 @@ fn every_manifest_validates_against_the_kubernetes_schemas() {
         .args(&files)
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "kubernetes-validate failed:\n{text}");
-    eprintln!("kubernetes-validate {KUBERNETES_VERSION} --strict: {} manifests valid", files.len());
+    eprintln!(
+        "kubernetes-validate {KUBERNETES_VERSION} --strict: {} manifests valid",
+        files.len()
+    );
 }
 
 #[test]
 fn readme_table_loses_fewer_attributes_than_kompose() {
     let readme = std::fs::read_to_string(manifest_dir().join("../README.md")).unwrap();
-    let start = readme.find("| Compose attribute | Berth | kompose |").expect("the table");
+    let start = readme
+        .find("| Compose attribute | Berth | kompose |")
+        .expect("the table");
     let rows: Vec<Vec<&str>> = readme[start..]
         .lines()
         .skip(2)
         .take_while(|l| l.starts_with('|'))
         .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect())
         .collect();
-    assert!(rows.iter().all(|r| r.len() == 3), "every row has three cells");
+    assert!(
+        rows.iter().all(|r| r.len() == 3),
+        "every row has three cells"
+    );
     let berth = rows.iter().filter(|r| r[1].starts_with("**lost**")).count();
     let kompose = rows.iter().filter(|r| matches!(r[2], "x" | "n")).count();
     assert!(berth < kompose, "Berth loses {berth}, kompose {kompose}");
-    let claim = format!("Of these {} rows Berth loses {berth} and kompose {kompose}", rows.len());
+    let claim = format!(
+        "Of these {} rows Berth loses {berth} and kompose {kompose}",
+        rows.len()
+    );
     assert!(readme.contains(&claim), "the README must say: {claim}");
 }

@@ -75,7 +75,10 @@ pub struct ClusterArgs {
 }
 
 /// Loads and converts, printing the warnings; `--strict` makes them an error.
-fn convert(global: &GlobalArgs, args: &ConversionArgs) -> anyhow::Result<(crate::stack::Loaded, k::Conversion)> {
+fn convert(
+    global: &GlobalArgs,
+    args: &ConversionArgs,
+) -> anyhow::Result<(crate::stack::Loaded, k::Conversion)> {
     let loaded = crate::stack::load(&global.load_options(&args.services)?)?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
@@ -135,7 +138,14 @@ pub fn run(global: &GlobalArgs, cmd: &KubeCommand) -> anyhow::Result<i32> {
             let rt = runtime()?;
             rt.block_on(async {
                 let cluster = Cluster::connect(args.context.as_deref()).await?;
-                let report = apply::apply(&cluster, &loaded.name, &conversion.namespace, &conversion.manifests, args.prune).await?;
+                let report = apply::apply(
+                    &cluster,
+                    &loaded.name,
+                    &conversion.namespace,
+                    &conversion.manifests,
+                    args.prune,
+                )
+                .await?;
                 for a in &report.applied {
                     println!("{a} applied");
                 }
@@ -143,7 +153,14 @@ pub fn run(global: &GlobalArgs, cmd: &KubeCommand) -> anyhow::Result<i32> {
                     println!("{p} pruned");
                 }
                 if args.wait {
-                    apply::wait(&cluster, &conversion.namespace, &conversion.manifests, Duration::from_secs(args.timeout), Duration::from_secs(2)).await?;
+                    apply::wait(
+                        &cluster,
+                        &conversion.namespace,
+                        &conversion.manifests,
+                        Duration::from_secs(args.timeout),
+                        Duration::from_secs(2),
+                    )
+                    .await?;
                     println!("all workloads available");
                 }
                 anyhow::Ok(0)
@@ -155,7 +172,11 @@ pub fn run(global: &GlobalArgs, cmd: &KubeCommand) -> anyhow::Result<i32> {
                 Some(n) => (n.clone(), false),
                 None => (dns_label(&loaded.name), true),
             };
-            let project = if crate::kube::names::is_label_value(&loaded.name) { loaded.name.clone() } else { dns_label(&loaded.name) };
+            let project = if crate::kube::names::is_label_value(&loaded.name) {
+                loaded.name.clone()
+            } else {
+                dns_label(&loaded.name)
+            };
             let rt = runtime()?;
             let down = matches!(cmd, KubeCommand::Down(_));
             rt.block_on(async {
@@ -165,9 +186,15 @@ pub fn run(global: &GlobalArgs, cmd: &KubeCommand) -> anyhow::Result<i32> {
                         println!("{r} removed");
                     }
                 } else {
-                    println!("{:<30} {:<12} {:<20} {:<7} STATE", "NAME", "KIND", "SERVICE", "READY");
+                    println!(
+                        "{:<30} {:<12} {:<20} {:<7} STATE",
+                        "NAME", "KIND", "SERVICE", "READY"
+                    );
                     for w in apply::ps(&cluster, &project, &namespace).await? {
-                        println!("{:<30} {:<12} {:<20} {:<7} {}", w.name, w.kind, w.service, w.ready, w.state);
+                        println!(
+                            "{:<30} {:<12} {:<20} {:<7} {}",
+                            w.name, w.kind, w.service, w.ready, w.state
+                        );
                     }
                 }
                 anyhow::Ok(0)

@@ -7,15 +7,13 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service,
-};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
 use ::kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use ::kube::core::ApiResource;
 use ::kube::Client;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde_json::Value;
 
 use super::convert::Manifest;
@@ -97,18 +95,28 @@ impl Cluster {
     fn classify(&self, what: String, e: ::kube::Error) -> KubeError {
         match e {
             ::kube::Error::Api(s) => {
-                let message = if s.message.is_empty() { s.reason.clone() } else { s.message.clone() };
+                let message = if s.message.is_empty() {
+                    s.reason.clone()
+                } else {
+                    s.message.clone()
+                };
                 match s.code {
                     401 => KubeError::Unauthorized { what, message },
                     403 => KubeError::Forbidden { what, message },
                     400 | 409 | 422 => KubeError::Rejected { what, message },
-                    code => KubeError::Api { what, code, message },
+                    code => KubeError::Api {
+                        what,
+                        code,
+                        message,
+                    },
                 }
             }
-            e @ (::kube::Error::HyperError(_) | ::kube::Error::Service(_)) => KubeError::Unreachable {
-                server: self.server.clone(),
-                source: e,
-            },
+            e @ (::kube::Error::HyperError(_) | ::kube::Error::Service(_)) => {
+                KubeError::Unreachable {
+                    server: self.server.clone(),
+                    source: e,
+                }
+            }
             source => KubeError::Client { what, source },
         }
     }
@@ -178,7 +186,8 @@ pub async fn apply(
     let params = PatchParams::apply(FIELD_MANAGER).force();
     for m in manifests {
         let what = format!("{}/{}", m.kind.to_ascii_lowercase(), m.name);
-        let api = api(cluster, m.kind, namespace).ok_or_else(|| KubeError::BadManifest(what.clone()))?;
+        let api =
+            api(cluster, m.kind, namespace).ok_or_else(|| KubeError::BadManifest(what.clone()))?;
         if !matches!(m.value, Value::Object(_)) {
             return Err(KubeError::BadManifest(what));
         }
@@ -188,7 +197,10 @@ pub async fn apply(
         report.applied.push(what);
     }
     if prune {
-        let keep: BTreeSet<(&str, &str)> = manifests.iter().map(|m| (m.kind, m.name.as_str())).collect();
+        let keep: BTreeSet<(&str, &str)> = manifests
+            .iter()
+            .map(|m| (m.kind, m.name.as_str()))
+            .collect();
         for kind in REMOVAL_ORDER {
             let api = api(cluster, kind, namespace).expect("known kind");
             let list = api
@@ -209,7 +221,12 @@ pub async fn apply(
     Ok(report)
 }
 
-async fn delete(cluster: &Cluster, api: &Api<DynamicObject>, name: &str, what: &str) -> Result<(), KubeError> {
+async fn delete(
+    cluster: &Cluster,
+    api: &Api<DynamicObject>,
+    name: &str,
+    what: &str,
+) -> Result<(), KubeError> {
     match api.delete(name, &DeleteParams::background()).await {
         Ok(_) => Ok(()),
         // Gone already: what was wanted.
@@ -220,11 +237,19 @@ async fn delete(cluster: &Cluster, api: &Api<DynamicObject>, name: &str, what: &
 
 /// Removes every object labelled with the project in `namespace`, and the namespace
 /// itself when the project owns it (it carries the label). Returns what was removed.
-pub async fn down(cluster: &Cluster, project: &str, namespace: &str, owns_namespace: bool) -> Result<Vec<String>, KubeError> {
+pub async fn down(
+    cluster: &Cluster,
+    project: &str,
+    namespace: &str,
+    owns_namespace: bool,
+) -> Result<Vec<String>, KubeError> {
     let mut removed = Vec::new();
     for kind in REMOVAL_ORDER {
         let api = api(cluster, kind, namespace).expect("known kind");
-        let list = match api.list(&ListParams::default().labels(&selector(project))).await {
+        let list = match api
+            .list(&ListParams::default().labels(&selector(project)))
+            .await
+        {
             Ok(l) => l,
             Err(::kube::Error::Api(s)) if s.code == 404 => continue,
             Err(e) => return Err(cluster.classify(format!("listing {kind}s"), e)),
@@ -239,7 +264,15 @@ pub async fn down(cluster: &Cluster, project: &str, namespace: &str, owns_namesp
     if owns_namespace {
         let api = api(cluster, "Namespace", namespace).expect("known kind");
         match api.get_opt(namespace).await {
-            Ok(Some(ns)) if ns.metadata.labels.as_ref().and_then(|l| l.get(PROJECT_LABEL)).map(String::as_str) == Some(project) => {
+            Ok(Some(ns))
+                if ns
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(PROJECT_LABEL))
+                    .map(String::as_str)
+                    == Some(project) =>
+            {
                 let what = format!("namespace/{namespace}");
                 delete(cluster, &api, namespace, &what).await?;
                 removed.push(what);
@@ -283,26 +316,56 @@ fn state(kind: &str, obj: &DynamicObject) -> (i64, i64, &'static str) {
             let failed = int(&status, &["failed"]);
             let succeeded = int(&status, &["succeeded"]);
             let want = spec.get("completions").and_then(Value::as_i64).unwrap_or(1);
-            let s = if failed > 0 { "failed" } else if succeeded >= want { "complete" } else { "running" };
+            let s = if failed > 0 {
+                "failed"
+            } else if succeeded >= want {
+                "complete"
+            } else {
+                "running"
+            };
             (succeeded, want, s)
         }
         "DaemonSet" => {
             let want = int(&status, &["desiredNumberScheduled"]);
             let ready = int(&status, &["numberAvailable"]);
-            (ready, want, if ready >= want && want > 0 { "running" } else { "progressing" })
+            (
+                ready,
+                want,
+                if ready >= want && want > 0 {
+                    "running"
+                } else {
+                    "progressing"
+                },
+            )
         }
         _ => {
             let want = spec.get("replicas").and_then(Value::as_i64).unwrap_or(1);
-            let ready = if kind == "Deployment" { int(&status, &["availableReplicas"]) } else { int(&status, &["readyReplicas"]) };
+            let ready = if kind == "Deployment" {
+                int(&status, &["availableReplicas"])
+            } else {
+                int(&status, &["readyReplicas"])
+            };
             let observed = int(&status, &["observedGeneration"]);
             let current = obj.metadata.generation.unwrap_or(0) <= observed;
-            (ready, want, if ready >= want && current { "running" } else { "progressing" })
+            (
+                ready,
+                want,
+                if ready >= want && current {
+                    "running"
+                } else {
+                    "progressing"
+                },
+            )
         }
     }
 }
 
 /// The project's workloads and their state.
-pub async fn ps(cluster: &Cluster, project: &str, namespace: &str) -> Result<Vec<Workload>, KubeError> {
+pub async fn ps(
+    cluster: &Cluster,
+    project: &str,
+    namespace: &str,
+) -> Result<Vec<Workload>, KubeError> {
     let mut out = Vec::new();
     for kind in ["Deployment", "StatefulSet", "DaemonSet", "Job"] {
         let api = api(cluster, kind, namespace).expect("known kind");
@@ -349,7 +412,10 @@ pub async fn wait(
         for m in &workloads {
             let api = api(cluster, m.kind, namespace).expect("known kind");
             let what = format!("{}/{}", m.kind.to_ascii_lowercase(), m.name);
-            let obj = api.get(&m.name).await.map_err(|e| cluster.classify(format!("reading {what}"), e))?;
+            let obj = api
+                .get(&m.name)
+                .await
+                .map_err(|e| cluster.classify(format!("reading {what}"), e))?;
             match state(m.kind, &obj) {
                 (_, _, "failed") => return Err(KubeError::JobFailed(m.name.clone())),
                 (_, _, "running" | "complete") => {}
@@ -405,9 +471,19 @@ pub fn local_only_images(
         if !services.is_empty() && !services.contains(name) {
             continue;
         }
-        let image = svc.image.clone().unwrap_or_else(|| format!("{}-{}", loaded.name, name));
-        let Ok(reference) = Reference::parse(&image) else { continue };
-        let in_store = store.store().get(&reference.to_string()).ok().flatten().is_some();
+        let image = svc
+            .image
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", loaded.name, name));
+        let Ok(reference) = Reference::parse(&image) else {
+            continue;
+        };
+        let in_store = store
+            .store()
+            .get(&reference.to_string())
+            .ok()
+            .flatten()
+            .is_some();
         if !in_store {
             continue;
         }

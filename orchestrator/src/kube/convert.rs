@@ -165,7 +165,10 @@ impl Ctx<'_> {
 
     /// Adds an object; the first of a kind and name wins (shared ConfigMaps, PVCs).
     pub fn add<T: Serialize>(&mut self, kind: &'static str, name: &str, object: &T) {
-        let rank = KIND_ORDER.iter().position(|k| *k == kind).unwrap_or(KIND_ORDER.len());
+        let rank = KIND_ORDER
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(KIND_ORDER.len());
         let value = serde_json::to_value(object).unwrap_or(Value::Null);
         self.objects
             .entry((rank, name.to_string()))
@@ -177,7 +180,10 @@ impl Ctx<'_> {
     }
 
     pub fn has(&self, kind: &str, name: &str) -> bool {
-        let rank = KIND_ORDER.iter().position(|k| *k == kind).unwrap_or(KIND_ORDER.len());
+        let rank = KIND_ORDER
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(KIND_ORDER.len());
         self.objects.contains_key(&(rank, name.to_string()))
     }
 }
@@ -303,9 +309,10 @@ fn strip_empty(v: &mut Value) {
             strip_empty(child);
         }
         map.retain(|k, child| {
-            !(k == "creationTimestamp" && child.is_null())
-                && !(matches!(k.as_str(), "labels" | "annotations")
-                    && child.as_object().is_some_and(|o| o.is_empty()))
+            let null_stamp = k == "creationTimestamp" && child.is_null();
+            let empty_meta = matches!(k.as_str(), "labels" | "annotations")
+                && child.as_object().is_some_and(|o| o.is_empty());
+            !null_stamp && !empty_meta
         });
     } else if let Value::Array(items) = v {
         for child in items {
@@ -473,21 +480,19 @@ fn convert_pod(
             ctx.add("StatefulSet", &name, &sts);
         }
         WorkloadKind::Deployment => {
-            let strategy = deploy
-                .and_then(|d| d.update_config.as_ref())
-                .map(|u| {
-                    let n = IntOrString::Int(u.parallelism.unwrap_or(1).max(1) as i32);
-                    let zero = IntOrString::Int(0);
-                    let start_first =
-                        matches!(u.order, Some(crate::stack::model::UpdateOrder::StartFirst));
-                    DeploymentStrategy {
-                        type_: Some("RollingUpdate".into()),
-                        rolling_update: Some(RollingUpdateDeployment {
-                            max_surge: Some(if start_first { n.clone() } else { zero.clone() }),
-                            max_unavailable: Some(if start_first { zero } else { n }),
-                        }),
-                    }
-                });
+            let strategy = deploy.and_then(|d| d.update_config.as_ref()).map(|u| {
+                let n = IntOrString::Int(u.parallelism.unwrap_or(1).max(1) as i32);
+                let zero = IntOrString::Int(0);
+                let start_first =
+                    matches!(u.order, Some(crate::stack::model::UpdateOrder::StartFirst));
+                DeploymentStrategy {
+                    type_: Some("RollingUpdate".into()),
+                    rolling_update: Some(RollingUpdateDeployment {
+                        max_surge: Some(if start_first { n.clone() } else { zero.clone() }),
+                        max_unavailable: Some(if start_first { zero } else { n }),
+                    }),
+                }
+            });
             let dep = Deployment {
                 metadata: meta,
                 spec: Some(DeploymentSpec {
@@ -528,11 +533,19 @@ fn deploy_warnings(
         w.service(svc, "deploy.restart_policy", "swarm restart policies have no Kubernetes form; the workload's own restart rules apply");
     }
     if d.rollback_config.is_some() {
-        w.service(svc, "deploy.rollback_config", "Kubernetes does not roll back by itself (kubectl rollout undo)");
+        w.service(
+            svc,
+            "deploy.rollback_config",
+            "Kubernetes does not roll back by itself (kubectl rollout undo)",
+        );
     }
     if let Some(u) = &d.update_config {
         if *kind != WorkloadKind::Deployment {
-            w.service(svc, "deploy.update_config", "only Deployments take an update strategy here");
+            w.service(
+                svc,
+                "deploy.update_config",
+                "only Deployments take an update strategy here",
+            );
         }
         for (set, key) in [
             (u.delay.is_some(), "delay"),
@@ -541,32 +554,65 @@ fn deploy_warnings(
             (u.max_failure_ratio.is_some(), "max_failure_ratio"),
         ] {
             if set {
-                w.service(svc, &format!("deploy.update_config.{key}"), "has no Kubernetes rolling-update form");
+                w.service(
+                    svc,
+                    &format!("deploy.update_config.{key}"),
+                    "has no Kubernetes rolling-update form",
+                );
             }
         }
     }
     if let Some(mode) = &d.mode {
         if !matches!(mode.as_str(), "global" | "replicated") {
-            w.service(svc, "deploy.mode", format!("{mode:?} has no Kubernetes form; converted as replicated"));
+            w.service(
+                svc,
+                "deploy.mode",
+                format!("{mode:?} has no Kubernetes form; converted as replicated"),
+            );
         }
     }
     if let Some(r) = d.resources.as_ref().and_then(|r| r.reservations.as_ref()) {
         if !r.generic_resources.is_empty() {
-            w.service(svc, "deploy.resources.reservations.generic_resources", "swarm generic resources have no Kubernetes form");
+            w.service(
+                svc,
+                "deploy.resources.reservations.generic_resources",
+                "swarm generic resources have no Kubernetes form",
+            );
         }
         if !r.devices.is_empty() {
-            w.service(svc, "deploy.resources.reservations.devices", "devices need a device plugin's extended resource on Kubernetes");
+            w.service(
+                svc,
+                "deploy.resources.reservations.devices",
+                "devices need a device plugin's extended resource on Kubernetes",
+            );
         }
     }
-    if d.resources.as_ref().and_then(|r| r.limits.as_ref()).and_then(|l| l.pids).is_some() {
-        w.service(svc, "deploy.resources.limits.pids", "process limits are a node setting (kubelet podPidsLimit)");
+    if d.resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .and_then(|l| l.pids)
+        .is_some()
+    {
+        w.service(
+            svc,
+            "deploy.resources.limits.pids",
+            "process limits are a node setting (kubelet podPidsLimit)",
+        );
     }
     if let Some(p) = &d.placement {
         if !p.preferences.is_empty() {
-            w.service(svc, "deploy.placement.preferences", "spread preferences have no direct form (use topologySpreadConstraints by hand)");
+            w.service(
+                svc,
+                "deploy.placement.preferences",
+                "spread preferences have no direct form (use topologySpreadConstraints by hand)",
+            );
         }
         if p.max_replicas_per_node.is_some() {
-            w.service(svc, "deploy.placement.max_replicas_per_node", "has no direct form (use topologySpreadConstraints by hand)");
+            w.service(
+                svc,
+                "deploy.placement.max_replicas_per_node",
+                "has no direct form (use topologySpreadConstraints by hand)",
+            );
         }
     }
 }
@@ -659,16 +705,15 @@ fn services(
     let mut ports = Vec::new();
     for m in members {
         for p in internal_ports(ctx, m) {
-            if !ports.iter().any(|(a, b, _): &(u16, &str, Option<String>)| a == &p.0 && b == &p.1) {
+            if !ports
+                .iter()
+                .any(|(a, b, _): &(u16, &str, Option<String>)| a == &p.0 && b == &p.1)
+            {
                 ports.push(p);
             }
         }
     }
-    let headless = svc
-        .deploy
-        .as_ref()
-        .and_then(|d| d.endpoint_mode.as_deref())
-        == Some("dnsrr");
+    let headless = svc.deploy.as_ref().and_then(|d| d.endpoint_mode.as_deref()) == Some("dnsrr");
     let selector = ctx.labels(Some(root));
     let name = dns_label(root);
 
@@ -711,7 +756,11 @@ fn services(
             }
         }
         if headless {
-            ctx.warnings.service(root, "deploy.endpoint_mode", "dnsrr needs a port to make a headless Service; dropped");
+            ctx.warnings.service(
+                root,
+                "deploy.endpoint_mode",
+                "dnsrr needs a port to make a headless Service; dropped",
+            );
         }
         return Ok(None);
     }
@@ -771,10 +820,18 @@ fn services(
         for (i, p) in s.ports.iter().enumerate() {
             let key = format!("ports[{i}]");
             if let Some(ip) = &p.host_ip {
-                ctx.warnings.service(m, &format!("{key}.host_ip"), format!("{ip}: Kubernetes does not bind to one node address"));
+                ctx.warnings.service(
+                    m,
+                    &format!("{key}.host_ip"),
+                    format!("{ip}: Kubernetes does not bind to one node address"),
+                );
             }
             if p.mode == crate::stack::model::PortMode::Host {
-                ctx.warnings.service(m, &format!("{key}.mode"), "host mode (a port on the node itself) is converted as ingress");
+                ctx.warnings.service(
+                    m,
+                    &format!("{key}.mode"),
+                    "host mode (a port on the node itself) is converted as ingress",
+                );
             }
             let Some(pubd) = &p.published else { continue };
             if kind == ServiceType::ClusterIp {
@@ -788,7 +845,11 @@ fn services(
             let first = pubd.split('-').next().and_then(|x| x.parse::<u16>().ok());
             let Some(first) = first else { continue };
             if pubd.contains('-') {
-                ctx.warnings.service(m, &format!("{key}.published"), format!("the range {pubd} is published as its first port, {first}"));
+                ctx.warnings.service(
+                    m,
+                    &format!("{key}.published"),
+                    format!("the range {pubd} is published as its first port, {first}"),
+                );
             }
             let node_port = if kind == ServiceType::NodePort {
                 if (30000..=32767).contains(&first) {
@@ -800,11 +861,16 @@ fn services(
             } else {
                 None
             };
-            if published.iter().any(|sp: &ServicePort| sp.port == i32::from(first) && sp.protocol.as_deref() == Some(protocol(p.protocol))) {
+            if published.iter().any(|sp: &ServicePort| {
+                sp.port == i32::from(first) && sp.protocol.as_deref() == Some(protocol(p.protocol))
+            }) {
                 continue;
             }
             published.push(ServicePort {
-                name: Some(format!("{}-{first}", protocol(p.protocol).to_ascii_lowercase())),
+                name: Some(format!(
+                    "{}-{first}",
+                    protocol(p.protocol).to_ascii_lowercase()
+                )),
                 port: i32::from(first),
                 target_port: Some(IntOrString::Int(i32::from(p.target))),
                 node_port,
@@ -922,10 +988,16 @@ pub(super) fn claim(ctx: &mut Ctx<'_>, key: &str, shared: bool) -> String {
         return name;
     }
     if vol.driver.is_some() {
-        ctx.warnings.push(format!("volumes.{key}.driver"), "volume drivers are storage classes on Kubernetes; the cluster's default class is used");
+        ctx.warnings.push(
+            format!("volumes.{key}.driver"),
+            "volume drivers are storage classes on Kubernetes; the cluster's default class is used",
+        );
     }
     if !vol.driver_opts.is_empty() {
-        ctx.warnings.push(format!("volumes.{key}.driver_opts"), "driver options have no Kubernetes form; the cluster's default storage class is used");
+        ctx.warnings.push(
+            format!("volumes.{key}.driver_opts"),
+            "driver options have no Kubernetes form; the cluster's default storage class is used",
+        );
     }
     let size = vol
         .extensions
@@ -947,7 +1019,12 @@ pub(super) fn claim(ctx: &mut Ctx<'_>, key: &str, shared: bool) -> String {
     let pvc = PersistentVolumeClaim {
         metadata: meta,
         spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec![if shared { "ReadWriteMany" } else { "ReadWriteOnce" }.into()]),
+            access_modes: Some(vec![if shared {
+                "ReadWriteMany"
+            } else {
+                "ReadWriteOnce"
+            }
+            .into()]),
             resources: Some(VolumeResourceRequirements {
                 requests: Some(BTreeMap::from([("storage".to_string(), Quantity(size))])),
                 ..Default::default()
@@ -978,7 +1055,10 @@ fn top_level_warnings(ctx: &mut Ctx<'_>) {
         ];
         for (attr, on) in set {
             if on {
-                w.push(format!("networks.{key}.{attr}"), "a stack network becomes a NetworkPolicy; this has no Kubernetes form");
+                w.push(
+                    format!("networks.{key}.{attr}"),
+                    "a stack network becomes a NetworkPolicy; this has no Kubernetes form",
+                );
             }
         }
     }
@@ -990,13 +1070,19 @@ fn top_level_warnings(ctx: &mut Ctx<'_>) {
                 ("template_driver", obj.template_driver.is_some()),
             ] {
                 if on {
-                    w.push(format!("{kind}.{key}.{attr}"), "has no Kubernetes form; the content is stored as it is");
+                    w.push(
+                        format!("{kind}.{key}.{attr}"),
+                        "has no Kubernetes form; the content is stored as it is",
+                    );
                 }
             }
         }
     }
     for key in project.models.keys() {
-        w.push(format!("models.{key}"), "AI models need the platform's model runner, which Kubernetes does not have");
+        w.push(
+            format!("models.{key}"),
+            "AI models need the platform's model runner, which Kubernetes does not have",
+        );
     }
     ctx.warnings = w;
 }

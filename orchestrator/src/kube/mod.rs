@@ -14,7 +14,7 @@ pub mod render;
 mod storage;
 pub mod warnings;
 
-pub use convert::{convert, ConvertError, ConvertOptions, Conversion, Manifest, ServiceType};
+pub use convert::{convert, Conversion, ConvertError, ConvertOptions, Manifest, ServiceType};
 pub use warnings::Warning;
 
 /// The label every object Berth writes carries: `apply --prune`, `down` and `ps` find the

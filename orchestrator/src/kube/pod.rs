@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use indexmap::IndexMap;
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar,
-    ExecAction, HostAlias, Lifecycle, LifecycleHandler, PodDNSConfig, PodDNSConfigOption,
-    PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext,
-    Sysctl, AppArmorProfile,
+    AppArmorProfile, Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort,
+    EnvFromSource, EnvVar, ExecAction, HostAlias, Lifecycle, LifecycleHandler, PodDNSConfig,
+    PodDNSConfigOption, PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecurityContext, Sysctl,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::Value;
@@ -31,14 +31,61 @@ pub(super) struct PodParts {
 
 /// Keys `container`, `pod_level` and `storage` handle (fully or with their own warnings).
 const HANDLED: &[&str] = &[
-    "annotations", "build", "cap_add", "cap_drop", "command", "configs", "container_name",
-    "cpu_period", "cpu_quota", "cpu_shares", "cpus", "depends_on", "deploy", "dns", "dns_opt",
-    "dns_search", "entrypoint", "environment", "expose", "extra_hosts", "group_add",
-    "healthcheck", "hostname", "image", "ipc", "labels", "links", "mem_limit",
-    "mem_reservation", "network_mode", "networks", "pid", "platform", "ports", "post_start",
-    "pre_stop", "privileged", "pull_policy", "read_only", "restart", "runtime", "scale",
-    "secrets", "security_opt", "shm_size", "stdin_open", "stop_grace_period", "sysctls",
-    "tmpfs", "tty", "user", "userns_mode", "uts", "volumes", "working_dir",
+    "annotations",
+    "build",
+    "cap_add",
+    "cap_drop",
+    "command",
+    "configs",
+    "container_name",
+    "cpu_period",
+    "cpu_quota",
+    "cpu_shares",
+    "cpus",
+    "depends_on",
+    "deploy",
+    "dns",
+    "dns_opt",
+    "dns_search",
+    "entrypoint",
+    "environment",
+    "expose",
+    "extra_hosts",
+    "group_add",
+    "healthcheck",
+    "hostname",
+    "image",
+    "ipc",
+    "labels",
+    "links",
+    "mem_limit",
+    "mem_reservation",
+    "network_mode",
+    "networks",
+    "pid",
+    "platform",
+    "ports",
+    "post_start",
+    "pre_stop",
+    "privileged",
+    "pull_policy",
+    "read_only",
+    "restart",
+    "runtime",
+    "scale",
+    "secrets",
+    "security_opt",
+    "shm_size",
+    "stdin_open",
+    "stop_grace_period",
+    "sysctls",
+    "tmpfs",
+    "tty",
+    "user",
+    "userns_mode",
+    "uts",
+    "volumes",
+    "working_dir",
 ];
 
 pub(super) fn pod(
@@ -67,7 +114,11 @@ pub(super) fn pod(
             if is_qualified_key(k) {
                 annotations.insert(k.clone(), v.clone());
             } else {
-                ctx.warnings.service(m, &format!("annotations.{k}"), "not a valid Kubernetes annotation key; dropped");
+                ctx.warnings.service(
+                    m,
+                    &format!("annotations.{k}"),
+                    "not a valid Kubernetes annotation key; dropped",
+                );
             }
         }
         let mut c = container(ctx, m, svc)?;
@@ -84,7 +135,11 @@ pub(super) fn pod(
         for g in &svc.group_add {
             match g.parse::<i64>() {
                 Ok(n) => groups.push(n),
-                Err(_) => ctx.warnings.service(m, "group_add", format!("{g:?}: Kubernetes takes numeric group ids only")),
+                Err(_) => ctx.warnings.service(
+                    m,
+                    "group_add",
+                    format!("{g:?}: Kubernetes takes numeric group ids only"),
+                ),
             }
         }
         if let Some(d) = svc.stop_grace_period {
@@ -103,7 +158,11 @@ pub(super) fn pod(
                 continue;
             }
             if d.restart {
-                ctx.warnings.service(m, &format!("{key}.restart"), "Kubernetes does not restart a workload when another one changes");
+                ctx.warnings.service(
+                    m,
+                    &format!("{key}.restart"),
+                    "Kubernetes does not restart a workload when another one changes",
+                );
             }
             match d.condition {
                 Condition::CompletedSuccessfully => ctx.warnings.service(
@@ -147,13 +206,19 @@ pub(super) fn pod(
     for m in members.iter().filter(|m| *m != root) {
         for (key, set) in pod_level_keys(&project.services[m]) {
             if set {
-                ctx.warnings.service(m, key, format!("a Pod-level setting; {m} shares {root}'s Pod, whose setting applies"));
+                ctx.warnings.service(
+                    m,
+                    key,
+                    format!("a Pod-level setting; {m} shares {root}'s Pod, whose setting applies"),
+                );
             }
         }
     }
     pod_level(ctx, root, svc, &mut spec, members);
     if !sysctls.is_empty() || !groups.is_empty() {
-        let sc = spec.security_context.get_or_insert_with(PodSecurityContext::default);
+        let sc = spec
+            .security_context
+            .get_or_insert_with(PodSecurityContext::default);
         if !sysctls.is_empty() {
             sc.sysctls = Some(sysctls);
         }
@@ -199,7 +264,8 @@ fn attribute_warnings(ctx: &mut Ctx<'_>, name: &str, svc: &Service) {
             .find(|(k, _)| k == key)
             .map(|(_, r)| *r)
             .unwrap_or("has no Kubernetes form");
-        ctx.warnings.service(name, key, format!("{reason}; dropped"));
+        ctx.warnings
+            .service(name, key, format!("{reason}; dropped"));
     }
 }
 
@@ -225,7 +291,11 @@ fn container(ctx: &mut Ctx<'_>, name: &str, svc: &Service) -> Result<Container, 
     c.image = Some(image);
     c.command = svc.entrypoint.clone().filter(|e| !e.is_empty());
     if svc.entrypoint.as_ref().is_some_and(|e| e.is_empty()) {
-        ctx.warnings.service(name, "entrypoint", "an empty entrypoint (no ENTRYPOINT) cannot be said on Kubernetes; the image's applies");
+        ctx.warnings.service(
+            name,
+            "entrypoint",
+            "an empty entrypoint (no ENTRYPOINT) cannot be said on Kubernetes; the image's applies",
+        );
     }
     c.args = svc.command.clone();
     c.working_dir = svc.working_dir.clone();
@@ -237,14 +307,19 @@ fn container(ctx: &mut Ctx<'_>, name: &str, svc: &Service) -> Result<Container, 
         Some(PullPolicy::Never) => Some("Never".into()),
         Some(PullPolicy::Missing) => Some("IfNotPresent".into()),
         Some(p) => {
-            ctx.warnings.service(name, "pull_policy", format!("{p:?} has no Kubernetes form; the kubelet's default applies"));
+            ctx.warnings.service(
+                name,
+                "pull_policy",
+                format!("{p:?} has no Kubernetes form; the kubelet's default applies"),
+            );
             None
         }
     };
 
     // Environment: with env files, all of it goes to a ConfigMap the container reads
     // whole (`envFrom`), as Compose reads the file; otherwise inline.
-    let had_env_file = crate::stack::project::node_at(&loaded.root, &["services", name, "env_file"]).is_some();
+    let had_env_file =
+        crate::stack::project::node_at(&loaded.root, &["services", name, "env_file"]).is_some();
     let mut env: Vec<EnvVar> = Vec::new();
     let mut data = BTreeMap::new();
     for (k, v) in &svc.environment {
@@ -313,7 +388,8 @@ fn exec_test(test: &[String]) -> Option<Vec<String>> {
 }
 
 fn secs(d: Option<crate::stack::model::Duration>, default: i32) -> i32 {
-    d.map(|d| (d.0.as_secs_f64().ceil() as i32).max(1)).unwrap_or(default)
+    d.map(|d| (d.0.as_secs_f64().ceil() as i32).max(1))
+        .unwrap_or(default)
 }
 
 /// Readiness (the dependency's "healthy") and liveness probes from a healthcheck, with
@@ -323,13 +399,21 @@ fn probes(ctx: &mut Ctx<'_>, name: &str, h: &Healthcheck) -> (Option<Probe>, Opt
         return (None, None);
     }
     let Some(cmd) = h.test.as_deref().and_then(exec_test) else {
-        if h.test.as_deref().is_some_and(|t| t.first().is_some_and(|k| k != "NONE")) {
-            ctx.warnings.service(name, "healthcheck.test", "an empty test has no probe form");
+        if h.test
+            .as_deref()
+            .is_some_and(|t| t.first().is_some_and(|k| k != "NONE"))
+        {
+            ctx.warnings
+                .service(name, "healthcheck.test", "an empty test has no probe form");
         }
         return (None, None);
     };
     if h.start_interval.is_some() {
-        ctx.warnings.service(name, "healthcheck.start_interval", "probes run at one interval on Kubernetes; the start interval is dropped");
+        ctx.warnings.service(
+            name,
+            "healthcheck.start_interval",
+            "probes run at one interval on Kubernetes; the start interval is dropped",
+        );
     }
     let probe = Probe {
         exec: Some(ExecAction { command: Some(cmd) }),
@@ -369,12 +453,21 @@ fn resources(ctx: &mut Ctx<'_>, name: &str, svc: &Service) -> Option<ResourceReq
     let quota_cpus = match (svc.cpu_quota, svc.cpu_period) {
         (Some(q), p) if q > 0 => Some(q as f64 / p.unwrap_or(100_000).max(1) as f64),
         (None, Some(_)) => {
-            ctx.warnings.service(name, "cpu_period", "without cpu_quota it limits nothing; dropped");
+            ctx.warnings.service(
+                name,
+                "cpu_period",
+                "without cpu_quota it limits nothing; dropped",
+            );
             None
         }
         _ => None,
     };
-    if let Some(c) = limits.and_then(|l| l.cpus).or(svc.cpus).or(quota_cpus).filter(|c| *c > 0.0) {
+    if let Some(c) = limits
+        .and_then(|l| l.cpus)
+        .or(svc.cpus)
+        .or(quota_cpus)
+        .filter(|c| *c > 0.0)
+    {
         lim.insert("cpu".to_string(), cpu(c));
     }
     if let Some(m) = limits.and_then(|l| l.memory).or(svc.mem_limit) {
@@ -382,7 +475,11 @@ fn resources(ctx: &mut Ctx<'_>, name: &str, svc: &Service) -> Option<ResourceReq
     }
     // The kubelet turns a CPU request into cgroup shares at 1024 per core: the inverse.
     let shares = svc.cpu_shares.map(|s| s as f64 / 1024.0);
-    if let Some(c) = reservations.and_then(|r| r.cpus).or(shares).filter(|c| *c > 0.0) {
+    if let Some(c) = reservations
+        .and_then(|r| r.cpus)
+        .or(shares)
+        .filter(|c| *c > 0.0)
+    {
         req.insert("cpu".to_string(), cpu(c));
     }
     if let Some(m) = reservations.and_then(|r| r.memory).or(svc.mem_reservation) {
@@ -416,7 +513,13 @@ fn security(ctx: &mut Ctx<'_>, name: &str, svc: &Service) -> Option<SecurityCont
                 sc.run_as_user = Some(u);
                 sc.run_as_group = Some(g);
             }
-            _ => ctx.warnings.service(name, "user", format!("{user:?}: Kubernetes takes numeric uid[:gid] only; the image's user applies")),
+            _ => ctx.warnings.service(
+                name,
+                "user",
+                format!(
+                    "{user:?}: Kubernetes takes numeric uid[:gid] only; the image's user applies"
+                ),
+            ),
         }
         set |= sc.run_as_user.is_some();
     }
@@ -457,18 +560,35 @@ fn security(ctx: &mut Ctx<'_>, name: &str, svc: &Service) -> Option<SecurityCont
                 });
                 set = true;
             }
-            _ => ctx.warnings.service(name, "security_opt", format!("{opt:?} has no Kubernetes form (profiles live on the node); dropped")),
+            _ => ctx.warnings.service(
+                name,
+                "security_opt",
+                format!("{opt:?} has no Kubernetes form (profiles live on the node); dropped"),
+            ),
         }
     }
     set.then_some(sc)
 }
 
-fn hook(ctx: &mut Ctx<'_>, name: &str, key: &str, hooks: &[ServiceHook]) -> Option<LifecycleHandler> {
+fn hook(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    key: &str,
+    hooks: &[ServiceHook],
+) -> Option<LifecycleHandler> {
     let first = hooks.first()?;
     if hooks.len() > 1 {
-        ctx.warnings.service(name, key, "Kubernetes runs one hook of each kind; only the first is kept");
+        ctx.warnings.service(
+            name,
+            key,
+            "Kubernetes runs one hook of each kind; only the first is kept",
+        );
     }
-    if first.user.is_some() || first.privileged.is_some() || first.working_dir.is_some() || !first.environment.is_empty() {
+    if first.user.is_some()
+        || first.privileged.is_some()
+        || first.working_dir.is_some()
+        || !first.environment.is_empty()
+    {
         ctx.warnings.service(name, key, "a hook's own user, privileges, working directory and environment have no Kubernetes form; it runs as the container does");
     }
     Some(LifecycleHandler {
@@ -496,24 +616,40 @@ fn pod_level(ctx: &mut Ctx<'_>, name: &str, svc: &Service, spec: &mut PodSpec, m
         if dns_label(h) == *h {
             spec.hostname = Some(h.clone());
         } else {
-            ctx.warnings.service(name, "hostname", format!("{h:?} is not a DNS label; Kubernetes names the Pod"));
+            ctx.warnings.service(
+                name,
+                "hostname",
+                format!("{h:?} is not a DNS label; Kubernetes names the Pod"),
+            );
         }
     }
     match svc.network_mode.as_deref() {
         None | Some("bridge") | Some("default") => {}
         Some("host") => spec.host_network = Some(true),
-        Some(m) => ctx.warnings.service(name, "network_mode", format!("{m:?} has no Kubernetes form; the Pod gets the cluster network")),
+        Some(m) => ctx.warnings.service(
+            name,
+            "network_mode",
+            format!("{m:?} has no Kubernetes form; the Pod gets the cluster network"),
+        ),
     }
     let in_pod = |x: &str| members.iter().any(|m| m == x);
     match svc.ipc.as_deref() {
         None | Some("private") | Some("shareable") => {}
         Some("host") => spec.host_ipc = Some(true),
         Some(m) if m.strip_prefix("service:").is_some_and(in_pod) => {}
-        Some(m) => ctx.warnings.service(name, "ipc", format!("{m:?}: only containers of one Pod share IPC on Kubernetes")),
+        Some(m) => ctx.warnings.service(
+            name,
+            "ipc",
+            format!("{m:?}: only containers of one Pod share IPC on Kubernetes"),
+        ),
     }
     let mut share_pid = false;
     for m in members {
-        if let Some(x) = loaded.project.services[m].pid.as_deref().and_then(|p| p.strip_prefix("service:")) {
+        if let Some(x) = loaded.project.services[m]
+            .pid
+            .as_deref()
+            .and_then(|p| p.strip_prefix("service:"))
+        {
             if in_pod(x) {
                 share_pid = true;
             } else {
@@ -525,20 +661,30 @@ fn pod_level(ctx: &mut Ctx<'_>, name: &str, svc: &Service, spec: &mut PodSpec, m
         Some("host") => spec.host_pid = Some(true),
         None | Some("private") => {}
         Some(p) if p.starts_with("service:") => {}
-        Some(p) => ctx.warnings.service(name, "pid", format!("{p:?} has no Kubernetes form")),
+        Some(p) => ctx
+            .warnings
+            .service(name, "pid", format!("{p:?} has no Kubernetes form")),
     }
     if share_pid {
         spec.share_process_namespace = Some(true);
     }
     if let Some(u) = svc.uts.as_deref() {
         if !(u == "host" && spec.host_network == Some(true)) {
-            ctx.warnings.service(name, "uts", format!("{u:?}: a Pod shares the node's UTS namespace only with hostNetwork"));
+            ctx.warnings.service(
+                name,
+                "uts",
+                format!("{u:?}: a Pod shares the node's UTS namespace only with hostNetwork"),
+            );
         }
     }
     match svc.userns_mode.as_deref() {
         None => {}
         Some("host") => spec.host_users = Some(true),
-        Some(m) => ctx.warnings.service(name, "userns_mode", format!("{m:?}: Kubernetes only knows host or a Pod user namespace (hostUsers: false)")),
+        Some(m) => ctx.warnings.service(
+            name,
+            "userns_mode",
+            format!("{m:?}: Kubernetes only knows host or a Pod user namespace (hostUsers: false)"),
+        ),
     }
     if let Some(r) = &svc.runtime {
         spec.runtime_class_name = Some(r.clone());
@@ -553,11 +699,20 @@ fn pod_level(ctx: &mut Ctx<'_>, name: &str, svc: &Service, spec: &mut PodSpec, m
             sel.insert("kubernetes.io/arch".to_string(), arch.to_string());
         }
         if parts.next().is_some() {
-            ctx.warnings.service(name, "platform", "the CPU variant has no well-known node label; only os and arch are kept");
+            ctx.warnings.service(
+                name,
+                "platform",
+                "the CPU variant has no well-known node label; only os and arch are kept",
+            );
         }
         spec.node_selector = Some(sel);
     }
-    if let Some(constraints) = svc.deploy.as_ref().and_then(|d| d.placement.as_ref()).map(|p| &p.constraints) {
+    if let Some(constraints) = svc
+        .deploy
+        .as_ref()
+        .and_then(|d| d.placement.as_ref())
+        .map(|p| &p.constraints)
+    {
         for c in constraints {
             match c.split_once("==") {
                 Some((k, v)) if k.trim().starts_with("node.labels.") => {
@@ -581,7 +736,11 @@ fn pod_level(ctx: &mut Ctx<'_>, name: &str, svc: &Service, spec: &mut PodSpec, m
     for (host, ips) in &svc.extra_hosts.0 {
         for ip in ips {
             if ip == "host-gateway" {
-                ctx.warnings.service(name, "extra_hosts", format!("{host}:host-gateway: there is no host gateway address on Kubernetes"));
+                ctx.warnings.service(
+                    name,
+                    "extra_hosts",
+                    format!("{host}:host-gateway: there is no host gateway address on Kubernetes"),
+                );
                 continue;
             }
             match aliases.iter_mut().find(|a| a.ip == *ip) {
@@ -611,7 +770,10 @@ fn pod_level(ctx: &mut Ctx<'_>, name: &str, svc: &Service, spec: &mut PodSpec, m
                             Some((n, v)) => (n.to_string(), Some(v.to_string())),
                             None => (o.clone(), None),
                         };
-                        PodDNSConfigOption { name: Some(n), value: v }
+                        PodDNSConfigOption {
+                            name: Some(n),
+                            value: v,
+                        }
                     })
                     .collect()
             }),

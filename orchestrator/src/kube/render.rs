@@ -20,7 +20,12 @@ pub fn to_stream(manifests: &[Manifest]) -> String {
 /// The file a manifest is written to with `-o DIR`: `NN-kind-name.yaml`, numbered so a
 /// directory listing (and `kubectl apply -f DIR`) keeps the order.
 pub fn file_name(index: usize, m: &Manifest) -> String {
-    format!("{:03}-{}-{}.yaml", index + 1, m.kind.to_ascii_lowercase(), m.name)
+    format!(
+        "{:03}-{}-{}.yaml",
+        index + 1,
+        m.kind.to_ascii_lowercase(),
+        m.name
+    )
 }
 
 /// Writes one file per manifest into `dir` (created if missing); returns the paths.

@@ -61,27 +61,58 @@ pub(super) fn mounts(
                         let users = project
                             .services
                             .values()
-                            .filter(|s| s.volumes.iter().any(|x| x.kind == VolumeType::Volume && x.source.as_deref() == Some(src)))
+                            .filter(|s| {
+                                s.volumes.iter().any(|x| {
+                                    x.kind == VolumeType::Volume && x.source.as_deref() == Some(src)
+                                })
+                            })
                             .count();
                         if users > 1 {
                             ctx.warnings.service(name, &key, format!("volume {src} is shared by {users} services: its claim asks for ReadWriteMany, which needs a storage class that offers it"));
                         }
                         let claim_name = claim(ctx, src, users > 1);
                         let vol_name = derived("data", src);
-                        add_volume(spec, Volume {
-                            name: vol_name.clone(),
-                            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                                claim_name,
-                                read_only: None,
-                            }),
-                            ..Default::default()
-                        });
-                        mount(c, VolumeMount { name: vol_name, mount_path: v.target.clone(), read_only, sub_path, ..Default::default() });
+                        add_volume(
+                            spec,
+                            Volume {
+                                name: vol_name.clone(),
+                                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                                    claim_name,
+                                    read_only: None,
+                                }),
+                                ..Default::default()
+                            },
+                        );
+                        mount(
+                            c,
+                            VolumeMount {
+                                name: vol_name,
+                                mount_path: v.target.clone(),
+                                read_only,
+                                sub_path,
+                                ..Default::default()
+                            },
+                        );
                     }
                     None => {
                         let vol_name = derived(&format!("{cname}-anon"), &i.to_string());
-                        add_volume(spec, Volume { name: vol_name.clone(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() });
-                        mount(c, VolumeMount { name: vol_name, mount_path: v.target.clone(), read_only, ..Default::default() });
+                        add_volume(
+                            spec,
+                            Volume {
+                                name: vol_name.clone(),
+                                empty_dir: Some(EmptyDirVolumeSource::default()),
+                                ..Default::default()
+                            },
+                        );
+                        mount(
+                            c,
+                            VolumeMount {
+                                name: vol_name,
+                                mount_path: v.target.clone(),
+                                read_only,
+                                ..Default::default()
+                            },
+                        );
                     }
                 }
             }
@@ -89,16 +120,43 @@ pub(super) fn mounts(
                 let vol_name = derived(&format!("{cname}-tmpfs"), &i.to_string());
                 let t = v.tmpfs.as_ref();
                 if t.and_then(|t| t.mode).is_some() {
-                    ctx.warnings.service(name, &format!("{key}.tmpfs.mode"), "an emptyDir's mode cannot be set");
+                    ctx.warnings.service(
+                        name,
+                        &format!("{key}.tmpfs.mode"),
+                        "an emptyDir's mode cannot be set",
+                    );
                 }
-                add_volume(spec, Volume { name: vol_name.clone(), empty_dir: Some(memory_dir(t.and_then(|t| t.size).map(|s| s.0))), ..Default::default() });
-                mount(c, VolumeMount { name: vol_name, mount_path: v.target.clone(), read_only, ..Default::default() });
+                add_volume(
+                    spec,
+                    Volume {
+                        name: vol_name.clone(),
+                        empty_dir: Some(memory_dir(t.and_then(|t| t.size).map(|s| s.0))),
+                        ..Default::default()
+                    },
+                );
+                mount(
+                    c,
+                    VolumeMount {
+                        name: vol_name,
+                        mount_path: v.target.clone(),
+                        read_only,
+                        ..Default::default()
+                    },
+                );
             }
             VolumeType::Bind => bind(ctx, name, &key, v, c, spec)?,
-            _ => ctx.warnings.service(name, &key, format!("a {:?} mount has no Kubernetes form; dropped", v.kind)),
+            _ => ctx.warnings.service(
+                name,
+                &key,
+                format!("a {:?} mount has no Kubernetes form; dropped", v.kind),
+            ),
         }
         if v.bind.as_ref().is_some_and(|b| b.propagation.is_some()) {
-            ctx.warnings.service(name, &format!("{key}.bind.propagation"), "bind propagation applies to node paths, which are not mounted; dropped");
+            ctx.warnings.service(
+                name,
+                &format!("{key}.bind.propagation"),
+                "bind propagation applies to node paths, which are not mounted; dropped",
+            );
         }
     }
     for (i, t) in svc.tmpfs.iter().enumerate() {
@@ -106,18 +164,54 @@ pub(super) fn mounts(
         let mut size = None;
         for o in opts.split(',').filter(|o| !o.is_empty()) {
             match o.strip_prefix("size=") {
-                Some(s) => size = crate::stack::model::units::parse_byte_size(s).ok().map(|b| b.0),
-                None => ctx.warnings.service(name, &format!("tmpfs[{i}]"), format!("option {o:?} has no emptyDir form")),
+                Some(s) => {
+                    size = crate::stack::model::units::parse_byte_size(s)
+                        .ok()
+                        .map(|b| b.0)
+                }
+                None => ctx.warnings.service(
+                    name,
+                    &format!("tmpfs[{i}]"),
+                    format!("option {o:?} has no emptyDir form"),
+                ),
             }
         }
         let vol_name = derived(&format!("{cname}-tmpfs-list"), &i.to_string());
-        add_volume(spec, Volume { name: vol_name.clone(), empty_dir: Some(memory_dir(size)), ..Default::default() });
-        mount(c, VolumeMount { name: vol_name, mount_path: path.to_string(), ..Default::default() });
+        add_volume(
+            spec,
+            Volume {
+                name: vol_name.clone(),
+                empty_dir: Some(memory_dir(size)),
+                ..Default::default()
+            },
+        );
+        mount(
+            c,
+            VolumeMount {
+                name: vol_name,
+                mount_path: path.to_string(),
+                ..Default::default()
+            },
+        );
     }
     if let Some(shm) = svc.shm_size {
         let vol_name = derived(&cname, "shm");
-        add_volume(spec, Volume { name: vol_name.clone(), empty_dir: Some(memory_dir(Some(shm.0))), ..Default::default() });
-        mount(c, VolumeMount { name: vol_name, mount_path: "/dev/shm".into(), ..Default::default() });
+        add_volume(
+            spec,
+            Volume {
+                name: vol_name.clone(),
+                empty_dir: Some(memory_dir(Some(shm.0))),
+                ..Default::default()
+            },
+        );
+        mount(
+            c,
+            VolumeMount {
+                name: vol_name,
+                mount_path: "/dev/shm".into(),
+                ..Default::default()
+            },
+        );
     }
     for (i, r) in svc.configs.iter().enumerate() {
         file_object(ctx, name, &format!("configs[{i}]"), r, false, c, spec)?;
@@ -157,7 +251,12 @@ fn bind(
     let meta = std::fs::metadata(path).ok();
     let fits = |len: u64| len <= MAX_DATA;
     if meta.as_ref().is_some_and(|m| m.is_file() && fits(m.len())) {
-        let k = data_key(&path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into()));
+        let k = data_key(
+            &path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "file".into()),
+        );
         files.insert(k.clone(), read(path)?);
         single = Some(k);
     } else if meta.as_ref().is_some_and(|m| m.is_dir()) {
@@ -167,7 +266,10 @@ fn bind(
             let mut entries: Vec<_> = entries.flatten().collect();
             entries.sort_by_key(|e| e.file_name());
             for e in entries {
-                let Ok(m) = e.metadata() else { flat = false; break };
+                let Ok(m) = e.metadata() else {
+                    flat = false;
+                    break;
+                };
                 if !m.is_file() {
                     flat = false;
                     break;
@@ -180,27 +282,71 @@ fn bind(
             files.clear();
         }
     }
-    let vol_name = derived(&format!("{}-bind", dns_label(name)), &key.trim_start_matches("volumes[").trim_end_matches(']').to_string());
+    let vol_name = derived(
+        &format!("{}-bind", dns_label(name)),
+        key.trim_start_matches("volumes[").trim_end_matches(']'),
+    );
     if files.is_empty() {
         ctx.warnings.service(name, key, format!("bind mount of {src}: a host path has no cluster form (only a file or a flat directory under 1 MiB is copied into a ConfigMap); an empty directory is mounted instead"));
-        add_volume(spec, Volume { name: vol_name.clone(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() });
-        mount(c, VolumeMount { name: vol_name, mount_path: v.target.clone(), read_only: v.read_only.then_some(true), ..Default::default() });
+        add_volume(
+            spec,
+            Volume {
+                name: vol_name.clone(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            },
+        );
+        mount(
+            c,
+            VolumeMount {
+                name: vol_name,
+                mount_path: v.target.clone(),
+                read_only: v.read_only.then_some(true),
+                ..Default::default()
+            },
+        );
         return Ok(());
     }
     ctx.warnings.service(name, key, format!("bind mount of {src} is copied into a ConfigMap: later edits on the host are not seen, and the container cannot write it"));
-    let cm_name = derived(&dns_label(name), &format!("bind-{}", &key.trim_start_matches("volumes[").trim_end_matches(']')));
+    let cm_name = derived(
+        &dns_label(name),
+        &format!(
+            "bind-{}",
+            &key.trim_start_matches("volumes[").trim_end_matches(']')
+        ),
+    );
     let cm = config_map(ctx, &cm_name, Some(name), files);
     ctx.add("ConfigMap", &cm_name, &cm);
-    add_volume(spec, Volume {
-        name: vol_name.clone(),
-        config_map: Some(ConfigMapVolumeSource { name: cm_name, ..Default::default() }),
-        ..Default::default()
-    });
-    mount(c, VolumeMount { name: vol_name, mount_path: v.target.clone(), read_only: Some(true), sub_path: single, ..Default::default() });
+    add_volume(
+        spec,
+        Volume {
+            name: vol_name.clone(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: cm_name,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    );
+    mount(
+        c,
+        VolumeMount {
+            name: vol_name,
+            mount_path: v.target.clone(),
+            read_only: Some(true),
+            sub_path: single,
+            ..Default::default()
+        },
+    );
     Ok(())
 }
 
-fn config_map(ctx: &Ctx<'_>, name: &str, service: Option<&str>, files: BTreeMap<String, Vec<u8>>) -> ConfigMap {
+fn config_map(
+    ctx: &Ctx<'_>,
+    name: &str,
+    service: Option<&str>,
+    files: BTreeMap<String, Vec<u8>>,
+) -> ConfigMap {
     let mut data = BTreeMap::new();
     let mut binary = BTreeMap::new();
     for (k, bytes) in files {
@@ -233,12 +379,20 @@ fn file_object(
     spec: &mut PodSpec,
 ) -> Result<(), ConvertError> {
     let loaded = ctx.loaded;
-    let (kind, top) = if secret { ("secrets", &loaded.project.secrets) } else { ("configs", &loaded.project.configs) };
+    let (kind, top) = if secret {
+        ("secrets", &loaded.project.secrets)
+    } else {
+        ("configs", &loaded.project.configs)
+    };
     let Some(obj) = top.get(&r.source) else {
         return Ok(());
     };
     if r.uid.is_some() || r.gid.is_some() {
-        ctx.warnings.service(name, &format!("{key}.uid"), "projected files are owned by root (or the Pod's fsGroup); uid and gid are dropped");
+        ctx.warnings.service(
+            name,
+            &format!("{key}.uid"),
+            "projected files are owned by root (or the Pod's fsGroup); uid and gid are dropped",
+        );
     }
     let data_name = data_key(&r.source);
     let object_name = if obj.external == Some(true) {
@@ -250,14 +404,25 @@ fn file_object(
                 Ok(b) => b,
                 // Not there (yet): the Pod names the object, and waits until it exists.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    let what = if secret { "secret generic" } else { "configmap" };
+                    let what = if secret {
+                        "secret generic"
+                    } else {
+                        "configmap"
+                    };
                     ctx.warnings.push(
                         format!("{kind}.{}.file", r.source),
                         format!("{f} does not exist, so no object is written; create it in the cluster: kubectl create {what} {object_name} --from-file={data_name}=FILE"),
                     );
-                    return Ok(mount_object(name, r, secret, object_name, data_name, c, spec));
+                    mount_object(name, r, secret, object_name, data_name, c, spec);
+                    return Ok(());
                 }
-                Err(source) => return Err(ConvertError::Read { key: format!("{kind}.{}.file", r.source), path: f.clone(), source }),
+                Err(source) => {
+                    return Err(ConvertError::Read {
+                        key: format!("{kind}.{}.file", r.source),
+                        path: f.clone(),
+                        source,
+                    })
+                }
             }
         } else if let Some(text) = &obj.content {
             text.clone().into_bytes()
@@ -265,7 +430,10 @@ fn file_object(
             match loaded.environment.get(var) {
                 Some(v) => v.clone().into_bytes(),
                 None => {
-                    ctx.warnings.push(format!("{kind}.{}.environment", r.source), format!("{var} is not set; the object is empty"));
+                    ctx.warnings.push(
+                        format!("{kind}.{}.environment", r.source),
+                        format!("{var} is not set; the object is empty"),
+                    );
                     Vec::new()
                 }
             }
@@ -280,14 +448,22 @@ fn file_object(
         }
         if secret {
             let s = Secret {
-                metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta { labels: Some(labels), ..ctx.meta(&object_name, None) },
+                metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                    labels: Some(labels),
+                    ..ctx.meta(&object_name, None)
+                },
                 data: Some(BTreeMap::from([(data_name.clone(), ByteString(bytes))])),
                 type_: Some("Opaque".into()),
                 ..Default::default()
             };
             ctx.add("Secret", &object_name, &s);
         } else {
-            let mut cm = config_map(ctx, &object_name, None, BTreeMap::from([(data_name.clone(), bytes)]));
+            let mut cm = config_map(
+                ctx,
+                &object_name,
+                None,
+                BTreeMap::from([(data_name.clone(), bytes)]),
+            );
             cm.metadata.labels = Some(labels);
             ctx.add("ConfigMap", &object_name, &cm);
         }
@@ -316,13 +492,42 @@ fn mount_object(
         None => format!("/{}", r.source),
     };
     let mode = r.mode.map(|m| m.0 as i32);
-    let items = Some(vec![KeyToPath { key: data_name.clone(), path: data_name.clone(), mode }]);
+    let items = Some(vec![KeyToPath {
+        key: data_name.clone(),
+        path: data_name.clone(),
+        mode,
+    }]);
     let vol_name = derived(if secret { "secret" } else { "config" }, &r.source);
     let volume = if secret {
-        Volume { name: vol_name.clone(), secret: Some(SecretVolumeSource { secret_name: Some(object_name), items, ..Default::default() }), ..Default::default() }
+        Volume {
+            name: vol_name.clone(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(object_name),
+                items,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
     } else {
-        Volume { name: vol_name.clone(), config_map: Some(ConfigMapVolumeSource { name: object_name, items, ..Default::default() }), ..Default::default() }
+        Volume {
+            name: vol_name.clone(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: object_name,
+                items,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
     };
     add_volume(spec, volume);
-    mount(c, VolumeMount { name: vol_name, mount_path: target, read_only: Some(true), sub_path: Some(data_name), ..Default::default() });
+    mount(
+        c,
+        VolumeMount {
+            name: vol_name,
+            mount_path: target,
+            read_only: Some(true),
+            sub_path: Some(data_name),
+            ..Default::default()
+        },
+    );
 }

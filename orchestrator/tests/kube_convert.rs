@@ -235,6 +235,29 @@ fn rich_stack_uses_every_workload_kind_it_should() {
     );
     // Networks: a policy each; members carry the label.
     find("NetworkPolicy", "network-front");
+    // back is internal: its members alone may send only within it (and to the DNS).
+    let internal = find("NetworkPolicy", "network-back-internal");
+    assert_eq!(internal["spec"]["policyTypes"][0], "Egress");
+    assert_eq!(
+        db["spec"]["template"]["metadata"]["labels"]["io.berth.internal-only"],
+        "true"
+    );
+    assert!(api["spec"]["template"]["metadata"]["labels"]
+        .get("io.berth.internal-only")
+        .is_none());
+    // volumes_from: the same claim, read-only; shared, so ReadWriteMany.
+    let backup = find("Deployment", "backup");
+    let mounts = &backup["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0];
+    assert_eq!(mounts["mountPath"], "/var/lib/postgresql/data");
+    assert_eq!(mounts["readOnly"], true);
+    assert_eq!(
+        find("PersistentVolumeClaim", "shop-dbdata")["spec"]["accessModes"][0],
+        "ReadWriteMany"
+    );
+    assert_eq!(
+        backup["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        "shop-dbdata"
+    );
     find("NetworkPolicy", "network-back");
     assert_eq!(
         api["spec"]["template"]["metadata"]["labels"]["io.berth.network/back"],

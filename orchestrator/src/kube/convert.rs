@@ -20,8 +20,8 @@ use k8s_openapi::api::core::v1::{
     ServicePort, ServiceSpec, VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
-    NetworkPolicySpec,
+    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -934,6 +934,28 @@ fn networks(ctx: &mut Ctx<'_>, pods: &IndexMap<String, Vec<String>>) {
             }
         }
     }
+    if pods
+        .keys()
+        .any(|root| project.services[root].network_mode.as_deref() == Some("none"))
+    {
+        // No rules for both directions: nothing in, nothing out, as with no network.
+        let name = "network-none";
+        let np = NetworkPolicy {
+            metadata: ctx.meta(name, None),
+            spec: Some(NetworkPolicySpec {
+                pod_selector: Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([(
+                        super::NO_NETWORK_LABEL.to_string(),
+                        "true".to_string(),
+                    )])),
+                    ..Default::default()
+                }),
+                policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+                ..Default::default()
+            }),
+        };
+        ctx.add("NetworkPolicy", name, &np);
+    }
     for (key, net) in &project.networks {
         if !used.contains(key.as_str()) {
             continue;
@@ -966,7 +988,65 @@ fn networks(ctx: &mut Ctx<'_>, pods: &IndexMap<String, Vec<String>>) {
             }),
         };
         ctx.add("NetworkPolicy", &name, &np);
+        if net.internal == Some(true) {
+            internal_network(ctx, key, sel_for(key));
+        }
     }
+}
+
+fn sel_for(key: &str) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(BTreeMap::from([(network_label(key), "true".to_string())])),
+        ..Default::default()
+    }
+}
+
+/// An internal network: the Pods on internal networks only may send to the network's
+/// members and to the cluster DNS, nowhere else (egress policies add up too, so a Pod on
+/// two internal networks reaches both).
+fn internal_network(ctx: &mut Ctx<'_>, key: &str, members: LabelSelector) {
+    let mut only = members.clone();
+    if let Some(l) = only.match_labels.as_mut() {
+        l.insert(super::INTERNAL_LABEL.to_string(), "true".to_string());
+    }
+    let dns_port = |proto: &str| NetworkPolicyPort {
+        port: Some(IntOrString::Int(53)),
+        protocol: Some(proto.to_string()),
+        ..Default::default()
+    };
+    let name = derived("network", &format!("{key}-internal"));
+    let np = NetworkPolicy {
+        metadata: ctx.meta(&name, None),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(only),
+            policy_types: Some(vec!["Egress".into()]),
+            egress: Some(vec![
+                NetworkPolicyEgressRule {
+                    to: Some(vec![NetworkPolicyPeer {
+                        pod_selector: Some(members),
+                        ..Default::default()
+                    }]),
+                    ports: None,
+                },
+                NetworkPolicyEgressRule {
+                    to: Some(vec![NetworkPolicyPeer {
+                        namespace_selector: Some(LabelSelector::default()),
+                        pod_selector: Some(LabelSelector {
+                            match_labels: Some(BTreeMap::from([(
+                                "k8s-app".to_string(),
+                                "kube-dns".to_string(),
+                            )])),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }]),
+                    ports: Some(vec![dns_port("UDP"), dns_port("TCP")]),
+                },
+            ]),
+            ..Default::default()
+        }),
+    };
+    ctx.add("NetworkPolicy", &name, &np);
 }
 
 /// The Pod label that says "member of stack network `key`".
@@ -1049,7 +1129,6 @@ fn top_level_warnings(ctx: &mut Ctx<'_>) {
             ("ipam", net.ipam.is_some()),
             ("enable_ipv6", net.enable_ipv6 == Some(true)),
             ("enable_ipv4", net.enable_ipv4 == Some(false)),
-            ("internal", net.internal == Some(true)),
             ("attachable", net.attachable.is_some()),
             ("labels", !net.labels.is_empty()),
         ];

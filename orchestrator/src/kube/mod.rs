@@ -24,5 +24,10 @@ pub const PROJECT_LABEL: &str = "io.berth.project";
 pub const SERVICE_LABEL: &str = "io.berth.service";
 /// Prefix of the per-network Pod labels the NetworkPolicies select on.
 pub const NETWORK_LABEL_PREFIX: &str = "io.berth.network/";
+/// On Pods whose every network is `internal: true`: their egress is held to those
+/// networks (and the cluster DNS).
+pub const INTERNAL_LABEL: &str = "io.berth.internal-only";
+/// On Pods of `network_mode: none` services: a NetworkPolicy lets nothing in or out.
+pub const NO_NETWORK_LABEL: &str = "io.berth.network-none";
 /// Server-side apply's field manager.
 pub const FIELD_MANAGER: &str = "berth";

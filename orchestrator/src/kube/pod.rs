@@ -85,6 +85,7 @@ const HANDLED: &[&str] = &[
     "userns_mode",
     "uts",
     "volumes",
+    "volumes_from",
     "working_dir",
 ];
 
@@ -201,6 +202,23 @@ pub(super) fn pod(
                 }
             }
         }
+    }
+    // Only internal networks: no way out of them, as Compose's internal networks have none.
+    let all_internal = members.iter().all(|m| {
+        let nets = &project.services[m].networks;
+        !nets.is_empty()
+            && nets.keys().all(|n| {
+                project
+                    .networks
+                    .get(n)
+                    .is_some_and(|n| n.internal == Some(true))
+            })
+    });
+    if project.services[root].network_mode.as_deref() == Some("none") {
+        network_labels.insert(super::NO_NETWORK_LABEL.to_string(), "true".to_string());
+    }
+    if all_internal {
+        network_labels.insert(super::INTERNAL_LABEL.to_string(), "true".to_string());
     }
     let svc = &project.services[root];
     for m in members.iter().filter(|m| *m != root) {
@@ -626,6 +644,8 @@ fn pod_level(ctx: &mut Ctx<'_>, name: &str, svc: &Service, spec: &mut PodSpec, m
     match svc.network_mode.as_deref() {
         None | Some("bridge") | Some("default") => {}
         Some("host") => spec.host_network = Some(true),
+        // A deny-all NetworkPolicy (see convert::networks) stands for no network.
+        Some("none") => {}
         Some(m) => ctx.warnings.service(
             name,
             "network_mode",

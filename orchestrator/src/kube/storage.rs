@@ -58,15 +58,7 @@ pub(super) fn mounts(
                 }
                 match &v.source {
                     Some(src) => {
-                        let users = project
-                            .services
-                            .values()
-                            .filter(|s| {
-                                s.volumes.iter().any(|x| {
-                                    x.kind == VolumeType::Volume && x.source.as_deref() == Some(src)
-                                })
-                            })
-                            .count();
+                        let users = volume_users(project, src);
                         if users > 1 {
                             ctx.warnings.service(name, &key, format!("volume {src} is shared by {users} services: its claim asks for ReadWriteMany, which needs a storage class that offers it"));
                         }
@@ -158,6 +150,9 @@ pub(super) fn mounts(
                 "bind propagation applies to node paths, which are not mounted; dropped",
             );
         }
+    }
+    for (i, from) in svc.volumes_from.iter().enumerate() {
+        volumes_from(ctx, name, &format!("volumes_from[{i}]"), from, c, spec);
     }
     for (i, t) in svc.tmpfs.iter().enumerate() {
         let (path, opts) = t.split_once(':').unwrap_or((t.as_str(), ""));
@@ -530,4 +525,90 @@ fn mount_object(
             ..Default::default()
         },
     );
+}
+
+/// Whether service `s` mounts top-level volume `src`.
+fn mounts_volume(s: &Service, src: &str) -> bool {
+    s.volumes
+        .iter()
+        .any(|x| x.kind == VolumeType::Volume && x.source.as_deref() == Some(src))
+}
+
+/// The service a `volumes_from` entry names, and whether it asks for read-only.
+fn volumes_from_target(entry: &str) -> Option<(&str, bool)> {
+    let rest = entry.strip_prefix("service:").unwrap_or(entry);
+    if entry.starts_with("container:") {
+        return None;
+    }
+    Some(match rest.rsplit_once(':') {
+        Some((svc, "ro")) => (svc, true),
+        Some((svc, "rw")) => (svc, false),
+        _ => (rest, false),
+    })
+}
+
+/// How many services mount top-level volume `src`, directly or through `volumes_from`.
+fn volume_users(project: &crate::stack::model::Project, src: &str) -> usize {
+    project
+        .services
+        .values()
+        .filter(|s| {
+            mounts_volume(s, src)
+                || s.volumes_from.iter().any(|f| {
+                    volumes_from_target(f)
+                        .and_then(|(x, _)| project.services.get(x))
+                        .is_some_and(|x| mounts_volume(x, src))
+                })
+        })
+        .count()
+}
+
+/// `volumes_from`: the other service's named volumes are mounted from the same claims at
+/// the same paths; what lives only in its Pod (anonymous volumes, tmpfs) cannot be shared.
+fn volumes_from(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    key: &str,
+    entry: &str,
+    c: &mut Container,
+    spec: &mut PodSpec,
+) {
+    let loaded = ctx.loaded;
+    let Some((other, ro)) = volumes_from_target(entry) else {
+        ctx.warnings.service(
+            name,
+            key,
+            format!("{entry:?}: a container outside the stack has no Kubernetes form; dropped"),
+        );
+        return;
+    };
+    let Some(src_svc) = loaded.project.services.get(other) else {
+        return;
+    };
+    for v in &src_svc.volumes {
+        match (&v.kind, &v.source) {
+            (VolumeType::Volume, Some(src)) => {
+                let users = volume_users(&loaded.project, src);
+                let claim_name = claim(ctx, src, users > 1);
+                let vol_name = derived("data", src);
+                add_volume(spec, Volume {
+                    name: vol_name.clone(),
+                    persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource { claim_name, read_only: None }),
+                    ..Default::default()
+                });
+                mount(c, VolumeMount {
+                    name: vol_name,
+                    mount_path: v.target.clone(),
+                    read_only: (ro || v.read_only).then_some(true),
+                    sub_path: v.volume.as_ref().and_then(|o| o.subpath.clone()),
+                    ..Default::default()
+                });
+            }
+            _ => ctx.warnings.service(
+                name,
+                key,
+                format!("{other}'s mount at {} is not a named volume; only named volumes (claims) can be shared between Pods", v.target),
+            ),
+        }
+    }
 }

@@ -74,7 +74,6 @@ pub const LOST: &[(&str, &str)] = &[
     ("storage_opt", "per-container storage driver options have no Kubernetes form"),
     ("ulimits", "rlimits cannot be set per Pod on Kubernetes"),
     ("use_api_socket", "there is no container engine API socket to hand to a Pod"),
-    ("volumes_from", "Pods cannot mount another Pod's volumes"),
 ];
 
 /// Service attributes that need no Kubernetes form: they only steer the Berth CLI, or the

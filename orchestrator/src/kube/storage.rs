@@ -30,6 +30,41 @@ fn mount(c: &mut Container, m: VolumeMount) {
     c.volume_mounts.get_or_insert_with(Vec::new).push(m);
 }
 
+fn empty_volume(name: String) -> Volume {
+    Volume {
+        name,
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    }
+}
+
+fn claim_volume(name: String, claim_name: String) -> Volume {
+    Volume {
+        name,
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name,
+            read_only: None,
+        }),
+        ..Default::default()
+    }
+}
+
+fn mount_at(path: &str, read_only: Option<bool>, sub_path: Option<String>) -> VolumeMount {
+    VolumeMount {
+        mount_path: path.to_string(),
+        read_only,
+        sub_path,
+        ..Default::default()
+    }
+}
+
+/// Adds `volume` to the Pod (once) and mounts it in the container as `at` says.
+fn attach(spec: &mut PodSpec, c: &mut Container, volume: Volume, mut at: VolumeMount) {
+    at.name = volume.name.clone();
+    add_volume(spec, volume);
+    mount(c, at);
+}
+
 fn memory_dir(size: Option<u64>) -> EmptyDirVolumeSource {
     EmptyDirVolumeSource {
         medium: Some("Memory".into()),
@@ -53,9 +88,8 @@ pub(super) fn mounts(
         match v.kind {
             VolumeType::Volume => {
                 let sub_path = v.volume.as_ref().and_then(|o| o.subpath.clone());
-                if v.volume.as_ref().is_some_and(|o| o.nocopy) {
-                    // Kubernetes never copies the image's files into a volume: nocopy is what it does.
-                }
+                // `nocopy` needs nothing: Kubernetes never copies the image's files into a
+                // volume (Docker does, without it; the README says so).
                 match &v.source {
                     Some(src) => {
                         let users = volume_users(project, src);
@@ -64,46 +98,20 @@ pub(super) fn mounts(
                         }
                         let claim_name = claim(ctx, src, users > 1);
                         let vol_name = derived("data", src);
-                        add_volume(
+                        attach(
                             spec,
-                            Volume {
-                                name: vol_name.clone(),
-                                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                                    claim_name,
-                                    read_only: None,
-                                }),
-                                ..Default::default()
-                            },
-                        );
-                        mount(
                             c,
-                            VolumeMount {
-                                name: vol_name,
-                                mount_path: v.target.clone(),
-                                read_only,
-                                sub_path,
-                                ..Default::default()
-                            },
+                            claim_volume(vol_name, claim_name),
+                            mount_at(&v.target, read_only, sub_path),
                         );
                     }
                     None => {
                         let vol_name = derived(&format!("{cname}-anon"), &i.to_string());
-                        add_volume(
+                        attach(
                             spec,
-                            Volume {
-                                name: vol_name.clone(),
-                                empty_dir: Some(EmptyDirVolumeSource::default()),
-                                ..Default::default()
-                            },
-                        );
-                        mount(
                             c,
-                            VolumeMount {
-                                name: vol_name,
-                                mount_path: v.target.clone(),
-                                read_only,
-                                ..Default::default()
-                            },
+                            empty_volume(vol_name),
+                            mount_at(&v.target, read_only, None),
                         );
                     }
                 }
@@ -118,22 +126,15 @@ pub(super) fn mounts(
                         "an emptyDir's mode cannot be set",
                     );
                 }
-                add_volume(
+                attach(
                     spec,
+                    c,
                     Volume {
-                        name: vol_name.clone(),
+                        name: vol_name,
                         empty_dir: Some(memory_dir(t.and_then(|t| t.size).map(|s| s.0))),
                         ..Default::default()
                     },
-                );
-                mount(
-                    c,
-                    VolumeMount {
-                        name: vol_name,
-                        mount_path: v.target.clone(),
-                        read_only,
-                        ..Default::default()
-                    },
+                    mount_at(&v.target, read_only, None),
                 );
             }
             VolumeType::Bind => bind(ctx, name, &key, v, c, spec)?,
@@ -172,18 +173,15 @@ pub(super) fn mounts(
             }
         }
         let vol_name = derived(&format!("{cname}-tmpfs-list"), &i.to_string());
-        add_volume(
+        attach(
             spec,
+            c,
             Volume {
-                name: vol_name.clone(),
+                name: vol_name,
                 empty_dir: Some(memory_dir(size)),
                 ..Default::default()
             },
-        );
-        mount(
-            c,
             VolumeMount {
-                name: vol_name,
                 mount_path: path.to_string(),
                 ..Default::default()
             },
@@ -191,18 +189,15 @@ pub(super) fn mounts(
     }
     if let Some(shm) = svc.shm_size {
         let vol_name = derived(&cname, "shm");
-        add_volume(
+        attach(
             spec,
+            c,
             Volume {
-                name: vol_name.clone(),
+                name: vol_name,
                 empty_dir: Some(memory_dir(Some(shm.0))),
                 ..Default::default()
             },
-        );
-        mount(
-            c,
             VolumeMount {
-                name: vol_name,
                 mount_path: "/dev/shm".into(),
                 ..Default::default()
             },
@@ -283,22 +278,11 @@ fn bind(
     );
     if files.is_empty() {
         ctx.warnings.service(name, key, format!("bind mount of {src}: a host path has no cluster form (only a file or a flat directory under 1 MiB is copied into a ConfigMap); an empty directory is mounted instead"));
-        add_volume(
+        attach(
             spec,
-            Volume {
-                name: vol_name.clone(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
-                ..Default::default()
-            },
-        );
-        mount(
             c,
-            VolumeMount {
-                name: vol_name,
-                mount_path: v.target.clone(),
-                read_only: v.read_only.then_some(true),
-                ..Default::default()
-            },
+            empty_volume(vol_name),
+            mount_at(&v.target, v.read_only.then_some(true), None),
         );
         return Ok(());
     }
@@ -312,21 +296,18 @@ fn bind(
     );
     let cm = config_map(ctx, &cm_name, Some(name), files);
     ctx.add("ConfigMap", &cm_name, &cm);
-    add_volume(
+    attach(
         spec,
+        c,
         Volume {
-            name: vol_name.clone(),
+            name: vol_name,
             config_map: Some(ConfigMapVolumeSource {
                 name: cm_name,
                 ..Default::default()
             }),
             ..Default::default()
         },
-    );
-    mount(
-        c,
         VolumeMount {
-            name: vol_name,
             mount_path: v.target.clone(),
             read_only: Some(true),
             sub_path: single,
@@ -591,18 +572,9 @@ fn volumes_from(
                 let users = volume_users(&loaded.project, src);
                 let claim_name = claim(ctx, src, users > 1);
                 let vol_name = derived("data", src);
-                add_volume(spec, Volume {
-                    name: vol_name.clone(),
-                    persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource { claim_name, read_only: None }),
-                    ..Default::default()
-                });
-                mount(c, VolumeMount {
-                    name: vol_name,
-                    mount_path: v.target.clone(),
-                    read_only: (ro || v.read_only).then_some(true),
-                    sub_path: v.volume.as_ref().and_then(|o| o.subpath.clone()),
-                    ..Default::default()
-                });
+                let sub_path = v.volume.as_ref().and_then(|o| o.subpath.clone());
+                let read_only = (ro || v.read_only).then_some(true);
+                attach(spec, c, claim_volume(vol_name, claim_name), mount_at(&v.target, read_only, sub_path));
             }
             _ => ctx.warnings.service(
                 name,

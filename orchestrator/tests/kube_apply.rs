@@ -530,3 +530,24 @@ fn apply_refuses_an_image_only_berth_has() {
     );
     assert!(!err.contains("Kubernetes configuration"), "{err}");
 }
+
+#[test]
+fn no_kubeconfig_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("-f")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/hello/compose.yaml"))
+        .args(["kube", "ps"])
+        .env("KUBECONFIG", dir.path().join("missing"))
+        .env("HOME", dir.path())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("error: no usable Kubernetes configuration"),
+        "{err}"
+    );
+    assert!(err.contains("$KUBECONFIG, else ~/.kube/config"), "{err}");
+}

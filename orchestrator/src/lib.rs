@@ -6,5 +6,6 @@
 
 pub mod cli;
 pub mod graph;
+pub mod kube;
 pub mod reconcile;
 pub mod stack;

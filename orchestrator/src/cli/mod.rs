@@ -7,6 +7,7 @@ mod events;
 mod exec;
 mod image;
 mod info;
+mod kube;
 mod logs;
 mod progress;
 mod ps;
@@ -213,6 +214,9 @@ pub enum Command {
     /// Manage the image store: ls, rm, prune, inspect, load, import, save, push, tag, pull
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// The stack on Kubernetes: convert, apply, down, ps
+    #[command(subcommand)]
+    Kube(kube::KubeCommand),
 }
 
 /// Prints an error with its chain of causes and, for a stack-file error, the line at fault.
@@ -286,6 +290,7 @@ pub fn main() -> i32 {
         Command::Pull(args) => image::pull(&cli.global, args),
         Command::Images(args) => image::images(&cli.global, args),
         Command::Image(cmd) => image::image(&cli.global, cmd),
+        Command::Kube(cmd) => kube::run(&cli.global, cmd),
     };
     match result {
         Ok(code) => code,

@@ -3,7 +3,9 @@
 //! both sides alike.
 //!
 //! - TCP throughput (iperf3, Debian's) between two namespaces over a Berth network,
-//!   against two namespaces joined by a bare veth pair (the kernel's limit);
+//!   against two namespaces joined by a bare veth pair (the kernel's limit) made by the
+//!   same call with the same link settings (Berth's BIG TCP GSO size); and the same two
+//!   with the kernel's default 64 KiB GSO size, to show what that size brings;
 //! - TCP connection rate, same two setups;
 //! - throughput through a published port (127.0.0.1 -> DNAT -> container) against the
 //!   container's address directly, and through Berth's userspace proxy (the fallback,
@@ -45,6 +47,8 @@ const ROUNDS: usize = 9;
 const DOCKER_IMAGE: &str = "lab/busybox:latest";
 const IPERF: &str = "/usr/bin/iperf3";
 const IPERF_SECONDS: &str = "1";
+/// The kernel's default IPv4 GSO size, for the reference pair and network.
+const DEFAULT_GSO: u32 = 65_536;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -338,6 +342,55 @@ fn main() {
     })
     .unwrap();
 
+    // The same bare pair with the kernel's default IPv4 GSO size (64 KiB) on both ends,
+    // and a second Berth network put back to that default (bridge and both veth ends):
+    // what Berth's links were before they got BIG TCP (see `BIG_TCP_IPV4_SIZE`). The
+    // ratio target compares like with like, bare pair and Berth network with the same
+    // sizes; these two show what the size itself brings.
+    let d1 = env.netns("d1");
+    let d2 = env.netns("d2");
+    let dip1 = Ipv4Net::new(Ipv4Addr::from(u32::from(bare.network()) + 129), 25).unwrap();
+    let dip2 = Ipv4Net::new(Ipv4Addr::from(u32::from(bare.network()) + 130), 25).unwrap();
+    let d2file = d2.open().unwrap();
+    d1.run(|| {
+        let mut nl = Netlink::open().unwrap();
+        nl.create_veth("eth0", None, "eth0", d2file.as_fd(), None)
+            .unwrap();
+        let l = nl.link_by_name("eth0").unwrap().unwrap();
+        nl.set_ipv4_gso_max_size(l.index, DEFAULT_GSO).unwrap();
+        nl.add_address(l.index, dip1).unwrap();
+        nl.set_up(l.index).unwrap();
+    })
+    .unwrap();
+    d2.run(|| {
+        let mut nl = Netlink::open().unwrap();
+        let l = nl.link_by_name("eth0").unwrap().unwrap();
+        nl.set_ipv4_gso_max_size(l.index, DEFAULT_GSO).unwrap();
+        nl.add_address(l.index, dip2).unwrap();
+        nl.set_up(l.index).unwrap();
+    })
+    .unwrap();
+    let net64 = env.network("bench64", 1, false);
+    let c1 = env.netns("c1");
+    let c2 = env.netns("c2");
+    let ec1 = env.attach(&c1, &net64);
+    let ec2 = env.attach(&c2, &net64);
+    {
+        let mut nl = Netlink::open().unwrap();
+        for name in [&net64.bridge, &ec1.host_interface, &ec2.host_interface] {
+            let l = nl.link_by_name(name).unwrap().unwrap();
+            nl.set_ipv4_gso_max_size(l.index, DEFAULT_GSO).unwrap();
+        }
+        for ns in [&c1, &c2] {
+            ns.run(|| {
+                let mut nl = Netlink::open().unwrap();
+                let l = nl.link_by_name("eth0").unwrap().unwrap();
+                nl.set_ipv4_gso_max_size(l.index, DEFAULT_GSO).unwrap();
+            })
+            .unwrap();
+        }
+    }
+
     // A published port on b2.
     let pub_port = env.port(0);
     env.net
@@ -377,7 +430,20 @@ fn main() {
     let mut t_proxy = vec![];
     let (mut t_bare, mut t_berth, mut t_pub, mut t_direct) = (vec![], vec![], vec![], vec![]);
     let (mut c_bare, mut c_berth) = (vec![], vec![]);
+    let (mut t_bare64, mut t_berth64) = (vec![], vec![]);
     for _ in 0..ROUNDS {
+        t_bare64.push(iperf(
+            &d2,
+            5201,
+            Some(&d1),
+            SocketAddr::from((dip2.addr(), 5201)),
+        ));
+        t_berth64.push(iperf(
+            &c2,
+            5201,
+            Some(&c1),
+            SocketAddr::from((ec2.address.addr(), 5201)),
+        ));
         t_bare.push(iperf(
             &v2,
             5201,
@@ -494,6 +560,10 @@ fn main() {
     let r_pub = ratio(&t_pub, &t_direct);
     let r_proxy = ratio(&t_proxy, &t_pub);
     let r_conn = ratio(&c_berth, &c_bare);
+    let r_berth64 = ratio(&t_berth64, &t_bare64);
+    let r_bare_big = ratio(&t_bare, &t_bare64);
+    let r_berth_big = ratio(&t_berth, &t_berth64);
+    let (tb64, tn64) = (median(t_bare64), median(t_berth64));
     let (tb, tn, tp, td) = (
         median(t_bare),
         median(t_berth),
@@ -511,6 +581,14 @@ fn main() {
     println!("tcp throughput, bare veth pair      : {tb:8.2} Gbit/s");
     println!(
         "tcp throughput, Berth network       : {tn:8.2} Gbit/s  ({r_berth:.1}% of bare veth; target >= 90%)"
+    );
+    println!("  same, both with 64 KiB IPv4 GSO (the kernel's default; Berth before BIG TCP):");
+    println!("  tcp throughput, bare veth pair    : {tb64:8.2} Gbit/s");
+    println!(
+        "  tcp throughput, Berth network     : {tn64:8.2} Gbit/s  ({r_berth64:.1}% of bare veth)"
+    );
+    println!(
+        "  BIG TCP over 64 KiB: bare veth pair {r_bare_big:.1}%, Berth network {r_berth_big:.1}%"
     );
     println!("tcp throughput, host -> container ip: {td:8.2} Gbit/s");
     println!("tcp throughput, published 127.0.0.1 : {tp:8.2} Gbit/s  ({r_pub:.1}% of direct)");

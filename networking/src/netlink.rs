@@ -72,10 +72,10 @@ const IFLA_GRO_IPV4_MAX_SIZE: u16 = 64;
 /// walk through every IP netfilter hook of the host), and between two containers TCP
 /// sends one packet per GSO size: eight times fewer, eight times less of that cost. The
 /// value is the most a veth accepts (`GSO_MAX_SIZE`, its `tso_max_size`); measured
-/// against 196 KiB (Cilium's choice) it left less of the bridge's cost (networking/README.md).
-/// Packets that leave through a device with a smaller limit are segmented by the kernel
-/// on the way out (`gso_features_check`). IPv6 keeps
-/// its default: its BIG TCP needs a hop-by-hop jumbo header that not every path handles.
+/// against 192 KiB (Cilium's choice) it cost less CPU per GB on every path
+/// (networking/README.md). Packets that leave through a device with a smaller limit are
+/// segmented by the kernel on the way out (`gso_features_check`). IPv6 keeps its default:
+/// its BIG TCP needs a hop-by-hop jumbo header that not every path handles.
 pub const BIG_TCP_IPV4_SIZE: u32 = 524_280;
 
 fn ipv4_gso_attributes(size: u32) -> [LinkAttribute; 2] {

@@ -3,7 +3,9 @@
 //! both sides alike.
 //!
 //! - TCP throughput (iperf3, Debian's) between two namespaces over a Berth network,
-//!   against two namespaces joined by a bare veth pair (the kernel's limit);
+//!   against two namespaces joined by a bare veth pair (the kernel's limit) made by the
+//!   same call with the same link settings (Berth's BIG TCP GSO size); and the same two
+//!   with the kernel's default 64 KiB GSO size, to show what that size brings;
 //! - TCP connection rate, same two setups;
 //! - throughput through a published port (127.0.0.1 -> DNAT -> container) against the
 //!   container's address directly, and through Berth's userspace proxy (the fallback,
@@ -45,6 +47,8 @@ const ROUNDS: usize = 9;
 const DOCKER_IMAGE: &str = "lab/busybox:latest";
 const IPERF: &str = "/usr/bin/iperf3";
 const IPERF_SECONDS: &str = "1";
+/// The kernel's default IPv4 GSO size, for the reference pair and network.
+const DEFAULT_GSO: u32 = 65_536;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -74,9 +78,21 @@ impl Drop for Killer {
     }
 }
 
+/// What one iperf3 run measured.
+#[derive(Clone, Copy)]
+struct Run {
+    /// Gbit/s received.
+    gbps: f64,
+    /// CPU time of both iperf3 processes per GB received, in ms. On this kernel (tick-based
+    /// accounting) a process is also charged the softirq work done on its time (the whole
+    /// packet path between two namespaces, mostly), so this is the cost of the path, and it
+    /// moves much less than Gbit/s when other processes load the machine.
+    cpu_ms_per_gb: f64,
+}
+
 /// One iperf3 run: server in `server_ns` on `port`, client in `client_ns` (None: the
-/// host) to `addr`; returns Gbit/s received.
-fn iperf(server_ns: &Netns, port: u16, client_ns: Option<&Netns>, addr: SocketAddr) -> f64 {
+/// host) to `addr`.
+fn iperf(server_ns: &Netns, port: u16, client_ns: Option<&Netns>, addr: SocketAddr) -> Run {
     let p = port.to_string();
     let _srv = Killer(
         nsenter(Some(server_ns), &["iperf3", "-s", "-1", "-p", &p])
@@ -89,8 +105,8 @@ fn iperf(server_ns: &Netns, port: u16, client_ns: Option<&Netns>, addr: SocketAd
 }
 
 /// An iperf3 client in `client_ns` (None: the host) against a server already started;
-/// Gbit/s received, None if it never got a result (50 tries).
-fn iperf_client(client_ns: Option<&Netns>, addr: SocketAddr) -> Option<f64> {
+/// None if it never got a result (50 tries).
+fn iperf_client(client_ns: Option<&Netns>, addr: SocketAddr) -> Option<Run> {
     let target = addr.ip().to_string();
     let cport = addr.port().to_string();
     for _ in 0..50 {
@@ -110,8 +126,21 @@ fn iperf_client(client_ns: Option<&Netns>, addr: SocketAddr) -> Option<f64> {
         .output()
         .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        if let Some(bps) = v["end"]["sum_received"]["bits_per_second"].as_f64() {
-            return Some(bps / 1e9);
+        let end = &v["end"];
+        if let Some(bps) = end["sum_received"]["bits_per_second"].as_f64() {
+            let cpu = &end["cpu_utilization_percent"];
+            let busy = cpu["host_total"].as_f64().unwrap_or(0.0)
+                + cpu["remote_total"].as_f64().unwrap_or(0.0);
+            let secs = end["sum_received"]["seconds"].as_f64().unwrap_or(0.0);
+            let gb = end["sum_received"]["bytes"].as_f64().unwrap_or(0.0) / 1e9;
+            return Some(Run {
+                gbps: bps / 1e9,
+                cpu_ms_per_gb: if gb > 0.0 {
+                    busy / 100.0 * secs * 1e3 / gb
+                } else {
+                    f64::NAN
+                },
+            });
         }
         std::thread::sleep(Duration::from_millis(50)); // the server was not up yet
     }
@@ -175,6 +204,39 @@ fn conn_rate(
     stop.store(true, Ordering::Relaxed);
     srv.join().unwrap();
     n
+}
+
+/// Puts IPv4 GSO size `size` on `eth0` of the namespace `nl` belongs to; its index.
+fn eth0_gso(nl: &mut Netlink, size: u32) -> u32 {
+    let l = nl.link_by_name("eth0").unwrap().unwrap();
+    nl.set_ipv4_gso_max_size(l.index, size).unwrap();
+    l.index
+}
+
+/// Joins `a` and `b` by a bare veth pair, `eth0` <-> `eth0`, made by the same call as
+/// Berth's pairs (so with the same link settings), addressed `ip_a` and `ip_b`; `gso`: an
+/// IPv4 GSO size to put on both ends instead.
+fn bare_pair(a: &Netns, b: &Netns, ip_a: Ipv4Net, ip_b: Ipv4Net, gso: Option<u32>) {
+    let bfile = b.open().unwrap();
+    a.run(|| {
+        Netlink::open()
+            .unwrap()
+            .create_veth("eth0", None, "eth0", bfile.as_fd(), None)
+            .unwrap()
+    })
+    .unwrap();
+    for (ns, ip) in [(a, ip_a), (b, ip_b)] {
+        ns.run(|| {
+            let mut nl = Netlink::open().unwrap();
+            let index = match gso {
+                Some(size) => eth0_gso(&mut nl, size),
+                None => nl.link_by_name("eth0").unwrap().unwrap().index,
+            };
+            nl.add_address(index, ip).unwrap();
+            nl.set_up(index).unwrap();
+        })
+        .unwrap();
+    }
 }
 
 /// Runs `docker ARGS`; stdout on success, else why not.
@@ -320,23 +382,34 @@ fn main() {
     let bare = env.subnet(3);
     let ip1 = Ipv4Net::new(Ipv4Addr::from(u32::from(bare.network()) + 1), 24).unwrap();
     let ip2 = Ipv4Net::new(Ipv4Addr::from(u32::from(bare.network()) + 2), 24).unwrap();
-    let v2file = v2.open().unwrap();
-    v1.run(|| {
+    bare_pair(&v1, &v2, ip1, ip2, None);
+
+    // The same bare pair with the kernel's default IPv4 GSO size (64 KiB) on both ends,
+    // and a second Berth network put back to that default (bridge and both veth ends):
+    // what Berth's links were before they got BIG TCP (see `BIG_TCP_IPV4_SIZE`). The
+    // ratio target compares like with like, bare pair and Berth network with the same
+    // sizes; these two show what the size itself brings.
+    let d1 = env.netns("d1");
+    let d2 = env.netns("d2");
+    let dip1 = Ipv4Net::new(Ipv4Addr::from(u32::from(bare.network()) + 129), 25).unwrap();
+    let dip2 = Ipv4Net::new(Ipv4Addr::from(u32::from(bare.network()) + 130), 25).unwrap();
+    bare_pair(&d1, &d2, dip1, dip2, Some(DEFAULT_GSO));
+    let net64 = env.network("bench64", 1, false);
+    let c1 = env.netns("c1");
+    let c2 = env.netns("c2");
+    let ec1 = env.attach(&c1, &net64);
+    let ec2 = env.attach(&c2, &net64);
+    {
         let mut nl = Netlink::open().unwrap();
-        nl.create_veth("eth0", None, "eth0", v2file.as_fd(), None)
-            .unwrap();
-        let l = nl.link_by_name("eth0").unwrap().unwrap();
-        nl.add_address(l.index, ip1).unwrap();
-        nl.set_up(l.index).unwrap();
-    })
-    .unwrap();
-    v2.run(|| {
-        let mut nl = Netlink::open().unwrap();
-        let l = nl.link_by_name("eth0").unwrap().unwrap();
-        nl.add_address(l.index, ip2).unwrap();
-        nl.set_up(l.index).unwrap();
-    })
-    .unwrap();
+        for name in [&net64.bridge, &ec1.host_interface, &ec2.host_interface] {
+            let l = nl.link_by_name(name).unwrap().unwrap();
+            nl.set_ipv4_gso_max_size(l.index, DEFAULT_GSO).unwrap();
+        }
+        for ns in [&c1, &c2] {
+            ns.run(|| eth0_gso(&mut Netlink::open().unwrap(), DEFAULT_GSO))
+                .unwrap();
+        }
+    }
 
     // A published port on b2.
     let pub_port = env.port(0);
@@ -377,7 +450,20 @@ fn main() {
     let mut t_proxy = vec![];
     let (mut t_bare, mut t_berth, mut t_pub, mut t_direct) = (vec![], vec![], vec![], vec![]);
     let (mut c_bare, mut c_berth) = (vec![], vec![]);
+    let (mut t_bare64, mut t_berth64) = (vec![], vec![]);
     for _ in 0..ROUNDS {
+        t_bare64.push(iperf(
+            &d2,
+            5201,
+            Some(&d1),
+            SocketAddr::from((dip2.addr(), 5201)),
+        ));
+        t_berth64.push(iperf(
+            &c2,
+            5201,
+            Some(&c1),
+            SocketAddr::from((ec2.address.addr(), 5201)),
+        ));
         t_bare.push(iperf(
             &v2,
             5201,
@@ -390,24 +476,25 @@ fn main() {
             Some(&b1),
             SocketAddr::from((e2.address.addr(), 5201)),
         ));
-        t_direct.push(iperf(
-            &b2,
-            5301,
-            None,
-            SocketAddr::from((e2.address.addr(), 5301)),
-        ));
-        t_pub.push(iperf(
-            &b2,
-            5301,
-            None,
-            SocketAddr::from((Ipv4Addr::LOCALHOST, pub_port)),
-        ));
-        t_proxy.push(iperf(
-            &b3,
-            5301,
-            None,
-            SocketAddr::from((Ipv4Addr::LOCALHOST, proxy_port)),
-        ));
+        t_direct.push(iperf(&b2, 5301, None, SocketAddr::from((e2.address.addr(), 5301))).gbps);
+        t_pub.push(
+            iperf(
+                &b2,
+                5301,
+                None,
+                SocketAddr::from((Ipv4Addr::LOCALHOST, pub_port)),
+            )
+            .gbps,
+        );
+        t_proxy.push(
+            iperf(
+                &b3,
+                5301,
+                None,
+                SocketAddr::from((Ipv4Addr::LOCALHOST, proxy_port)),
+            )
+            .gbps,
+        );
         c_bare.push(
             conn_rate(
                 listen_in(&v2, 6000),
@@ -433,7 +520,7 @@ fn main() {
         if let Some(d) = &dock {
             // Docker's side right after Berth's: iperf3 through docker-proxy, then connections.
             // The daemon may go away mid-run: then stop comparing, keep the rest.
-            let td = iperf_client(None, d.iperf_addr());
+            let td = iperf_client(None, d.iperf_addr()).map(|r| r.gbps);
             let cd = td.and_then(|_| {
                 listen_in_pid(d.pid, 6000)
                     .and_then(|l| conn_rate(l, None, d.conn_addr(), 1.0))
@@ -490,10 +577,29 @@ fn main() {
     // other processes moves both sides of a round alike.
     let ratio =
         |a: &[f64], b: &[f64]| median(a.iter().zip(b).map(|(x, y)| 100.0 * x / y).collect());
+    // Gbit/s and CPU per GB of the four Run series.
+    let gbps = |v: &[Run]| v.iter().map(|r| r.gbps).collect::<Vec<_>>();
+    let cost = |v: &[Run]| median(v.iter().map(|r| r.cpu_ms_per_gb).collect());
+    let (k_bare, k_berth, k_bare64, k_berth64) = (
+        cost(&t_bare),
+        cost(&t_berth),
+        cost(&t_bare64),
+        cost(&t_berth64),
+    );
+    let (t_bare, t_berth, t_bare64, t_berth64) = (
+        gbps(&t_bare),
+        gbps(&t_berth),
+        gbps(&t_bare64),
+        gbps(&t_berth64),
+    );
     let r_berth = ratio(&t_berth, &t_bare);
     let r_pub = ratio(&t_pub, &t_direct);
     let r_proxy = ratio(&t_proxy, &t_pub);
     let r_conn = ratio(&c_berth, &c_bare);
+    let r_berth64 = ratio(&t_berth64, &t_bare64);
+    let r_bare_big = ratio(&t_bare, &t_bare64);
+    let r_berth_big = ratio(&t_berth, &t_berth64);
+    let (tb64, tn64) = (median(t_bare64), median(t_berth64));
     let (tb, tn, tp, td) = (
         median(t_bare),
         median(t_berth),
@@ -511,6 +617,22 @@ fn main() {
     println!("tcp throughput, bare veth pair      : {tb:8.2} Gbit/s");
     println!(
         "tcp throughput, Berth network       : {tn:8.2} Gbit/s  ({r_berth:.1}% of bare veth; target >= 90%)"
+    );
+    println!(
+        "  CPU per GB received (both iperf3 ends, packet path included): bare veth {k_bare:.0} ms, Berth {k_berth:.0} ms ({:.1}% of bare veth's throughput at equal CPU)",
+        100.0 * k_bare / k_berth
+    );
+    println!("  same, both with 64 KiB IPv4 GSO (the kernel's default; Berth before BIG TCP):");
+    println!("  tcp throughput, bare veth pair    : {tb64:8.2} Gbit/s");
+    println!(
+        "  tcp throughput, Berth network     : {tn64:8.2} Gbit/s  ({r_berth64:.1}% of bare veth)"
+    );
+    println!(
+        "  CPU per GB received: bare veth {k_bare64:.0} ms, Berth {k_berth64:.0} ms ({:.1}%)",
+        100.0 * k_bare64 / k_berth64
+    );
+    println!(
+        "  BIG TCP over 64 KiB: bare veth pair {r_bare_big:.1}%, Berth network {r_berth_big:.1}%"
     );
     println!("tcp throughput, host -> container ip: {td:8.2} Gbit/s");
     println!("tcp throughput, published 127.0.0.1 : {tp:8.2} Gbit/s  ({r_pub:.1}% of direct)");

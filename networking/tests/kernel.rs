@@ -586,3 +586,33 @@ fn a_bad_request_for_one_network_attaches_to_none() {
     let state = std::fs::read_to_string(env.net.state_file(&n1.name)).unwrap();
     assert!(!state.contains(ns.name()), "{state}");
 }
+
+#[test]
+fn bridge_and_both_veth_ends_get_the_big_tcp_gso_size() {
+    use berth_networking::netlink::{Netlink, BIG_TCP_IPV4_SIZE};
+    let env = TestEnv::new(8);
+    let info = env.network("gso", 0, false);
+    let ns = env.netns("g");
+    let e = env.attach(&ns, &info);
+    let mut nl = Netlink::open().unwrap();
+    let br = nl.link_by_name(&info.bridge).unwrap().unwrap();
+    // Kernels before 6.3 have no IPv4 GSO size to report (nor to set): nothing to check.
+    let Some(size) = br.gso_ipv4_max_size else {
+        eprintln!("kernel without gso_ipv4_max_size: skipped");
+        return;
+    };
+    assert_eq!(size, BIG_TCP_IPV4_SIZE, "bridge {}", info.bridge);
+    let host = nl.link_by_name(&e.host_interface).unwrap().unwrap();
+    assert_eq!(host.gso_ipv4_max_size, Some(BIG_TCP_IPV4_SIZE), "host end");
+    let inner = ns
+        .run(|| {
+            let mut nl = Netlink::open().unwrap();
+            nl.link_by_name("eth0").unwrap().unwrap()
+        })
+        .unwrap();
+    assert_eq!(inner.gso_ipv4_max_size, Some(BIG_TCP_IPV4_SIZE), "eth0");
+    // And the setting can be put back (the bench's default-veth reference does).
+    nl.set_ipv4_gso_max_size(host.index, 65_536).unwrap();
+    let host = nl.link_by_name(&e.host_interface).unwrap().unwrap();
+    assert_eq!(host.gso_ipv4_max_size, Some(65_536));
+}

@@ -7,7 +7,8 @@
 //!
 //! ```text
 //! BR-raw   filter prerouting -300  ip saddr SUBNET ip daddr SUBNET (neither the gateway) notrack
-//! BR-fwd   filter forward  0    not internal: ct status dnat accept          (published ports)
+//! BR-fwd   filter forward  0    iifname BR oifname BR accept                 (members, first)
+//!                               not internal: ct status dnat accept          (published ports)
 //!                               iifname BR oifname "berthbr*" oifname != BR drop   (isolation)
 //!                               oifname BR iifname "berthbr*" iifname != BR drop
 //!                               internal only: iifname BR oifname != BR drop; oifname BR iifname != BR drop
@@ -325,7 +326,14 @@ fn network_rules(
     net: &FirewallNetwork<'_>,
 ) -> (Vec<Vec<Statement<'static>>>, Vec<Vec<Statement<'static>>>) {
     let br = net.bridge.to_string();
-    let mut fwd = Vec::new();
+    // Traffic between two members of the network (bridged, seen here on hosts with
+    // br_netfilter) is allowed whatever else holds: accepted first, it walks one rule
+    // of this chain instead of all of them.
+    let mut fwd = vec![vec![
+        is(meta(MetaKey::Iifname), s(&br)),
+        is(meta(MetaKey::Oifname), s(&br)),
+        Statement::Accept(None),
+    ]];
     if !net.internal {
         // A published port is open to every network that may go out, as to other hosts:
         // connections DNATed by Berth pass the isolation below (both directions, as
@@ -582,7 +590,12 @@ mod tests {
             internal: false,
         };
         let (fwd, post) = network_rules(&net);
-        assert_eq!(fwd.len(), 3);
+        assert_eq!(fwd.len(), 4);
+        let first = serde_json::to_string(&fwd[0]).unwrap();
+        assert!(
+            first.contains("iifname") && first.contains("oifname") && first.contains("accept"),
+            "members accepted first: {first}"
+        );
         assert_eq!(post.len(), 3);
         let j = serde_json::to_string(&post[0]).unwrap();
         assert!(
@@ -595,7 +608,7 @@ mod tests {
             ..net
         };
         let (fwd, post) = network_rules(&internal);
-        assert_eq!(fwd.len(), 4, "no accept for published ports");
+        assert_eq!(fwd.len(), 5, "no accept for published ports");
         assert_eq!(post.len(), 1, "no masquerade out of an internal network");
         let target = PublishTarget {
             v4: "10.9.0.2".parse().unwrap(),

@@ -1,6 +1,7 @@
 //! Attaching a namespace to networks, and detaching it.
 
 use super::*;
+use crate::netlink::BIG_TCP_IPV4_SIZE;
 
 impl Networking {
     /// Joins namespace `ns` to each requested network: one veth pair per network, the
@@ -230,6 +231,7 @@ impl Networking {
                         ns_file.as_fd(),
                         state.mtu,
                     )?;
+                    big_tcp_on_bridge(&mut host, &bridge);
                     (address, address6, ifname)
                 };
                 crate::fault::point("attach-after-veth");
@@ -364,4 +366,19 @@ fn used6(state: &NetworkState, ns: &str) -> Vec<(std::net::Ipv6Addr, String)> {
         .filter(|(k, _)| k.as_str() != ns)
         .filter_map(|(k, l)| l.address6.map(|a| (a, k.clone())))
         .collect()
+}
+
+/// Gives the bridge the veth pairs' IPv4 GSO size (see [`BIG_TCP_IPV4_SIZE`]), for traffic
+/// between the host and containers, once it has a port: the kernel refuses it before,
+/// while an empty bridge's `tso_max_size` is 64 KiB. Only an optimization, so a refusal
+/// is logged, not returned.
+fn big_tcp_on_bridge(host: &mut Netlink, bridge: &crate::netlink::Link) {
+    if bridge
+        .gso_ipv4_max_size
+        .is_some_and(|size| size < BIG_TCP_IPV4_SIZE)
+    {
+        if let Err(e) = host.set_ipv4_gso_max_size(bridge.index, BIG_TCP_IPV4_SIZE) {
+            tracing::debug!("bridge {} keeps its GSO size: {e}", bridge.name);
+        }
+    }
 }

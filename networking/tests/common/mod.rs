@@ -1,6 +1,6 @@
 //! Shared harness of the kernel tests. Each test gets its own BERTH_ROOT/BERTH_RUN (temp
 //! dirs), its own nftables table, names derived from its own id and subnets from its own
-//! slot of 10.213.0.0/16 (checked against the host's routes), and a guard whose Drop
+//! slot of 10.213.0.0/16 (or of `BERTH_NET_TEST_NET`; checked against the host's routes), and a guard whose Drop
 //! removes everything it made, also when the test fails. Traffic only ever goes to
 //! namespaces the test made or to 127.0.0.1.
 //!
@@ -39,6 +39,12 @@ pub struct TestEnv {
     links: RefCell<Vec<String>>,
 }
 
+/// The /16 the tests' subnets come from: `10.213` unless `BERTH_NET_TEST_NET` names
+/// another (e.g. `10.221`, where sessions sharing a machine each get their own block).
+fn test_net() -> String {
+    std::env::var("BERTH_NET_TEST_NET").unwrap_or_else(|_| "10.213".to_string())
+}
+
 impl TestEnv {
     /// `slot` must be unique per test (it picks the subnets 10.213.slot*4+i.0/24 and the
     /// host ports 20000+slot*20+i).
@@ -58,7 +64,7 @@ impl TestEnv {
             root: dir.path().join("root"),
             run: dir.path().join("run"),
             pool: Pool {
-                base: format!("10.213.{}.0/22", slot * 4).parse().unwrap(),
+                base: format!("{}.{}.0/22", test_net(), slot * 4).parse().unwrap(),
                 prefix: 24,
             },
         };
@@ -84,7 +90,7 @@ impl TestEnv {
     }
 
     pub fn subnet(&self, i: u8) -> Ipv4Net {
-        format!("10.213.{}.0/24", self.slot * 4 + i)
+        format!("{}.{}.0/24", test_net(), self.slot * 4 + i)
             .parse()
             .unwrap()
     }

@@ -39,6 +39,12 @@ pub struct UpArgs {
     /// Seconds to wait for a dependency's condition (healthy, completed)
     #[arg(long, default_value_t = 300)]
     pub wait_timeout: u64,
+    /// Build images before starting containers (default: only missing ones)
+    #[arg(long, conflicts_with = "no_build")]
+    pub build: bool,
+    /// Do not build images, even when missing
+    #[arg(long)]
+    pub no_build: bool,
     /// Services to bring up, with what they depend on (default: all)
     pub services: Vec<String>,
 }
@@ -73,6 +79,9 @@ pub fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<i32> {
         tracing::warn!("{w}");
     }
     loaded.check_runnable()?;
+    if !args.dry_run {
+        super::build::before_up(&loaded, args.build, args.no_build)?;
+    }
     let loaded = Arc::new(loaded);
     let paths = Paths::from_env();
     let backend = Arc::new(EngineBackend::new(Arc::clone(&loaded), paths).map_err(|e| anyhow!(e))?);

@@ -119,7 +119,11 @@ pub fn plan(req: &Request, src: &Source, dest_view: &View) -> Result<Vec<Item>, 
             return Err(format!(
                 "{kw} {s}: not found in {}{}",
                 src.name,
-                if src.ignore.is_some() { " (or excluded by .dockerignore)" } else { "" }
+                if src.ignore.is_some() {
+                    " (or excluded by .dockerignore)"
+                } else {
+                    ""
+                }
             ));
         }
         matched.push(rel);
@@ -128,8 +132,8 @@ pub fn plan(req: &Request, src: &Source, dest_view: &View) -> Result<Vec<Item>, 
     let ends_slash = dest.ends_with('/');
     let dest_rel = dest_view.resolve(dest, true);
     let dest_exists_dir = dest_view.is_dir(&dest_rel);
-    let single_dir = matched.len() == 1
-        && fs::metadata(src.root.join(&matched[0])).is_ok_and(|m| m.is_dir());
+    let single_dir =
+        matched.len() == 1 && fs::metadata(src.root.join(&matched[0])).is_ok_and(|m| m.is_dir());
     if matched.len() > 1 && !ends_slash && !dest_exists_dir {
         return Err(format!(
             "{kw} with more than one source needs a directory as destination, ending with / ({dest}/)"
@@ -139,7 +143,10 @@ pub fn plan(req: &Request, src: &Source, dest_view: &View) -> Result<Vec<Item>, 
     let dir = if into_dir {
         dest_rel.clone()
     } else {
-        dest_rel.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default()
+        dest_rel
+            .rsplit_once('/')
+            .map(|(d, _)| d.to_string())
+            .unwrap_or_default()
     };
     let mut items = Vec::new();
     // The directories on the way keep what the image has; missing ones are made.
@@ -167,7 +174,10 @@ pub fn plan(req: &Request, src: &Source, dest_view: &View) -> Result<Vec<Item>, 
             let mut all = Vec::new();
             src.walk(&host, rel, &mut all);
             for r in all {
-                let sub = r.strip_prefix(rel.as_str()).unwrap_or(&r).trim_start_matches('/');
+                let sub = r
+                    .strip_prefix(rel.as_str())
+                    .unwrap_or(&r)
+                    .trim_start_matches('/');
                 items.push(Item::Path {
                     path: join(&dir, sub),
                     src: src.root.join(&r),
@@ -179,14 +189,22 @@ pub fn plan(req: &Request, src: &Source, dest_view: &View) -> Result<Vec<Item>, 
         let base = rel.rsplit('/').next().unwrap_or(rel);
         if req.add && meta.is_file() && looks_like_archive(&host) {
             items.push(Item::Archive {
-                prefix: if into_dir { dir.clone() } else { dest_rel.clone() },
+                prefix: if into_dir {
+                    dir.clone()
+                } else {
+                    dest_rel.clone()
+                },
                 src: host,
                 ov: req.ov,
             });
             continue;
         }
         items.push(Item::Path {
-            path: if into_dir { join(&dir, base) } else { dest_rel.clone() },
+            path: if into_dir {
+                join(&dir, base)
+            } else {
+                dest_rel.clone()
+            },
             src: host,
             ov: req.ov,
         });
@@ -211,19 +229,27 @@ pub fn digest(items: &[Item], content: bool) -> String {
     };
     for it in items {
         match it {
-            Item::Dir { path, mode, uid, gid } => {
-                h.update(format!("D {path} {mode:o} {uid} {gid}\n").as_bytes())
-            }
+            Item::Dir {
+                path,
+                mode,
+                uid,
+                gid,
+            } => h.update(format!("D {path} {mode:o} {uid} {gid}\n").as_bytes()),
             Item::Path { path, src, ov } => {
                 let m = fs::symlink_metadata(src).ok();
                 let (mode, uid, gid, size) = m
                     .as_ref()
                     .map(|m| (m.mode(), m.uid(), m.gid(), m.len()))
                     .unwrap_or_default();
-                let link = fs::read_link(src).map(|l| l.display().to_string()).unwrap_or_default();
+                let link = fs::read_link(src)
+                    .map(|l| l.display().to_string())
+                    .unwrap_or_default();
                 h.update(
-                    format!("P {path} {mode:o} {uid} {gid} {size} {link} {:?} {:?}\n", ov.owner, ov.mode)
-                        .as_bytes(),
+                    format!(
+                        "P {path} {mode:o} {uid} {gid} {size} {link} {:?} {:?}\n",
+                        ov.owner, ov.mode
+                    )
+                    .as_bytes(),
                 );
                 if content && m.is_some_and(|m| m.is_file()) {
                     hash_file(&mut h, src);
@@ -242,9 +268,12 @@ pub fn digest(items: &[Item], content: bool) -> String {
 pub fn write(items: &[Item], w: &mut LayerWriter) -> crate::error::Result<()> {
     for it in items {
         match it {
-            Item::Dir { path, mode, uid, gid } => {
-                w.dir(path, *mode, *uid, *gid, crate::layer::now())?
-            }
+            Item::Dir {
+                path,
+                mode,
+                uid,
+                gid,
+            } => w.dir(path, *mode, *uid, *gid, crate::layer::now())?,
             Item::Path { path, src, ov } => {
                 let m = fs::symlink_metadata(src)
                     .map_err(crate::error::io_err("reading", src.clone()))?;

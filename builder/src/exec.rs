@@ -146,13 +146,19 @@ impl State {
             .get("config")
             .and_then(|c| c.get("Env"))
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     }
     fn env_get(&self, k: &str) -> Option<String> {
-        self.env()
-            .iter()
-            .find_map(|e| e.split_once('=').filter(|(a, _)| *a == k).map(|(_, v)| v.to_string()))
+        self.env().iter().find_map(|e| {
+            e.split_once('=')
+                .filter(|(a, _)| *a == k)
+                .map(|(_, v)| v.to_string())
+        })
     }
     fn env_set(&mut self, k: &str, v: &str) {
         let mut env = self.env();
@@ -339,7 +345,9 @@ pub fn build(images: &Images, opts: &BuildOptions, progress: &dyn Progress) -> R
                     Some(v.clone())
                 }
                 None => match default {
-                    Some(d) => Some(ctx.expand(*line, &d, &|k| ctx.globals.get(k).cloned().flatten())?),
+                    Some(d) => {
+                        Some(ctx.expand(*line, &d, &|k| ctx.globals.get(k).cloned().flatten())?)
+                    }
                     None => predefined(&name),
                 },
             };
@@ -379,7 +387,11 @@ pub fn build(images: &Images, opts: &BuildOptions, progress: &dyn Progress) -> R
     }
     let _shared = images.store().lock_shared()?;
     loop {
-        let done: HashSet<usize> = ctx.done.lock().map(|d| d.keys().copied().collect()).unwrap_or_default();
+        let done: HashSet<usize> = ctx
+            .done
+            .lock()
+            .map(|d| d.keys().copied().collect())
+            .unwrap_or_default();
         if done.contains(&target) {
             break;
         }
@@ -388,7 +400,9 @@ pub fn build(images: &Images, opts: &BuildOptions, progress: &dyn Progress) -> R
             .filter(|i| deps[*i].iter().all(|d| done.contains(d)))
             .collect();
         if ready.is_empty() {
-            return Err(BuildError::Invalid("the stages depend on each other in a circle".into()));
+            return Err(BuildError::Invalid(
+                "the stages depend on each other in a circle".into(),
+            ));
         }
         let ctx_ref = &ctx;
         let results: Vec<Result<()>> = std::thread::scope(|s| {
@@ -405,7 +419,11 @@ pub fn build(images: &Images, opts: &BuildOptions, progress: &dyn Progress) -> R
                 })
                 .collect();
             hs.into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(BuildError::Invalid("a build thread panicked".into()))))
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(BuildError::Invalid("a build thread panicked".into()))
+                    })
+                })
                 .collect()
         });
         for r in results {
@@ -469,7 +487,12 @@ impl Ctx<'_> {
         }
     }
 
-    fn expand(&self, line: usize, word: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String> {
+    fn expand(
+        &self,
+        line: usize,
+        word: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<String> {
         words::expand(word, self.df.escape, lookup).map_err(|m| self.err(line, m))
     }
 
@@ -499,7 +522,13 @@ impl Ctx<'_> {
                 let f = self.expand(ins.line, f, &g).unwrap_or_else(|_| f.clone());
                 if let Some(d) = self.stage_ref(&f, i) {
                     out.push(d);
-                } else if self.df.stages.iter().skip(i).any(|s| s.name.as_deref() == Some(f.to_ascii_lowercase().as_str())) {
+                } else if self
+                    .df
+                    .stages
+                    .iter()
+                    .skip(i)
+                    .any(|s| s.name.as_deref() == Some(f.to_ascii_lowercase().as_str()))
+                {
                     return Err(self.err(ins.line, format!("COPY --from={f}: stage {f} is defined after this one; a stage can only copy from stages before it")));
                 }
             }
@@ -537,7 +566,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn from_image(&self, img: &image::Image) -> Result<State> {
+    fn state_of_image(&self, img: &image::Image) -> Result<State> {
         let bytes = self.images.store().read_blob(&img.config_digest)?;
         let config: Map<String, Value> = serde_json::from_slice(&bytes)
             .map_err(|e| BuildError::Invalid(format!("image {}: config: {e}", img.record.name)))?;
@@ -560,7 +589,10 @@ impl Ctx<'_> {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        let created = config.get("created").and_then(Value::as_str).map(String::from);
+        let created = config
+            .get("created")
+            .and_then(Value::as_str)
+            .map(String::from);
         Ok(State {
             layers,
             config,
@@ -608,7 +640,13 @@ impl Ctx<'_> {
         let g = |k: &str| self.globals.get(k).cloned().flatten();
         let base = self.expand(s.line, &s.base, &g)?;
         if base.is_empty() {
-            return Err(self.err(s.line, format!("FROM {}: the image name is empty after substitution", s.base)));
+            return Err(self.err(
+                s.line,
+                format!(
+                    "FROM {}: the image name is empty after substitution",
+                    s.base
+                ),
+            ));
         }
         if let Some(p) = &s.platform {
             let p = self.expand(s.line, p, &g)?;
@@ -620,7 +658,8 @@ impl Ctx<'_> {
                 ));
             }
         }
-        self.progress.step(n, &label, &format!("FROM {base}"), false);
+        self.progress
+            .step(n, &label, &format!("FROM {base}"), false);
         let mut st = if base.eq_ignore_ascii_case("scratch") {
             Self::scratch()
         } else if let Some(d) = self.stage_ref(&base, i) {
@@ -634,7 +673,7 @@ impl Ctx<'_> {
             st
         } else {
             let img = self.image(s.line, &base, self.opts.pull)?;
-            self.from_image(&img)?
+            self.state_of_image(&img)?
         };
         let total = s.instructions.len();
         for (k, ins) in s.instructions.iter().enumerate() {
@@ -679,12 +718,17 @@ impl Ctx<'_> {
                 let host_network = match net.as_deref() {
                     None | Some("none") | Some("default") => false,
                     Some("host") => true,
-                    Some(o) => return Err(self.err(line, format!("RUN --network={o}: use none or host"))),
+                    Some(o) => {
+                        return Err(self.err(line, format!("RUN --network={o}: use none or host")))
+                    }
                 };
                 let mut env = st.env();
                 for (k2, v) in &st.args {
                     if let Some(v) = v {
-                        if !env.iter().any(|e| e.split_once('=').map(|(a, _)| a) == Some(k2)) {
+                        if !env
+                            .iter()
+                            .any(|e| e.split_once('=').map(|(a, _)| a) == Some(k2))
+                        {
                             env.push(format!("{k2}={v}"));
                         }
                     }
@@ -708,7 +752,9 @@ impl Ctx<'_> {
                 self.layer_step(st, &step_name, &ins.text, key, |n| {
                     self.runs.fetch_add(1, Ordering::Relaxed);
                     let mut m = run::mount_layers(&self.sandbox.scratch, &lowers, true)?;
-                    let code = self.sandbox.run(&m, &step, &mut |l| self.progress.output(n, l))?;
+                    let code = self
+                        .sandbox
+                        .run(&m, &step, &mut |l| self.progress.output(n, l))?;
                     m.unmount()?;
                     if code != 0 {
                         return Err(self.err(
@@ -777,16 +823,24 @@ impl Ctx<'_> {
                     self.meta(st, &ins.text, &json!({"workdir": path}));
                 } else {
                     let owner = match st.cfg_str("User") {
-                        Some(u) => view.owner(&u).map_err(|m| self.err(line, format!("WORKDIR: {m}")))?,
+                        Some(u) => view
+                            .owner(&u)
+                            .map_err(|m| self.err(line, format!("WORKDIR: {m}")))?,
                         None => (0, 0),
                     };
-                    let key = cache::chain(&st.chain, &json!({"mkdir": path, "owner": owner}).to_string());
+                    let key = cache::chain(
+                        &st.chain,
+                        &json!({"mkdir": path, "owner": owner}).to_string(),
+                    );
                     let items = copy::plan(
                         &Request {
                             add: false,
                             sources: &[],
                             dest: &format!("{path}/"),
-                            ov: Overrides { owner: Some(owner), mode: None },
+                            ov: Overrides {
+                                owner: Some(owner),
+                                mode: None,
+                            },
                         },
                         &Source {
                             root: &self.context,
@@ -830,7 +884,10 @@ impl Ctx<'_> {
                     let (num, proto) = p.split_once('/').unwrap_or((&p, "tcp"));
                     let proto = proto.to_ascii_lowercase();
                     if !["tcp", "udp", "sctp"].contains(&proto.as_str()) {
-                        return Err(self.err(line, format!("EXPOSE {p}: the protocol is tcp, udp or sctp")));
+                        return Err(self.err(
+                            line,
+                            format!("EXPOSE {p}: the protocol is tcp, udp or sctp"),
+                        ));
                     }
                     let (a, b) = num.split_once('-').unwrap_or((num, num));
                     let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>()) else {
@@ -919,7 +976,13 @@ impl Ctx<'_> {
     }
 
     /// `k=v` words (or one legacy `k v` pair), substituted.
-    fn pairs(&self, st: &State, line: usize, w: &[String], legacy: bool) -> Result<Vec<(String, String)>> {
+    fn pairs(
+        &self,
+        st: &State,
+        line: usize,
+        w: &[String],
+        legacy: bool,
+    ) -> Result<Vec<(String, String)>> {
         let f = {
             let st = st.clone();
             move |k: &str| st.lookup(k)
@@ -954,7 +1017,8 @@ impl Ctx<'_> {
     /// A step that changes only the config: the chain moves on, history notes it.
     fn meta(&self, st: &mut State, text: &str, what: &Value) {
         st.chain = cache::chain(&st.chain, &what.to_string());
-        st.history.push(json!({"created_by": text, "empty_layer": true, "comment": "berth build"}));
+        st.history
+            .push(json!({"created_by": text, "empty_layer": true, "comment": "berth build"}));
     }
 
     /// A step that makes a layer: from the cache, or by `make`.
@@ -1001,13 +1065,24 @@ impl Ctx<'_> {
             st.layers.push(l);
         }
         st.history.push(json!({"created": entry.created, "created_by": text, "empty_layer": empty, "comment": "berth build"}));
-        if st.created.as_deref().is_none_or(|c| c < entry.created.as_str()) {
+        if st
+            .created
+            .as_deref()
+            .is_none_or(|c| c < entry.created.as_str())
+        {
             st.created = Some(entry.created);
         }
         Ok(())
     }
 
-    fn copy(&self, st: &mut State, stage: usize, step_name: &str, ins: &dockerfile::Instruction, c: &Copy) -> Result<()> {
+    fn copy(
+        &self,
+        st: &mut State,
+        stage: usize,
+        step_name: &str,
+        ins: &dockerfile::Instruction,
+        c: &Copy,
+    ) -> Result<()> {
         let line = ins.line;
         let f = {
             let st2 = st.clone();
@@ -1033,13 +1108,20 @@ impl Ctx<'_> {
         let owner = match &c.chown {
             Some(o) => {
                 let o = self.expand(line, o, &f)?;
-                Some(dest_view.owner(&o).map_err(|m| self.err(line, format!("--chown={o}: {m}")))?)
+                Some(
+                    dest_view
+                        .owner(&o)
+                        .map_err(|m| self.err(line, format!("--chown={o}: {m}")))?,
+                )
             }
             None => None,
         };
         let mode = match &c.chmod {
             Some(m) => Some(u32::from_str_radix(m, 8).map_err(|_| {
-                self.err(line, format!("--chmod={m}: an octal mode (0755) is expected"))
+                self.err(
+                    line,
+                    format!("--chmod={m}: an octal mode (0755) is expected"),
+                )
             })?),
             None => None,
         };
@@ -1082,7 +1164,7 @@ impl Ctx<'_> {
                                 )))
                             }
                         };
-                        self.from_image(&img)?.layers
+                        self.state_of_image(&img)?.layers
                     }
                 };
                 let dirs = self.layer_dirs(&layers);
@@ -1098,7 +1180,11 @@ impl Ctx<'_> {
                 let k = format!(
                     "{}:{}",
                     copy::digest(&items, false),
-                    layers.iter().map(|l| l.digest.hex().to_string()).collect::<Vec<_>>().join(",")
+                    layers
+                        .iter()
+                        .map(|l| l.digest.hex().to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
                 );
                 (items, k, Some(m))
             }
@@ -1124,18 +1210,22 @@ impl Ctx<'_> {
         let mut blobs = Vec::new();
         for l in &st.layers {
             let blob = l.blob.clone().unwrap_or_else(|| l.digest.clone());
-            let size = std::fs::metadata(store.blob_path(&blob)).map(|m| m.len()).unwrap_or(l.size);
+            let size = std::fs::metadata(store.blob_path(&blob))
+                .map(|m| m.len())
+                .unwrap_or(l.size);
             blobs.push((blob, size));
         }
         st.config.insert(
             "rootfs".into(),
             json!({"type": "layers", "diff_ids": st.layers.iter().map(|l| l.digest.as_str()).collect::<Vec<_>>()}),
         );
-        st.config.insert("history".into(), Value::Array(st.history.clone()));
+        st.config
+            .insert("history".into(), Value::Array(st.history.clone()));
         if let Some(c) = &st.created {
             st.config.insert("created".into(), json!(c));
         }
-        let bytes = serde_json::to_vec(&st.config).map_err(|e| BuildError::Invalid(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec(&st.config).map_err(|e| BuildError::Invalid(e.to_string()))?;
         let cfg = store.put_blob_bytes(None, &bytes)?;
         let (manifest, media_type) =
             image::import::write_manifest(store, (&cfg, bytes.len() as u64), &blobs)?;

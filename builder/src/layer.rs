@@ -60,7 +60,8 @@ fn header(kind: tar::EntryType, mode: u32, uid: u32, gid: u32, mtime: u64) -> ta
 impl LayerWriter {
     pub fn new(store: &Store) -> Result<LayerWriter> {
         let tmp_dir = store.tmp_dir();
-        let tmp = NamedTempFile::new_in(&tmp_dir).map_err(io_err("creating a layer in", &tmp_dir))?;
+        let tmp =
+            NamedTempFile::new_in(&tmp_dir).map_err(io_err("creating a layer in", &tmp_dir))?;
         let mut tar = tar::Builder::new(HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp)));
         tar.mode(tar::HeaderMode::Complete);
         tar.follow_symlinks(false);
@@ -111,7 +112,13 @@ impl LayerWriter {
 
     /// One file-system object at `src` as `path` in the layer (directories: the entry
     /// only, not their content).
-    pub fn add(&mut self, path: &str, src: &Path, meta: &fs::Metadata, ov: Overrides) -> Result<()> {
+    pub fn add(
+        &mut self,
+        path: &str,
+        src: &Path,
+        meta: &fs::Metadata,
+        ov: Overrides,
+    ) -> Result<()> {
         let ft = meta.file_type();
         let (uid, gid) = ov.owner.unwrap_or((meta.uid(), meta.gid()));
         let mode = match ov.mode {
@@ -142,7 +149,10 @@ impl LayerWriter {
             let mut h = header(tar::EntryType::Regular, mode, uid, gid, mtime);
             h.set_size(meta.len());
             let f = File::open(src).map_err(io_err("reading", src))?;
-            return self.tar.append_data(&mut h, path, f.take(meta.len())).map_err(e);
+            return self
+                .tar
+                .append_data(&mut h, path, f.take(meta.len()))
+                .map_err(e);
         }
         let kind = if ft.is_char_device() {
             tar::EntryType::Char
@@ -195,7 +205,10 @@ impl LayerWriter {
         let r = unpack::decompressed(f).map_err(io_err("reading", archive))?;
         let mut ar = tar::Archive::new(r);
         let bad = io_err("reading the archive", archive);
-        for entry in ar.entries().map_err(io_err("reading the archive", archive))? {
+        for entry in ar
+            .entries()
+            .map_err(io_err("reading the archive", archive))?
+        {
             let mut entry = entry.map_err(io_err("reading the archive", archive))?;
             let name = unpack::sanitize(&entry.path_bytes(), &archive.display().to_string())?;
             let rel = join(prefix, &name.to_string_lossy());
@@ -216,7 +229,9 @@ impl LayerWriter {
                         .transpose()?
                         .unwrap_or_default();
                     let t = join(prefix, &t.to_string_lossy());
-                    self.tar.append_link(&mut h, &rel, t).map_err(io_err("writing a layer in", self.tmp_dir.clone()))?;
+                    self.tar
+                        .append_link(&mut h, &rel, t)
+                        .map_err(io_err("writing a layer in", self.tmp_dir.clone()))?;
                 }
                 tar::EntryType::Symlink => {
                     let t = entry.link_name_bytes().unwrap_or_default().into_owned();

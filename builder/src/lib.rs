@@ -33,4 +33,6 @@ pub mod run;
 pub mod view;
 
 pub use error::{BuildError, Result};
-pub use exec::{build, default_runtime, load, BuildOptions, BuildReport, DockerfileSource, Progress, Quiet};
+pub use exec::{
+    build, default_runtime, load, BuildOptions, BuildReport, DockerfileSource, Progress, Quiet,
+};

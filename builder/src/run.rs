@@ -58,7 +58,9 @@ impl Mounted {
         if self.mounted {
             umount2(&self.merged, MntFlags::empty())
                 .or_else(|_| umount2(&self.merged, MntFlags::MNT_DETACH))
-                .map_err(|e| BuildError::Invalid(format!("unmounting {}: {e}", self.merged.display())))?;
+                .map_err(|e| {
+                    BuildError::Invalid(format!("unmounting {}: {e}", self.merged.display()))
+                })?;
             self.mounted = false;
         }
         Ok(())
@@ -93,7 +95,10 @@ pub fn mount_layers(scratch: &Path, lowers: &[PathBuf], writable: bool) -> Resul
     if lower.is_empty() || (!writable && lower.len() < 2) {
         lower.push("empty".into());
     }
-    let abs: Vec<String> = lower.iter().map(|l| d.join(l).display().to_string()).collect();
+    let abs: Vec<String> = lower
+        .iter()
+        .map(|l| d.join(l).display().to_string())
+        .collect();
     let mut data = format!("lowerdir={}", abs.join(":"));
     if writable {
         data.push_str(&format!(
@@ -115,9 +120,19 @@ pub fn mount_layers(scratch: &Path, lowers: &[PathBuf], writable: bool) -> Resul
         )));
     }
     let merged = d.join("merged");
-    let flags = if writable { MsFlags::empty() } else { MsFlags::MS_RDONLY };
-    mount(Some("overlay"), &merged, Some("overlay"), flags, Some(data.as_str()))
-        .map_err(|e| BuildError::Invalid(format!("mounting overlayfs on {}: {e}", merged.display())))?;
+    let flags = if writable {
+        MsFlags::empty()
+    } else {
+        MsFlags::MS_RDONLY
+    };
+    mount(
+        Some("overlay"),
+        &merged,
+        Some("overlay"),
+        flags,
+        Some(data.as_str()),
+    )
+    .map_err(|e| BuildError::Invalid(format!("mounting overlayfs on {}: {e}", merged.display())))?;
     Ok(Mounted {
         dir,
         merged,
@@ -134,7 +149,9 @@ impl Sandbox {
             root.dir
                 .path()
                 .file_name()
-                .map(|n| n.to_string_lossy().replace(|c: char| !c.is_ascii_alphanumeric(), ""))
+                .map(|n| n
+                    .to_string_lossy()
+                    .replace(|c: char| !c.is_ascii_alphanumeric(), ""))
                 .unwrap_or_default()
         );
         let cfg = ec::ContainerConfig {
@@ -160,7 +177,13 @@ impl Sandbox {
         if let Some(size) = step.shm_size {
             if let Some(ms) = spec["mounts"].as_array_mut() {
                 for m in ms.iter_mut().filter(|m| m["destination"] == "/dev/shm") {
-                    m["options"] = json!(["nosuid", "noexec", "nodev", "mode=1777", format!("size={size}")]);
+                    m["options"] = json!([
+                        "nosuid",
+                        "noexec",
+                        "nodev",
+                        "mode=1777",
+                        format!("size={size}")
+                    ]);
                 }
             }
         }
@@ -169,8 +192,11 @@ impl Sandbox {
         // Name resolution files are mounted over the image's, so they stay out of the layer.
         let etc = root.root().join("etc");
         let mut extra_mounts = Vec::new();
-        if etc.join("hosts").is_file() && !step.extra_hosts.is_empty() || step.host_network && etc.join("hosts").is_file() {
-            let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        if etc.join("hosts").is_file() && !step.extra_hosts.is_empty()
+            || step.host_network && etc.join("hosts").is_file()
+        {
+            let mut hosts =
+                String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
             for (h, ip) in &step.extra_hosts {
                 hosts.push_str(&format!("{ip}\t{h}\n"));
             }
@@ -185,11 +211,17 @@ impl Sandbox {
             ms.extend(extra_mounts);
         }
         let cfg_path = bundle.join("config.json");
-        fs::write(&cfg_path, serde_json::to_vec_pretty(&spec).unwrap_or_default())
-            .map_err(io_err("writing", &cfg_path))?;
+        fs::write(
+            &cfg_path,
+            serde_json::to_vec_pretty(&spec).unwrap_or_default(),
+        )
+        .map_err(io_err("writing", &cfg_path))?;
         fs::create_dir_all(&self.state).map_err(io_err("creating", &self.state))?;
-        let (r, w) = nix::unistd::pipe().map_err(|e| io_err("making a pipe for", &bundle)(e.into()))?;
-        let w2 = w.try_clone().map_err(io_err("making a pipe for", &bundle))?;
+        let (r, w) =
+            nix::unistd::pipe().map_err(|e| io_err("making a pipe for", &bundle)(e.into()))?;
+        let w2 = w
+            .try_clone()
+            .map_err(io_err("making a pipe for", &bundle))?;
         let mut child = Command::new(&self.runtime)
             .arg("--root")
             .arg(&self.state)

@@ -123,14 +123,16 @@ impl View {
             Some((u, g)) => (u, Some(g)),
             None => (spec, None),
         };
-        let passwd = String::from_utf8_lossy(&self.read("etc/passwd").unwrap_or_default())
-            .into_owned();
+        let passwd =
+            String::from_utf8_lossy(&self.read("etc/passwd").unwrap_or_default()).into_owned();
         let group =
             String::from_utf8_lossy(&self.read("etc/group").unwrap_or_default()).into_owned();
         let field = |text: &str, name: &str, i: usize| -> Option<u32> {
             text.lines().find_map(|l| {
                 let f: Vec<&str> = l.split(':').collect();
-                (f.len() > i && f[0] == name).then(|| f[i].parse().ok()).flatten()
+                (f.len() > i && f[0] == name)
+                    .then(|| f[i].parse().ok())
+                    .flatten()
             })
         };
         let uid = match u.parse::<u32>() {

@@ -28,13 +28,22 @@ impl Env {
             "build the workspace first: berth-runtime must be beside the test binaries ({})",
             runtime.display()
         );
-        let dir = tempfile::Builder::new().prefix("berth-build-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("berth-build-")
+            .tempdir()
+            .unwrap();
         let rootfs = dir.path().join("rootfs");
         berth_tests::busybox_rootfs(&rootfs).unwrap();
         std::fs::write(rootfs.join("var/www/index.html"), "hello from berth\n").unwrap();
         let tar = dir.path().join("rootfs.tar");
         let st = Command::new("tar")
-            .args(["-C", rootfs.to_str().unwrap(), "-cf", tar.to_str().unwrap(), "."])
+            .args([
+                "-C",
+                rootfs.to_str().unwrap(),
+                "-cf",
+                tar.to_str().unwrap(),
+                ".",
+            ])
             .status()
             .unwrap();
         assert!(st.success());
@@ -48,7 +57,11 @@ impl Env {
         let to = self.dir.path().join("ctx").join(fixture);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         let st = Command::new("cp")
-            .args(["-a", fixtures().join(fixture).to_str().unwrap(), to.to_str().unwrap()])
+            .args([
+                "-a",
+                fixtures().join(fixture).to_str().unwrap(),
+                to.to_str().unwrap(),
+            ])
             .status()
             .unwrap();
         assert!(st.success());
@@ -98,14 +111,27 @@ fn multi_stage_args_env_dockerignore_and_deletion() {
         "hello, berth\n"
     );
     assert!(v.read("srv/marker").is_some());
-    assert!(v.lookup("var/www/index.html").is_none(), "a file deleted by RUN is gone");
+    assert!(
+        v.lookup("var/www/index.html").is_none(),
+        "a file deleted by RUN is gone"
+    );
     assert!(v.lookup("var/www").is_some());
     assert!(v.read("app/kept.txt").is_some());
-    assert!(v.lookup("app/secret.txt").is_none(), ".dockerignore honoured");
-    assert!(v.lookup("app/logs").is_none(), ".dockerignore honoured for a directory");
+    assert!(
+        v.lookup("app/secret.txt").is_none(),
+        ".dockerignore honoured"
+    );
+    assert!(
+        v.lookup("app/logs").is_none(),
+        ".dockerignore honoured for a directory"
+    );
     let (_, m) = v.lookup("data").unwrap();
     assert!(m.is_dir());
-    assert_eq!(std::os::unix::fs::MetadataExt::uid(&m), 65534, "WORKDIR made for USER nobody");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&m),
+        65534,
+        "WORKDIR made for USER nobody"
+    );
     let img = env.images.resolve("multi:1").unwrap();
     let c = &img.config.config;
     assert_eq!(c.user.as_deref(), Some("nobody"));
@@ -113,12 +139,18 @@ fn multi_stage_args_env_dockerignore_and_deletion() {
     assert_eq!(c.stop_signal.as_deref(), Some("SIGQUIT"));
     let env_list = c.env.clone().unwrap();
     assert!(env_list.contains(&"GREETING_FILE=/srv/greeting".to_string()));
-    assert!(!env_list.iter().any(|e| e.starts_with("WHO=")), "ARGs stay out of the image");
+    assert!(
+        !env_list.iter().any(|e| e.starts_with("WHO=")),
+        "ARGs stay out of the image"
+    );
     let ports = c.exposed_ports.clone().unwrap();
     assert!(ports.contains_key("8080/tcp") && ports.contains_key("9001/tcp"));
     let labels = c.labels.clone().unwrap();
     assert_eq!(labels["org.example.stage"], "final");
-    assert_eq!(c.healthcheck.as_ref().unwrap().interval, Some(5_000_000_000));
+    assert_eq!(
+        c.healthcheck.as_ref().unwrap().interval,
+        Some(5_000_000_000)
+    );
 }
 
 #[test]
@@ -167,7 +199,10 @@ fn second_build_runs_nothing_and_one_changed_file_reruns_only_what_follows() {
     let second = env.build(&o);
     let took = started.elapsed();
     assert_eq!((second.runs, second.cached), (0, 4), "{second:?}");
-    assert_eq!(second.id, first.id, "an unchanged rebuild gives the same image");
+    assert_eq!(
+        second.id, first.id,
+        "an unchanged rebuild gives the same image"
+    );
     assert!(took.as_secs_f64() < 1.0, "a cached rebuild took {took:?}");
 
     // b.txt is copied last: only its COPY is redone, no RUN.
@@ -194,7 +229,11 @@ fn refusal(env: &Env, ctx: &Path, file: &str) -> (usize, String) {
     let mut o = env.options(ctx, "refused:1");
     o.dockerfile = DockerfileSource::Path(file.into());
     match build(&env.images, &o, &Quiet) {
-        Err(BuildError::Dockerfile { file: f, line, message }) => {
+        Err(BuildError::Dockerfile {
+            file: f,
+            line,
+            message,
+        }) => {
             assert!(f.ends_with(file), "{f}");
             (line, message)
         }
@@ -231,7 +270,13 @@ fn inline_dockerfile_add_archive_chown_chmod_and_shell() {
     std::fs::create_dir_all(ctx.join("tree/sub")).unwrap();
     std::fs::write(ctx.join("tree/sub/f.txt"), "in a tar\n").unwrap();
     let st = Command::new("tar")
-        .args(["-C", ctx.join("tree").to_str().unwrap(), "-czf", ctx.join("t.tar.gz").to_str().unwrap(), "."])
+        .args([
+            "-C",
+            ctx.join("tree").to_str().unwrap(),
+            "-czf",
+            ctx.join("t.tar.gz").to_str().unwrap(),
+            ".",
+        ])
         .status()
         .unwrap();
     assert!(st.success());

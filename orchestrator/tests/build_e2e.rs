@@ -25,7 +25,10 @@ impl Stack {
             bin.join("berth-monitor").exists() && bin.join("berth-runtime").exists(),
             "build the whole workspace first (berth-monitor and berth-runtime beside berth)"
         );
-        let dir = tempfile::Builder::new().prefix("berth-build-e2e-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("berth-build-e2e-")
+            .tempdir()
+            .unwrap();
         let s = Stack {
             dir,
             project: project.to_string(),
@@ -35,7 +38,11 @@ impl Stack {
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../builder/tests/fixtures");
         for f in ["multistage", "scratch"] {
             let st = Command::new("cp")
-                .args(["-a", fixtures.join(f).to_str().unwrap(), proj.to_str().unwrap()])
+                .args([
+                    "-a",
+                    fixtures.join(f).to_str().unwrap(),
+                    proj.to_str().unwrap(),
+                ])
                 .status()
                 .unwrap();
             assert!(st.success());
@@ -46,7 +53,13 @@ impl Stack {
         std::fs::write(rootfs.join("var/www/index.html"), "hello from berth\n").unwrap();
         let tar = s.dir.path().join("rootfs.tar");
         let st = Command::new("tar")
-            .args(["-C", rootfs.to_str().unwrap(), "-cf", tar.to_str().unwrap(), "."])
+            .args([
+                "-C",
+                rootfs.to_str().unwrap(),
+                "-cf",
+                tar.to_str().unwrap(),
+                ".",
+            ])
             .status()
             .unwrap();
         assert!(st.success());
@@ -137,23 +150,45 @@ networks:
     );
     std::fs::write(s.proj().join("compose.yaml"), compose).unwrap();
     let (_, err) = s.ok(&["up", "-d"]);
-    assert!(err.contains("RUN rm /var/www/index.html"), "the build shows its steps:\n{err}");
+    assert!(
+        err.contains("RUN rm /var/www/index.html"),
+        "the build shows its steps:\n{err}"
+    );
 
     // What the user checks: the programs ran as the Dockerfiles said.
     let tiny = s.logs_until("tiny", "hello from scratch");
     assert_eq!(tiny.trim(), "hello from scratch");
     let app = s.logs_until("app", "write=ok");
-    assert!(app.contains("uid=65534 pwd=/data"), "USER and WORKDIR at run time:\n{app}");
-    assert!(app.contains("hello, berth"), "ARG from compose args, ENV at run time:\n{app}");
-    assert!(app.contains("index=gone"), "a file deleted by RUN is gone:\n{app}");
+    assert!(
+        app.contains("uid=65534 pwd=/data"),
+        "USER and WORKDIR at run time:\n{app}"
+    );
+    assert!(
+        app.contains("hello, berth"),
+        "ARG from compose args, ENV at run time:\n{app}"
+    );
+    assert!(
+        app.contains("index=gone"),
+        "a file deleted by RUN is gone:\n{app}"
+    );
     assert!(app.contains("kept.txt"), "{app}");
-    assert!(!app.contains("secret.txt") && !app.contains("logs"), ".dockerignore:\n{app}");
+    assert!(
+        !app.contains("secret.txt") && !app.contains("logs"),
+        ".dockerignore:\n{app}"
+    );
     let (out, _) = s.ok(&["exec", "app", "cat", "/srv/marker"]);
-    assert_eq!(out.trim(), "built-by-builder", "copied from the builder stage");
+    assert_eq!(
+        out.trim(),
+        "built-by-builder",
+        "copied from the builder stage"
+    );
     let (out, _) = s.ok(&["exec", "app", "id", "-u"]);
     assert_eq!(out.trim(), "65534");
     let (out, _) = s.ok(&["image", "inspect", &format!("{}-app", s.project)]);
-    assert!(out.contains("org.example.from-compose"), "build.labels:\n{out}");
+    assert!(
+        out.contains("org.example.from-compose"),
+        "build.labels:\n{out}"
+    );
 
     // Up again: the images are there, nothing is built, nothing is recreated (tiny,
     // which exited, is only started again, as compose does).
@@ -178,7 +213,10 @@ networks:
     let (_, err) = s.ok(&["build", "--build-arg", "WHO=everyone", "app"]);
     assert!(!err.contains("5 of 5 steps cached"), "{err}");
     let (_, err) = s.ok(&["up", "-d"]);
-    assert!(err.contains("recreate") && err.contains("app-1"), "a new image recreates the container:\n{err}");
+    assert!(
+        err.contains("recreate") && err.contains("app-1"),
+        "a new image recreates the container:\n{err}"
+    );
     s.logs_until("app", "hello, everyone");
 }
 
@@ -199,11 +237,17 @@ fn build_refusals_name_the_line() {
     let o = s.berth(&["build", "bad"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(err.contains("Dockerfile:3:") && err.contains("outside the build context"), "{err}");
+    assert!(
+        err.contains("Dockerfile:3:") && err.contains("outside the build context"),
+        "{err}"
+    );
     let o = s.berth(&["build", "inline"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(err.contains("dockerfile_inline:2:") && err.contains("no stage named \"b\""), "{err}");
+    assert!(
+        err.contains("dockerfile_inline:2:") && err.contains("no stage named \"b\""),
+        "{err}"
+    );
     // `up` refuses the same way before creating anything.
     let o = s.berth(&["up", "-d"]);
     assert!(!o.status.success());

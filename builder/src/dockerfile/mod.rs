@@ -294,10 +294,7 @@ fn parse_from(line: usize, rest: &str, escape: char) -> Result<Stage> {
         }
     };
     if let Some(n) = &name {
-        let ok = n
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic())
+        let ok = n.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
             && n.chars()
                 .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
         if !ok {
@@ -514,10 +511,7 @@ fn parse_health(line: usize, rest: &str) -> Result<Health> {
         None => (r, ""),
     };
     if !kw.eq_ignore_ascii_case("CMD") || cmd.is_empty() {
-        return Err(err(
-            line,
-            "HEALTHCHECK takes NONE or [OPTIONS] CMD COMMAND",
-        ));
+        return Err(err(line, "HEALTHCHECK takes NONE or [OPTIONS] CMD COMMAND"));
     }
     let dur = |name: &str| -> Result<Option<Duration>> {
         flag(&fl, name)
@@ -539,9 +533,8 @@ fn parse_health(line: usize, rest: &str) -> Result<Health> {
         start_interval: dur("start-interval")?,
         retries: flag(&fl, "retries")
             .map(|v| {
-                v.parse().map_err(|_| {
-                    err(line, format!("HEALTHCHECK --retries={v}: not a count"))
-                })
+                v.parse()
+                    .map_err(|_| err(line, format!("HEALTHCHECK --retries={v}: not a count")))
             })
             .transpose()?,
     })
@@ -622,7 +615,11 @@ mod tests {
     #[test]
     fn refusals_name_the_line() {
         for (text, line, needle) in [
-            ("FROM a\nRUN x\nFROBNICATE y\n", 3, "unknown instruction FROBNICATE"),
+            (
+                "FROM a\nRUN x\nFROBNICATE y\n",
+                3,
+                "unknown instruction FROBNICATE",
+            ),
             ("RUN x\n", 1, "before the first FROM"),
             ("FROM a\n\nCOPY onlyone\n", 3, "source and a destination"),
             ("FROM a\nENV\n", 2, "needs an argument"),
@@ -631,11 +628,17 @@ mod tests {
             ("FROM a b c d\n", 1, "FROM IMAGE [AS NAME]"),
             ("# escape=x\nFROM a\n", 1, "escape"),
             ("FROM a\nCOPY --frm=x a b\n", 2, "unknown flag"),
-            ("FROM a\nHEALTHCHECK --interval=soon CMD true\n", 2, "duration"),
+            (
+                "FROM a\nHEALTHCHECK --interval=soon CMD true\n",
+                2,
+                "duration",
+            ),
         ] {
             let e = parse(text).unwrap_err();
             match &e {
-                BuildError::Dockerfile { line: l, message, .. } => {
+                BuildError::Dockerfile {
+                    line: l, message, ..
+                } => {
                     assert_eq!(*l, line, "{text:?}: {e}");
                     assert!(message.contains(needle), "{text:?}: {message}");
                 }

@@ -74,7 +74,12 @@ fn env_value(loaded: &Loaded, key: &str) -> Option<String> {
 }
 
 /// The builder's options for one service.
-pub fn options(loaded: &Loaded, service: &str, svc: &Service, flags: &Flags) -> anyhow::Result<BuildOptions> {
+pub fn options(
+    loaded: &Loaded,
+    service: &str,
+    svc: &Service,
+    flags: &Flags,
+) -> anyhow::Result<BuildOptions> {
     let b = svc
         .build
         .as_ref()
@@ -99,7 +104,11 @@ pub fn options(loaded: &Loaded, service: &str, svc: &Service, flags: &Flags) -> 
     o.target = b.target.clone();
     o.tags = vec![image_name(loaded, service, svc)];
     o.tags.extend(b.tags.iter().cloned());
-    o.labels = b.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    o.labels = b
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     o.no_cache = flags.no_cache || b.no_cache == Some(true);
     o.pull = flags.pull || b.pull == Some(true);
     o.network = b.network.clone();
@@ -168,11 +177,17 @@ impl Progress for Lines {
     }
     fn done(&self, n: usize, seconds: f64) {
         if !self.quiet {
-            let _ = writeln!(self.out.lock().unwrap_or_else(|e| e.into_inner()), "#{n} DONE {seconds:.1}s");
+            let _ = writeln!(
+                self.out.lock().unwrap_or_else(|e| e.into_inner()),
+                "#{n} DONE {seconds:.1}s"
+            );
         }
     }
     fn warn(&self, message: &str) {
-        let _ = writeln!(self.out.lock().unwrap_or_else(|e| e.into_inner()), "warning: {message}");
+        let _ = writeln!(
+            self.out.lock().unwrap_or_else(|e| e.into_inner()),
+            "warning: {message}"
+        );
     }
 }
 
@@ -188,7 +203,9 @@ pub fn build_services(loaded: &Loaded, services: &[String], flags: &Flags) -> an
         let opts = options(loaded, name, svc, flags)?;
         let colour = match flags.progress {
             ProgressMode::Tty => true,
-            ProgressMode::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            ProgressMode::Auto => {
+                std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
             _ => false,
         };
         let lines = Lines {
@@ -248,21 +265,33 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> anyhow::Result<i32> {
             .collect()
     } else {
         for s in &args.services {
-            if loaded.project.services.get(s).is_some_and(|x| x.build.is_none()) {
+            if loaded
+                .project
+                .services
+                .get(s)
+                .is_some_and(|x| x.build.is_none())
+            {
                 bail!("service {s} has no `build:` section: there is nothing to build");
             }
         }
         args.services.clone()
     };
     if services.is_empty() {
-        eprintln!("{}: no service has a `build:` section; nothing to build", loaded.name);
+        eprintln!(
+            "{}: no service has a `build:` section; nothing to build",
+            loaded.name
+        );
         return Ok(0);
     }
     let flags = Flags {
         no_cache: args.no_cache,
         pull: args.pull,
         build_args: parse_build_args(&args.build_args)?,
-        progress: if args.quiet { ProgressMode::Quiet } else { args.progress },
+        progress: if args.quiet {
+            ProgressMode::Quiet
+        } else {
+            args.progress
+        },
     };
     build_services(&loaded, &services, &flags)?;
     Ok(0)

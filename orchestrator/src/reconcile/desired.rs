@@ -30,7 +30,11 @@ pub fn desired(loaded: &Loaded, image_digest: &dyn Fn(&str) -> Option<String>) -
                 image_digest: svc
                     .image
                     .clone()
-                    .or_else(|| svc.build.as_ref().map(|_| format!("{}-{name}", loaded.name)))
+                    .or_else(|| {
+                        svc.build
+                            .as_ref()
+                            .map(|_| format!("{}-{name}", loaded.name))
+                    })
                     .as_deref()
                     .and_then(image_digest),
                 replicas,

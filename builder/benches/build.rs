@@ -99,16 +99,7 @@ fn main() {
         .tempdir()
         .unwrap();
     let t = tmp.path();
-    let rootfs = t.join("rootfs");
-    berth_tests::busybox_rootfs(&rootfs).unwrap();
-    let tar = t.join("rootfs.tar");
-    assert!(run(Command::new("tar").args([
-        "-C",
-        rootfs.to_str().unwrap(),
-        "-cf",
-        tar.to_str().unwrap(),
-        "."
-    ])));
+    let tar = berth_tests::busybox_tar(t).unwrap();
     let ctx = t.join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::write(ctx.join("Dockerfile"), DOCKERFILE).unwrap();

@@ -335,22 +335,11 @@ pub fn build(images: &Images, opts: &BuildOptions, progress: &dyn Progress) -> R
     // Global ARGs: build args override their defaults; each may use the ones before it.
     for (line, words_) in &df.global_args {
         for w in words_ {
-            let (name, default) = match w.split_once('=') {
-                Some((n, d)) => (n.to_string(), Some(d.to_string())),
-                None => (w.clone(), None),
-            };
-            let value = match ctx.opts.build_args.get(&name) {
-                Some(v) => {
-                    ctx.used(&name);
-                    Some(v.clone())
-                }
-                None => match default {
-                    Some(d) => {
-                        Some(ctx.expand(*line, &d, &|k| ctx.globals.get(k).cloned().flatten())?)
-                    }
-                    None => predefined(&name),
-                },
-            };
+            let (name, value) = ctx.arg_value(
+                w,
+                &|d| ctx.expand(*line, d, &|k| ctx.globals.get(k).cloned().flatten()),
+                &predefined,
+            )?;
             ctx.globals.insert(name, value);
         }
     }
@@ -479,6 +468,29 @@ fn stage_label(s: &Stage, i: usize) -> String {
 impl Ctx<'_> {
     fn err(&self, line: usize, msg: impl Into<String>) -> BuildError {
         BuildError::at(line, msg).in_file(&self.file)
+    }
+
+    /// `NAME[=DEFAULT]` of an ARG: the build arg if given (noted as used), else the
+    /// default substituted by `expand`, else `fallback(NAME)`.
+    fn arg_value(
+        &self,
+        word: &str,
+        expand: &dyn Fn(&str) -> Result<String>,
+        fallback: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(String, Option<String>)> {
+        let (name, default) = match word.split_once('=') {
+            Some((n, d)) => (n, Some(d)),
+            None => (word, None),
+        };
+        let value = match (self.opts.build_args.get(name), default) {
+            (Some(v), _) => {
+                self.used(name);
+                Some(v.clone())
+            }
+            (None, Some(d)) => Some(expand(d)?),
+            (None, None) => fallback(name),
+        };
+        Ok((name.to_string(), value))
     }
 
     fn used(&self, name: &str) {
@@ -784,25 +796,13 @@ impl Ctx<'_> {
             }
             Kind::Arg(ws) => {
                 for w in ws {
-                    let (name, default) = match w.split_once('=') {
-                        Some((n, d)) => (n.to_string(), Some(d.to_string())),
-                        None => (w.clone(), None),
-                    };
-                    let value = match self.opts.build_args.get(&name) {
-                        Some(v) => {
-                            self.used(&name);
-                            Some(v.clone())
-                        }
-                        None => match default {
-                            Some(d) => Some(x(st, &d)?),
-                            None => self
-                                .globals
-                                .get(&name)
-                                .cloned()
-                                .flatten()
-                                .or_else(|| predefined(&name)),
-                        },
-                    };
+                    let (name, value) = self.arg_value(w, &|d| x(st, d), &|n| {
+                        self.globals
+                            .get(n)
+                            .cloned()
+                            .flatten()
+                            .or_else(|| predefined(n))
+                    })?;
                     st.args.insert(name, value);
                 }
                 let args = st.args.clone();

@@ -32,21 +32,7 @@ impl Env {
             .prefix("berth-build-")
             .tempdir()
             .unwrap();
-        let rootfs = dir.path().join("rootfs");
-        berth_tests::busybox_rootfs(&rootfs).unwrap();
-        std::fs::write(rootfs.join("var/www/index.html"), "hello from berth\n").unwrap();
-        let tar = dir.path().join("rootfs.tar");
-        let st = Command::new("tar")
-            .args([
-                "-C",
-                rootfs.to_str().unwrap(),
-                "-cf",
-                tar.to_str().unwrap(),
-                ".",
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success());
+        let tar = berth_tests::busybox_tar(dir.path()).unwrap();
         let images = Images::open(&dir.path().join("root")).unwrap();
         import::import_rootfs(images.store(), &tar, "busybox:latest").unwrap();
         Env { dir, images }

@@ -48,21 +48,7 @@ impl Stack {
             assert!(st.success());
         }
         std::fs::copy(berth_tests::BUSYBOX, proj.join("scratch/busybox")).unwrap();
-        let rootfs = s.dir.path().join("rootfs");
-        berth_tests::busybox_rootfs(&rootfs).unwrap();
-        std::fs::write(rootfs.join("var/www/index.html"), "hello from berth\n").unwrap();
-        let tar = s.dir.path().join("rootfs.tar");
-        let st = Command::new("tar")
-            .args([
-                "-C",
-                rootfs.to_str().unwrap(),
-                "-cf",
-                tar.to_str().unwrap(),
-                ".",
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success());
+        let tar = berth_tests::busybox_tar(s.dir.path()).unwrap();
         s.ok(&["image", "import", tar.to_str().unwrap(), "busybox:latest"]);
         s
     }

@@ -375,6 +375,7 @@ pub fn build(images: &Images, opts: &BuildOptions, progress: &dyn Progress) -> R
         }
     }
     let _shared = images.store().lock_shared()?;
+    run::sweep(&ctx.sandbox.scratch);
     loop {
         let done: HashSet<usize> = ctx
             .done

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use berth_engine::container::{self as ec, spec};
+use nix::fcntl::{Flock, FlockArg};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use serde_json::json;
 
@@ -40,11 +41,32 @@ pub struct Sandbox {
     pub scratch: PathBuf,
 }
 
-/// The mounted root filesystem of one step; unmounted and deleted on drop.
+/// The mounted root filesystem of one step; unmounted and deleted on drop. Its lock
+/// tells [`sweep`] the step is alive.
 pub struct Mounted {
     pub dir: tempfile::TempDir,
     merged: PathBuf,
     mounted: bool,
+    _lock: Flock<fs::File>,
+}
+
+/// Removes what steps of builds that were killed left under `scratch` (their lock is
+/// free): the overlay mount and the directory.
+pub fn sweep(scratch: &Path) {
+    let Ok(rd) = fs::read_dir(scratch) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let lock = e.path().join("lock");
+        let Ok(f) = fs::File::open(&lock) else {
+            continue;
+        };
+        if Flock::lock(f, FlockArg::LockExclusiveNonblock).is_ok() {
+            let merged = e.path().join("merged");
+            let _ = umount2(&merged, MntFlags::MNT_DETACH);
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 impl Mounted {
@@ -81,6 +103,13 @@ pub fn mount_layers(scratch: &Path, lowers: &[PathBuf], writable: bool) -> Resul
         .tempdir_in(scratch)
         .map_err(io_err("creating a directory in", scratch))?;
     let d = dir.path();
+    let lock_path = d.join("lock");
+    let lock = fs::File::create(&lock_path)
+        .map_err(io_err("creating", &lock_path))
+        .and_then(|f| {
+            Flock::lock(f, FlockArg::LockExclusive)
+                .map_err(|(_, e)| io_err("locking", &lock_path)(e.into()))
+        })?;
     for sub in ["upper", "work", "merged", "l", "empty"] {
         fs::create_dir_all(d.join(sub)).map_err(io_err("creating", d.join(sub)))?;
     }
@@ -107,9 +136,9 @@ pub fn mount_layers(scratch: &Path, lowers: &[PathBuf], writable: bool) -> Resul
             d.join("work").display()
         ));
     }
-    if data.contains(',') && data.matches(',').count() != if writable { 2 } else { 0 } {
+    if d.to_string_lossy().contains([',', ':']) {
         return Err(BuildError::Invalid(format!(
-            "{} contains ',', which overlayfs options cannot carry",
+            "{} contains ',' or ':', which overlayfs options cannot carry",
             d.display()
         )));
     }
@@ -137,6 +166,7 @@ pub fn mount_layers(scratch: &Path, lowers: &[PathBuf], writable: bool) -> Resul
         dir,
         merged,
         mounted: true,
+        _lock: lock,
     })
 }
 

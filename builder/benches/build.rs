@@ -278,6 +278,10 @@ fn main() {
     }
     if have_buildah {
         let _ = run(&mut buildah(&["rmi", "-a", "-f"]));
-        let _ = run(Command::new("umount").arg("-R").arg(broot.join("overlay")));
+        let overlay = broot.join("overlay");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        if mounts.contains(&format!(" {} ", overlay.display())) {
+            let _ = run(Command::new("umount").arg("-R").arg(&overlay));
+        }
     }
 }

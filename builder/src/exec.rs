@@ -767,7 +767,8 @@ impl Ctx<'_> {
                     let mut m = run::mount_layers(&self.sandbox.scratch, &lowers, true)?;
                     let code = self
                         .sandbox
-                        .run(&m, &step, &mut |l| self.progress.output(n, l))?;
+                        .run(&m, &step, &mut |l| self.progress.output(n, l))
+                        .map_err(|e| self.err(line, format!("{}: {e}", ins.text)))?;
                     m.unmount()?;
                     if code != 0 {
                         return Err(self.err(

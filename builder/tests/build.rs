@@ -245,6 +245,9 @@ fn refusals_name_the_dockerfile_line() {
     let (line, msg) = refusal(&env, &ctx, "runfails.Dockerfile");
     assert_eq!(line, 2);
     assert!(msg.contains("exited with code 3"), "{msg}");
+    let (line, msg) = refusal(&env, &ctx, "user.Dockerfile");
+    assert_eq!(line, 3);
+    assert!(msg.contains("\"ghost\""), "{msg}");
     // Nothing was named.
     assert!(env.images.resolve("refused:1").is_err());
 }

@@ -126,6 +126,7 @@ fn up_builds_then_runs_built_images() {
   tiny:
     build: ./scratch
     image: tiny-scratch:1
+    pull_policy: build
     restart: "no"
 networks:
   default:
@@ -176,10 +177,18 @@ networks:
         "build.labels:\n{out}"
     );
 
-    // Up again: the images are there, nothing is built, nothing is recreated (tiny,
-    // which exited, is only started again, as compose does).
+    // Up again: app's image is there and is not built again; tiny (`pull_policy:
+    // build`) is, all from the cache. Nothing is recreated (tiny, which exited, is only
+    // started again, as compose does).
     let (_, err) = s.ok(&["up", "-d"]);
-    assert!(!err.contains("RUN "), "nothing rebuilt:\n{err}");
+    assert!(
+        !err.contains("RUN ") && !err.contains("[app"),
+        "app not rebuilt:\n{err}"
+    );
+    assert!(
+        err.contains("[tiny") && err.contains("CACHED"),
+        "pull_policy: build always builds:\n{err}"
+    );
     assert!(!err.contains("recreate"), "{err}");
 
     // `up --build` builds again (all from the cache: the same image, nothing recreated).

@@ -279,3 +279,36 @@ fn inline_dockerfile_add_archive_chown_chmod_and_shell() {
     let v = env.view("inline:1");
     assert_eq!(v.read("copied").unwrap(), b"in a tar\n");
 }
+
+#[test]
+fn independent_stages_build_at_the_same_time() {
+    let env = Env::new();
+    let ctx = env.dir.path().join("parallel");
+    std::fs::create_dir_all(&ctx).unwrap();
+    // Each stage notes when its RUN started and ended (host uptime: /proc/uptime is not
+    // namespaced). Built one after the other, the two intervals could not overlap.
+    let stage = |name: &str| {
+        format!("FROM busybox AS {name}\nRUN cut -d' ' -f1 /proc/uptime > /start && sleep 1 && cut -d' ' -f1 /proc/uptime > /end\n")
+    };
+    let mut o = env.options(&ctx, "parallel:1");
+    o.dockerfile = DockerfileSource::Inline(format!(
+        "{}{}FROM busybox\nCOPY --from=a /start /a.start\nCOPY --from=a /end /a.end\nCOPY --from=b /start /b.start\nCOPY --from=b /end /b.end\n",
+        stage("a"),
+        stage("b")
+    ));
+    let r = env.build(&o);
+    assert_eq!(r.runs, 2);
+    let v = env.view("parallel:1");
+    let t = |f: &str| -> f64 {
+        String::from_utf8(v.read(f).unwrap())
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (a0, a1, b0, b1) = (t("a.start"), t("a.end"), t("b.start"), t("b.end"));
+    assert!(
+        a0 < b1 && b0 < a1,
+        "a ran {a0}..{a1}, b ran {b0}..{b1}: not at the same time"
+    );
+}

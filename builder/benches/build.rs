@@ -196,33 +196,20 @@ fn main() {
                     .map_err(|e| eprintln!("berth: {e}"))
                     .is_ok()
             }
-            "buildah bud" => {
-                let mut c =
-                    buildah(&["bud", "--layers", "--network", "none", "--pull-never", "-q"]);
-                c.args([
-                    "--build-arg",
-                    "BASE=localhost/bench-busybox:latest",
-                    "-t",
-                    "localhost/bench:buildah",
-                ]);
-                if cold {
-                    c.arg("--no-cache");
-                }
-                c.arg(&ctx_s);
-                run(&mut c)
-            }
-            _ => {
-                let mut c = Command::new("docker");
-                c.args([
-                    "build",
-                    "-q",
-                    "--network",
-                    "none",
-                    "--build-arg",
-                    "BASE=berth-bench-busybox:latest",
-                    "-t",
-                    "berth-bench:docker",
-                ]);
+            peer => {
+                let mut c = if peer == "buildah bud" {
+                    let mut c =
+                        buildah(&["bud", "--layers", "--network", "none", "--pull-never", "-q"]);
+                    c.args(["--build-arg", "BASE=localhost/bench-busybox:latest"]);
+                    c.args(["-t", "localhost/bench:buildah"]);
+                    c
+                } else {
+                    let mut c = Command::new("docker");
+                    c.args(["build", "-q", "--network", "none"]);
+                    c.args(["--build-arg", "BASE=berth-bench-busybox:latest"]);
+                    c.args(["-t", "berth-bench:docker"]);
+                    c
+                };
                 if cold {
                     c.arg("--no-cache");
                 }

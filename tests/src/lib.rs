@@ -56,6 +56,26 @@ pub fn busybox_rootfs(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// The busybox root filesystem (with `/var/www/index.html`) as `DIR/rootfs.tar`, ready
+/// for `berth image import`; returns the tarball's path.
+pub fn busybox_tar(dir: &Path) -> io::Result<std::path::PathBuf> {
+    let rootfs = dir.join("rootfs");
+    busybox_rootfs(&rootfs)?;
+    std::fs::write(rootfs.join("var/www/index.html"), "hello from berth\n")?;
+    let tar = dir.join("rootfs.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()?;
+    if !st.success() {
+        return Err(io::Error::other("tar failed"));
+    }
+    Ok(tar)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -204,7 +204,7 @@ fn load_docker(store: &Store, path: &Path, ing: &Ingested, m: &[u8]) -> Result<V
 }
 
 /// Writes an OCI manifest over a config and layers already in the store.
-pub(crate) fn write_manifest(
+pub fn write_manifest(
     store: &Store,
     config: (&Digest, u64),
     layers: &[(Digest, u64)],

@@ -1,5 +1,6 @@
 //! The `berth` verbs, one module each, with flags spelt as `docker compose` spells them.
 
+mod build;
 mod config;
 mod control;
 mod down;
@@ -167,6 +168,8 @@ pub enum Command {
     Config(config::ConfigArgs),
     /// Create and start the stack's containers, in dependency order
     Up(up::UpArgs),
+    /// Build the images of services with `build:` from their Dockerfiles
+    Build(build::BuildArgs),
     /// Stop and remove the stack's containers and networks
     Down(down::DownArgs),
     /// Create the stack's containers without starting them
@@ -267,6 +270,7 @@ pub fn main() -> i32 {
     let result = match &cli.command {
         Command::Config(args) => config::run(&cli.global, args),
         Command::Up(args) => up::run(&cli.global, args),
+        Command::Build(args) => build::run(&cli.global, args),
         Command::Down(args) => down::run(&cli.global, args),
         Command::Create(args) => up::create(&cli.global, args),
         Command::Run(args) => run::run(&cli.global, args),

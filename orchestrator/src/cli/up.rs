@@ -44,6 +44,12 @@ pub struct ConvergeArgs {
     /// Pull images first: always, missing (default: only what is not here), never
     #[arg(long, value_enum)]
     pub pull: Option<Pull>,
+    /// Build images before starting containers (default: only missing ones)
+    #[arg(long, conflicts_with = "no_build")]
+    pub build: bool,
+    /// Do not build images, even when missing
+    #[arg(long)]
+    pub no_build: bool,
     /// Services (default: all), with what they depend on
     pub services: Vec<String>,
 }
@@ -216,6 +222,9 @@ pub fn converge(
     loaded.check_runnable()?;
     let mut selected = selection(&loaded, &args.services, args.no_deps)?;
     let scale = parse_scale(&loaded, &args.scale)?;
+    if !mode.dry_run {
+        super::build::before_up(&loaded, args.build, args.no_build)?;
+    }
     let loaded = Arc::new(loaded);
     let paths = Paths::from_env();
     let mut backend = EngineBackend::new(Arc::clone(&loaded), paths)

@@ -26,7 +26,17 @@ pub fn desired(loaded: &Loaded, image_digest: &dyn Fn(&str) -> Option<String>) -
             name.to_string(),
             DesiredService {
                 config_hash: service_hash(loaded, name).expect("the service exists"),
-                image_digest: svc.image.as_deref().and_then(image_digest),
+                // A built service without `image:` runs `PROJECT-SERVICE` (see cli/build.rs).
+                image_digest: svc
+                    .image
+                    .clone()
+                    .or_else(|| {
+                        svc.build
+                            .as_ref()
+                            .map(|_| format!("{}-{name}", loaded.name))
+                    })
+                    .as_deref()
+                    .and_then(image_digest),
                 replicas,
                 restart_with,
             },

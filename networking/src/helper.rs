@@ -49,15 +49,24 @@ impl Helper {
     }
 
     /// The helper's pid while it runs (not a zombie, and its command line names our ready
-    /// file: a pid file can outlive its process and the pid be reused).
+    /// file: a pid file can outlive its process and the pid be reused). A helper whose
+    /// starter was killed before it wrote the pid file is found by its command line.
     pub(crate) fn running(&self) -> Option<Pid> {
-        let pid: i32 = fs::read_to_string(self.file("pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let from_file = fs::read_to_string(self.file("pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+            .filter(|pid| self.is_ours(*pid));
+        from_file.or_else(|| self.find_orphan()).map(Pid::from_raw)
+    }
+
+    /// Whether `pid` is this helper, alive (not a zombie).
+    fn is_ours(&self, pid: i32) -> bool {
+        let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+            return false;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
         let zombie = stat
             .rsplit_once(") ")
             .is_some_and(|(_, rest)| rest.starts_with('Z'));
@@ -67,13 +76,45 @@ impl Helper {
             .collect::<Vec<_>>()
             .windows(2)
             .any(|w| w[0] == b"--ready" && w[1] == ready.as_os_str().as_encoded_bytes());
-        (ours && !zombie).then_some(Pid::from_raw(pid))
+        ours && !zombie
+    }
+
+    /// A live process running this helper, pid file or not.
+    fn find_orphan(&self) -> Option<i32> {
+        fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .find(|pid| self.is_ours(*pid))
+    }
+
+    /// Waits until the running helper `pid` says it is serving.
+    fn wait_ready(&self, pid: Pid, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if fs::read_to_string(self.ready_path()).is_ok_and(|p| p.trim() == pid.to_string()) {
+                return true;
+            }
+            if !self.is_ours(pid.as_raw()) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        false
     }
 
     /// Starts the helper (unless it runs) and waits until it says it is serving.
     pub(crate) fn start(&self, prog: &HelperProgram, args: &[OsString]) -> Result<()> {
-        if self.running().is_some() {
-            return Ok(());
+        if let Some(pid) = self.running() {
+            // One a killed starter left may still be coming up: let it finish; one that
+            // never says it serves is replaced.
+            if self.wait_ready(pid, Duration::from_secs(5)) {
+                let _ = fs::create_dir_all(&self.dir);
+                let _ = fs::write(self.file("pid"), pid.to_string());
+                return Ok(());
+            }
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
         }
         fs::create_dir_all(&self.dir)
             .map_err(|e| NetError::io(format!("create {}", self.dir.display()), e))?;
@@ -100,6 +141,10 @@ impl Helper {
         let mut child = cmd
             .spawn()
             .map_err(|e| NetError::io(format!("start {}", prog.program.display()), e))?;
+        // On record at once, so a `berth` killed from here on leaves a helper the next
+        // run finds (and `stop` removes).
+        fs::write(self.file("pid"), child.id().to_string())
+            .map_err(|e| NetError::io(format!("write {}", self.file("pid").display()), e))?;
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             if fs::read_to_string(&ready).is_ok_and(|p| p.trim() == child.id().to_string()) {
@@ -122,8 +167,7 @@ impl Helper {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        fs::write(self.file("pid"), child.id().to_string())
-            .map_err(|e| NetError::io(format!("write {}", self.file("pid").display()), e))
+        Ok(())
     }
 
     /// Stops the helper (if it runs) and removes its files. Idempotent.

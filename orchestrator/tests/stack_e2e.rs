@@ -373,6 +373,9 @@ fn the_webapp_example_runs_and_keeps_its_volume_across_down() {
         jobs_done(port).is_some_and(|n| n > first)
     });
     assert!(s.ok(&["logs", "worker"]).contains("worker-1 | job "));
+    // The worker was built from its Dockerfile: its USER and WORKDIR hold at run time.
+    assert_eq!(s.ok(&["exec", "-T", "worker", "id", "-u"]), "65534\n");
+    assert_eq!(s.ok(&["exec", "-T", "worker", "pwd"]), "/app\n");
     // The probe shares web's network namespace: 127.0.0.1 there is web.
     wait_for("the probe's fetch over 127.0.0.1", || {
         s.ok(&["logs", "probe"]).contains("jobs done: ")

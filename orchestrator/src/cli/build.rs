@@ -39,14 +39,24 @@ pub struct BuildArgs {
     /// A build argument (KEY=VALUE; KEY alone takes it from the environment); repeatable
     #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
     pub build_args: Vec<String>,
-    /// How to show the steps
-    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
-    pub progress: ProgressMode,
-    /// Print nothing but errors (as --progress quiet)
+    /// Print nothing but errors (as --progress quiet; `--progress` is the global flag)
     #[arg(short, long)]
     pub quiet: bool,
     /// Services to build (default: every service with `build:`)
     pub services: Vec<String>,
+}
+
+impl From<super::progress::Mode> for ProgressMode {
+    /// The global `--progress`: JSON events are `up`'s; a build shows plain lines then.
+    fn from(m: super::progress::Mode) -> Self {
+        use super::progress::Mode;
+        match m {
+            Mode::Auto => ProgressMode::Auto,
+            Mode::Tty => ProgressMode::Tty,
+            Mode::Plain | Mode::Json => ProgressMode::Plain,
+            Mode::Quiet => ProgressMode::Quiet,
+        }
+    }
 }
 
 /// What the command line adds to every service's `build:`.
@@ -290,7 +300,7 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> anyhow::Result<i32> {
         progress: if args.quiet {
             ProgressMode::Quiet
         } else {
-            args.progress
+            ProgressMode::from(global.progress)
         },
     };
     build_services(&loaded, &services, &flags)?;

@@ -95,7 +95,7 @@ pub struct GlobalArgs {
     /// When to colour output
     #[arg(long, global = true, value_enum, default_value_t = Ansi::Auto)]
     pub ansi: Ansi,
-    /// How `up` and `create` show their work: `tty` (a live line per service), `plain`
+    /// How `up`, `create` and `build` show their work: `tty` (a live line per service), `plain`
     /// (one line per action), `json` (one object per line) or `quiet`; default: `tty` on a
     /// terminal, else `plain`
     #[arg(long, global = true, value_enum, default_value_t = progress::Mode::Auto)]

@@ -212,6 +212,8 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<i32> {
         no_deps: args.no_deps,
         scale: Vec::new(),
         pull: args.pull,
+        build: false,
+        no_build: false,
         services: vec![args.service.clone()],
     };
     let mode = ConvergeMode {

@@ -42,6 +42,7 @@ pub use reference::Reference;
 pub use store::{ImageRecord, Store};
 pub mod images;
 pub mod import;
+mod live;
 
 pub use images::{Image, Images, PruneReport};
 pub mod registry;

@@ -18,6 +18,7 @@ use oci_client::{Client, RegistryOperation};
 use super::digest::{Digest, HashingWriter};
 use super::error::{io_err, ImageError, Result};
 use super::images::{Image, Images};
+use super::live::LiveUnpack;
 use super::manifest::{self, Kind, ACCEPTED};
 use super::reference::Reference;
 use super::store::{ImageRecord, Store};
@@ -240,6 +241,7 @@ pub async fn pull(
         &store,
         &config_digest,
         m.config().size(),
+        None,
         &*progress,
         "config",
     )
@@ -285,7 +287,19 @@ pub async fn pull(
         let progress = progress.clone();
         let unpackers = unpackers.clone();
         async move {
-            let got = fetch_blob(client, r, &store, &d, size, &*progress, "layer").await?;
+            // The layer is unpacked as it downloads where it can; `ensure_layer` below
+            // then finds it there, or unpacks from the blob (a resumed or skipped download).
+            let got = fetch_blob(
+                client,
+                r,
+                &store,
+                &d,
+                size,
+                Some(&diff_id),
+                &*progress,
+                "layer",
+            )
+            .await?;
             let (s, bd, did) = (store.clone(), d.clone(), diff_id.clone());
             let permit = unpackers
                 .acquire_owned()
@@ -380,12 +394,16 @@ fn check_manifest_digest(bytes: &[u8], reported: &str, wanted: Option<&Digest>) 
 
 /// Fetches one blob into the store unless it is there. Returns the bytes downloaded, or
 /// `None` when nothing was fetched. A partial file from an interrupted pull is resumed.
+/// For a layer (`diff_id` given) downloaded from its first byte, the layer is unpacked
+/// from the stream at the same time and moved into place once both digests hold.
+#[allow(clippy::too_many_arguments)]
 async fn fetch_blob(
     client: &Client,
     r: &Reference,
     store: &Store,
     d: &Digest,
     size: u64,
+    diff_id: Option<&Digest>,
     progress: &dyn Progress,
     what: &str,
 ) -> Result<Option<u64>> {
@@ -468,6 +486,13 @@ async fn fetch_blob(
     };
     let resumed_from = hw.count;
     let mut stream = stream;
+    // A resumed download unpacks from the blob afterwards (the start is on disk only).
+    let mut live = match diff_id {
+        Some(id) if resumed_from == 0 && !store.has_layer(id) => {
+            Some((LiveUnpack::start(store, d, id), id))
+        }
+        _ => None,
+    };
     while let Some(chunk) = stream.next().await {
         let chunk = match chunk {
             Ok(c) => c,
@@ -477,6 +502,9 @@ async fn fetch_blob(
             Err(e) => {
                 // Keep what arrived: the next pull resumes from here.
                 let _ = hw.flush();
+                if let Some((l, id)) = live.take() {
+                    let _ = l.finish(store, id, false).await;
+                }
                 return Err(ImageError::Registry {
                     registry: r.registry.clone(),
                     message: format!(
@@ -491,6 +519,9 @@ async fn fetch_blob(
             // it fills the disk; the bytes so far are useless, drop them.
             drop(hw);
             let _ = fs::remove_file(&partial);
+            if let Some((l, id)) = live.take() {
+                let _ = l.finish(store, id, false).await;
+            }
             return Err(ImageError::Registry {
                 registry: r.registry.clone(),
                 message: format!(
@@ -499,6 +530,9 @@ async fn fetch_blob(
             });
         }
         hw.write_all(&chunk).map_err(io_err("writing", &partial))?;
+        if let Some((l, _)) = &mut live {
+            l.feed(&chunk).await;
+        }
         progress.advance(d, hw.count);
     }
     hw.flush().map_err(io_err("writing", &partial))?;
@@ -507,19 +541,35 @@ async fn fetch_blob(
     drop(hw);
     if actual != *d {
         let _ = fs::remove_file(&partial);
+        if let Some((l, id)) = live.take() {
+            // Waits for the unpacker and removes what it wrote: nothing half-done stays.
+            let _ = l.finish(store, id, false).await;
+        }
         return Err(ImageError::DigestMismatch {
             expected: d.to_string(),
             actual: actual.to_string(),
         });
     }
     let downloaded = started.elapsed();
-    file.sync_all().map_err(io_err("syncing", &partial))?;
+    // fsync off the async threads, while the unpacker (if any) finishes its last files.
+    tokio::task::spawn_blocking(move || file.sync_all())
+        .await
+        .map_err(|e| join_err(r, e))?
+        .map_err(io_err("syncing", &partial))?;
     tracing::debug!(
         "{d}: {got} bytes downloaded and hashed in {downloaded:?}, synced in {:?}",
         started.elapsed() - downloaded
     );
     let dest = store.blob_path(d);
     fs::rename(&partial, &dest).map_err(io_err("storing blob", &dest))?;
+    // The blob is stored (as before, a layer that fails to unpack keeps its good blob).
+    if let Some((l, id)) = live.take() {
+        l.finish(store, id, true).await?;
+        tracing::debug!(
+            "{d}: unpacked as it downloaded, done after {:?}",
+            started.elapsed()
+        );
+    }
     drop(lock);
     Ok(Some(got))
 }

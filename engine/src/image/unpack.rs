@@ -15,9 +15,10 @@
 //! The uncompressed stream is hashed as it is read and must match the image config's
 //! diff_id; the layer is unpacked into `tmp/` and renamed into `layers/` only when whole.
 
+use std::collections::HashSet;
 use std::ffi::CString;
 use std::fs::{self, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -33,14 +34,29 @@ pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
 
-/// Opens a layer blob with the right decompressor, chosen by its magic bytes (media
-/// types lie more often than magic does).
-pub fn decompressed(file: fs::File) -> io::Result<Box<dyn Read + Send>> {
-    let mut r = BufReader::with_capacity(1 << 20, file);
-    let head = r.fill_buf()?;
-    if head.starts_with(&[0x1f, 0x8b]) {
+/// Wraps a layer's bytes (a blob file, or a download as it arrives) in the right
+/// decompressor, chosen by its magic bytes (media types lie more often than magic does).
+pub fn decompressed<R: Read + Send + 'static>(mut r: R) -> io::Result<Box<dyn Read + Send>> {
+    // Read the head by hand: a stream may hand out fewer than 4 bytes in its first read.
+    let mut head = Vec::with_capacity(4);
+    while head.len() < 4 {
+        let mut b = [0u8; 4];
+        let n = match r.read(&mut b[..4 - head.len()]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&b[..n]);
+    }
+    let gz = head.starts_with(&[0x1f, 0x8b]);
+    let zst = head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+    let r = BufReader::with_capacity(1 << 20, io::Cursor::new(head).chain(r));
+    if gz {
         Ok(Box::new(flate2::read::MultiGzDecoder::new(r)))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+    } else if zst {
         Ok(Box::new(zstd::stream::read::Decoder::with_buffer(r)?))
     } else {
         Ok(Box::new(r))
@@ -57,12 +73,27 @@ pub fn ensure_layer(store: &Store, blob: &Digest, diff_id: &Digest) -> Result<bo
     if store.has_layer(diff_id) {
         return Ok(false); // another process unpacked it while we waited
     }
+    let file = store.open_blob(blob)?;
+    let reader = decompressed(file).map_err(io_err("reading layer", store.blob_path(blob)))?;
+    let tmp = unpack_to_tmp(store, reader, blob, diff_id)?;
+    commit_layer(store, tmp, diff_id)?;
+    Ok(true)
+}
+
+/// Unpacks a decompressed layer stream into a fresh directory under `tmp/` and checks
+/// its diff_id. The caller holds the layer's lock and moves the directory into place
+/// with [`commit_layer`] once everything else it checks holds too (a layer unpacked
+/// while it downloads waits for its blob's digest). Dropping the result removes it.
+pub fn unpack_to_tmp(
+    store: &Store,
+    reader: impl Read,
+    blob: &Digest,
+    diff_id: &Digest,
+) -> Result<tempfile::TempDir> {
     let tmp = tempfile::Builder::new()
         .prefix("layer-")
         .tempdir_in(store.tmp_dir())
         .map_err(io_err("creating a temp dir in", store.tmp_dir()))?;
-    let file = store.open_blob(blob)?;
-    let reader = decompressed(file).map_err(io_err("reading layer", store.blob_path(blob)))?;
     let started = std::time::Instant::now();
     let actual = unpack_into(reader, tmp.path(), diff_id.as_str())?;
     tracing::debug!("layer {diff_id} unpacked in {:?}", started.elapsed());
@@ -73,13 +104,18 @@ pub fn ensure_layer(store: &Store, blob: &Digest, diff_id: &Digest) -> Result<bo
             actual: actual.to_string(),
         });
     }
+    Ok(tmp)
+}
+
+/// Moves a layer unpacked by [`unpack_to_tmp`] to `layers/`.
+pub fn commit_layer(store: &Store, tmp: tempfile::TempDir, diff_id: &Digest) -> Result<()> {
     let dest = store.layer_path(diff_id);
     let kept = tmp.keep();
     if let Err(e) = fs::rename(&kept, &dest) {
         let _ = fs::remove_dir_all(&kept);
         return Err(io_err("moving the unpacked layer to", dest)(e));
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Unpacks a tar stream into `root` (an empty directory) and returns the sha256 of the
@@ -90,6 +126,7 @@ pub fn unpack_into(reader: impl Read, root: &Path, layer: &str) -> Result<Digest
     // One copy buffer for the whole layer (a fresh 256 KiB per file would be an
     // mmap, page faults and munmap each time).
     let mut buf = vec![0u8; 256 << 10];
+    let mut dirs = Dirs::default();
     let bad_tar = |e: io::Error| ImageError::UnsafeEntry {
         layer: layer.to_string(),
         entry: String::new(),
@@ -97,7 +134,7 @@ pub fn unpack_into(reader: impl Read, root: &Path, layer: &str) -> Result<Digest
     };
     for entry in archive.entries().map_err(bad_tar)? {
         let mut entry = entry.map_err(bad_tar)?;
-        unpack_entry(&mut entry, root, layer, &mut dir_times, &mut buf)?;
+        unpack_entry(&mut entry, root, layer, &mut dir_times, &mut dirs, &mut buf)?;
     }
     // Directory times last: creating their children changed them.
     for (p, t) in dir_times.iter().rev() {
@@ -136,17 +173,37 @@ pub fn sanitize(raw: &[u8], layer: &str) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// Directories of the layer being unpacked known to be real directories (made or
+/// checked by this unpack), so each entry does not `lstat` all its ancestors again.
+/// Whatever removes a directory forgets it and everything under it.
+#[derive(Default)]
+struct Dirs(HashSet<PathBuf>);
+
+impl Dirs {
+    fn forget(&mut self, gone: &Path) {
+        self.0.retain(|d| !d.starts_with(gone));
+    }
+}
+
 /// Checks that every ancestor of `rel` under `root` is a real directory, making
 /// missing ones, so nothing is ever written through a symlink.
-fn prepare_parents(root: &Path, rel: &Path, layer: &str) -> Result<()> {
+fn prepare_parents(root: &Path, rel: &Path, layer: &str, dirs: &mut Dirs) -> Result<()> {
     let mut cur = root.to_path_buf();
     let Some(parent) = rel.parent() else {
         return Ok(());
     };
+    if parent.as_os_str().is_empty() || dirs.0.contains(&root.join(parent)) {
+        return Ok(());
+    }
     for c in parent.components() {
         cur.push(c);
+        if dirs.0.contains(&cur) {
+            continue;
+        }
         match fs::symlink_metadata(&cur) {
-            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.is_dir() => {
+                dirs.0.insert(cur.clone());
+            }
             Ok(m) => {
                 return Err(ImageError::UnsafeEntry {
                     layer: layer.to_string(),
@@ -165,6 +222,7 @@ fn prepare_parents(root: &Path, rel: &Path, layer: &str) -> Result<()> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 fs::create_dir(&cur).map_err(io_err("creating directory", &cur))?;
                 let _ = fs::set_permissions(&cur, fs::Permissions::from_mode(0o755));
+                dirs.0.insert(cur.clone());
             }
             Err(e) => return Err(io_err("inspecting", &cur)(e)),
         }
@@ -174,13 +232,14 @@ fn prepare_parents(root: &Path, rel: &Path, layer: &str) -> Result<()> {
 
 /// Removes whatever is at `path` (not following links), unless it is a directory and
 /// `keep_dir` is set.
-fn clear(path: &Path, keep_dir: bool) -> Result<bool> {
+fn clear(path: &Path, keep_dir: bool, dirs: &mut Dirs) -> Result<bool> {
     match fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => {
             if keep_dir {
                 return Ok(true);
             }
             fs::remove_dir_all(path).map_err(io_err("replacing", path))?;
+            dirs.forget(path);
         }
         Ok(_) => fs::remove_file(path).map_err(io_err("replacing", path))?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -194,6 +253,7 @@ fn unpack_entry<R: Read>(
     root: &Path,
     layer: &str,
     dir_times: &mut Vec<(PathBuf, i64)>,
+    dirs: &mut Dirs,
     buf: &mut [u8],
 ) -> Result<()> {
     let raw = entry.path_bytes().into_owned();
@@ -207,7 +267,7 @@ fn unpack_entry<R: Read>(
         .file_name()
         .map(|n| n.as_bytes().to_vec())
         .unwrap_or_default();
-    prepare_parents(root, &rel, layer)?;
+    prepare_parents(root, &rel, layer, dirs)?;
     let full = root.join(&rel);
 
     if name.starts_with(WHITEOUT_PREFIX.as_bytes()) {
@@ -224,7 +284,7 @@ fn unpack_entry<R: Read>(
                 });
             }
             let target = parent.join(std::ffi::OsStr::from_bytes(hidden));
-            clear(&target, false)?;
+            clear(&target, false, dirs)?;
             mknod(&target, SFlag::S_IFCHR, Mode::empty(), 0).map_err(|e| ImageError::Mount {
                 what: "making whiteout",
                 path: target.clone(),
@@ -258,20 +318,33 @@ fn unpack_entry<R: Read>(
     use tar::EntryType as T;
     match kind {
         T::Directory => {
-            if !clear(&full, true)? {
+            if !clear(&full, true, dirs)? {
                 fs::create_dir(&full).map_err(io_err("creating directory", &full))?;
             }
+            dirs.0.insert(full.clone());
         }
         T::Regular | T::Continuous | T::GNUSparse => {
-            clear(&full, false)?;
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .mode(0o600)
-                .open(&full)
-                .map_err(io_err("creating", &full))?;
+            let create = || {
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .mode(0o600)
+                    .open(&full)
+            };
+            // Create first, clear only if something is in the way: in a fresh layer
+            // directory nearly nothing ever is, and that saves an lstat per file.
+            let mut f = match create() {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    clear(&full, false, dirs)?;
+                    create()
+                }
+                other => other,
+            }
+            .map_err(io_err("creating", &full))?;
             copy_big(entry, &mut f, buf).map_err(io_err("writing", &full))?;
+            // Metadata through the open descriptor: no path walk for each call.
+            return finish_file(&f, &full, uid, gid, mode, &xattrs, mtime);
         }
         T::Symlink => {
             let target = entry
@@ -281,14 +354,14 @@ fn unpack_entry<R: Read>(
                     entry: rel.display().to_string(),
                     reason: "a symlink without a target".into(),
                 })?;
-            clear(&full, false)?;
+            clear(&full, false, dirs)?;
             std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &full)
                 .map_err(io_err("creating symlink", &full))?;
         }
         T::Link => {
             let target_raw = entry.link_name_bytes().unwrap_or_default().into_owned();
             let target_rel = sanitize(&target_raw, layer)?;
-            prepare_parents(root, &target_rel, layer)?;
+            prepare_parents(root, &target_rel, layer, dirs)?;
             let target = root.join(&target_rel);
             match fs::symlink_metadata(&target) {
                 Ok(m) if !m.is_dir() => {}
@@ -306,13 +379,13 @@ fn unpack_entry<R: Read>(
             if target == full {
                 return Ok(());
             }
-            clear(&full, false)?;
+            clear(&full, false, dirs)?;
             // linkat without AT_SYMLINK_FOLLOW: a link to a symlink links the symlink.
             fs::hard_link(&target, &full).map_err(io_err("creating hard link", &full))?;
             return Ok(()); // the inode's metadata came with its first name
         }
         T::Char | T::Block | T::Fifo => {
-            clear(&full, false)?;
+            clear(&full, false, dirs)?;
             let (sflag, dev) = match kind {
                 T::Char => (SFlag::S_IFCHR, dev_of(&header)),
                 T::Block => (SFlag::S_IFBLK, dev_of(&header)),
@@ -351,6 +424,35 @@ fn unpack_entry<R: Read>(
     } else {
         set_mtime(&full, mtime);
     }
+    Ok(())
+}
+
+/// Owner, mode, xattrs and mtime of a regular file just written, in the same order as
+/// for other entries, through its descriptor.
+fn finish_file(
+    f: &fs::File,
+    full: &Path,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    xattrs: &[(String, Vec<u8>)],
+    mtime: i64,
+) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    std::os::unix::fs::fchown(f, Some(uid), Some(gid)).map_err(io_err("chown", full))?;
+    f.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(io_err("chmod", full))?;
+    for (k, v) in xattrs {
+        if let Err(e) = set_xattr(full, k, v) {
+            tracing::warn!("{e}");
+        }
+    }
+    let t = libc::timespec {
+        tv_sec: mtime,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid descriptor and a two-element array as futimens requires.
+    unsafe { libc::futimens(f.as_raw_fd(), [t, t].as_ptr()) };
     Ok(())
 }
 

@@ -5,6 +5,8 @@
 //! - [`cli`]: one module per `berth` verb.
 
 pub mod cli;
+pub mod fault;
 pub mod graph;
+pub mod project_lock;
 pub mod reconcile;
 pub mod stack;

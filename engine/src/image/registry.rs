@@ -229,6 +229,7 @@ pub async fn pull(
         manifest_bytes = b.to_vec();
     }
     store.put_blob_bytes(Some(&digest), &manifest_bytes)?;
+    crate::fault::point("pull.after-manifest");
     let m = manifest::parse_manifest(&manifest_bytes)?;
 
     let mut fetched = Vec::new();
@@ -339,6 +340,7 @@ pub async fn pull(
     };
     // Off the async thread: waiting for the exclusive lock must not stall other pulls
     // sharing this runtime (they hold the shared lock until they finish).
+    crate::fault::point("pull.before-record");
     {
         let (s, rec) = (store.clone(), record.clone());
         tokio::task::spawn_blocking(move || s.put_records(std::slice::from_ref(&rec)))
@@ -499,6 +501,7 @@ async fn fetch_blob(
             });
         }
         hw.write_all(&chunk).map_err(io_err("writing", &partial))?;
+        crate::fault::point("pull.mid-blob");
         progress.advance(d, hw.count);
     }
     hw.flush().map_err(io_err("writing", &partial))?;
@@ -520,6 +523,7 @@ async fn fetch_blob(
     );
     let dest = store.blob_path(d);
     fs::rename(&partial, &dest).map_err(io_err("storing blob", &dest))?;
+    crate::fault::point("pull.after-blob");
     drop(lock);
     Ok(Some(got))
 }

@@ -58,8 +58,10 @@ pub fn run(global: &GlobalArgs, verb: Verb, args: &ControlArgs) -> anyhow::Resul
             bail!("no such service: {s}");
         }
     }
-    let backend =
-        EngineBackend::new(Arc::clone(&loaded), Paths::from_env()).map_err(|e| anyhow!(e))?;
+    let paths = Paths::from_env();
+    let verb_name = format!("{verb:?}").to_lowercase();
+    let _lock = crate::project_lock::lock(&paths.run, &loaded.name, &verb_name)?;
+    let backend = EngineBackend::new(Arc::clone(&loaded), paths).map_err(|e| anyhow!(e))?;
     let mut list: Vec<ContainerSummary> = backend
         .engine
         .list(&LabelFilter::new().with(LABEL_PROJECT, &loaded.name))?

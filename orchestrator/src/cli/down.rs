@@ -27,8 +27,10 @@ pub struct DownArgs {
 pub fn run(global: &GlobalArgs, args: &DownArgs) -> anyhow::Result<i32> {
     let opts = global.load_options(&[])?;
     let loaded = Arc::new(stack::load(&opts)?);
-    let backend =
-        EngineBackend::new(Arc::clone(&loaded), Paths::from_env()).map_err(|e| anyhow!(e))?;
+    let paths = Paths::from_env();
+    let _lock = crate::project_lock::lock(&paths.run, &loaded.name, "down")?;
+    crate::fault::point("down.after-lock");
+    let backend = EngineBackend::new(Arc::clone(&loaded), paths).map_err(|e| anyhow!(e))?;
     let observed = backend.observe().map_err(|e| anyhow!(e))?;
     let timeout = args.timeout.map(Duration::from_secs);
     let mut problems = Vec::new();
@@ -74,13 +76,17 @@ pub fn run(global: &GlobalArgs, args: &DownArgs) -> anyhow::Result<i32> {
             }
         }
     }
+    crate::fault::point("down.after-containers");
     for net in loaded.project.networks.values() {
         if net.external == Some(true) {
             continue;
         }
         let Some(name) = &net.name else { continue };
         match backend.net.remove_network(name) {
-            Ok(()) => eprintln!(" ✔ removed network {name}"),
+            Ok(()) => {
+                eprintln!(" ✔ removed network {name}");
+                crate::fault::point("down.after-network");
+            }
             Err(e) => problems.push(format!("network {name}: {e}")),
         }
     }

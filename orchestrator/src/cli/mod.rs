@@ -8,6 +8,7 @@ mod image;
 mod info;
 mod logs;
 mod ps;
+mod system;
 mod up;
 
 use std::io::IsTerminal;
@@ -147,6 +148,9 @@ pub enum Command {
     /// Manage the image store: ls, rm, prune, inspect, load, import, save, push, tag, pull
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Berth on this host: `check [--fix]` finds leaked objects, `prune` removes them
+    #[command(subcommand)]
+    System(system::SystemCommand),
 }
 
 /// Prints an error with its chain of causes and, for a stack-file error, the line at fault.
@@ -159,6 +163,13 @@ pub fn report(error: &anyhow::Error, colour: bool) {
     eprintln!("{label} {error}");
     for cause in error.chain().skip(1) {
         eprintln!("  caused by: {cause}");
+    }
+    let text = format!("{error:#}");
+    if !text.contains("the disk is full") {
+        let paths = crate::reconcile::backend::Paths::from_env();
+        if let Some(hint) = paths.full_disk_hint(&text) {
+            eprintln!("hint: {hint}");
+        }
     }
     if let Some(located) = error
         .downcast_ref::<crate::stack::error::StackError>()
@@ -214,6 +225,7 @@ pub fn main() -> i32 {
         Command::Pull(args) => image::pull(&cli.global, args),
         Command::Images(args) => image::images(&cli.global, args),
         Command::Image(cmd) => image::image(&cli.global, cmd),
+        Command::System(cmd) => system::run(cmd),
     };
     match result {
         Ok(code) => code,

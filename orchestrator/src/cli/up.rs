@@ -75,11 +75,18 @@ pub fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<i32> {
     loaded.check_runnable()?;
     let loaded = Arc::new(loaded);
     let paths = Paths::from_env();
+    // A dry run changes nothing: it needs no lock.
+    let lock = match args.dry_run {
+        true => None,
+        false => Some(crate::project_lock::lock(&paths.run, &loaded.name, "up")?),
+    };
+    crate::fault::point("up.after-lock");
     let backend = Arc::new(EngineBackend::new(Arc::clone(&loaded), paths).map_err(|e| anyhow!(e))?);
     let observed = backend
         .observe()
         .map_err(|e| anyhow!(e))
         .context("reading what exists")?;
+    crate::fault::point("up.after-observe");
     let want = desired(&loaded, &|image| backend.image_digest(image));
     let up_opts = UpOptions {
         force_recreate: args.force_recreate,
@@ -117,15 +124,24 @@ pub fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<i32> {
         eprintln!(" ✔ {action}");
     }
     if !report.failed.is_empty() {
+        let mut all = String::new();
         for (service, why) in &report.failed {
             eprintln!("error: service {service}: {why}");
+            all.push_str(&why.to_string());
         }
+        let hint = backend
+            .paths
+            .full_disk_hint(&all)
+            .map(|h| format!("\n{h}"))
+            .unwrap_or_default();
         bail!(
-            "{} of {} services did not come up; `berth up` again retries, `berth down` removes what was made",
+            "{} of {} services did not come up; `berth up` again retries, `berth down` removes what was made{hint}",
             report.failed.len(),
             plan.services.len()
         );
     }
+    // Following the logs is not changing the project: let `down` elsewhere go ahead.
+    drop(lock);
     if args.detach || args.no_start {
         return Ok(0);
     }

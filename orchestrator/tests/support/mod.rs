@@ -1,0 +1,235 @@
+//! A stack in a temporary directory of its own (BERTH_ROOT, BERTH_RUN, project dir, a
+//! busybox image imported), the `berth` binary run against it, and the checks that
+//! nothing of it is left on the host — the e2e tests' harness (see stack_e2e.rs), with
+//! `berth system check` as one more witness.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub fn berth_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_berth")
+}
+
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub project: String,
+}
+
+impl Stack {
+    /// A project directory with a busybox image imported into its own store.
+    pub fn new(project: &str, compose: &str) -> Stack {
+        Self::with_root(project, compose, |_| {})
+    }
+
+    /// As `new`, with `prepare_root` run on the empty BERTH_ROOT before anything is
+    /// written there (the full-disk test mounts a small tmpfs on it).
+    pub fn with_root(project: &str, compose: &str, prepare_root: impl FnOnce(&Path)) -> Stack {
+        let bin = Path::new(berth_bin()).parent().unwrap();
+        assert!(
+            bin.join("berth-monitor").exists() && bin.join("berth-dns").exists(),
+            "build the whole workspace first (berth-monitor and berth-dns beside berth)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("berth-fault-")
+            .tempdir()
+            .unwrap();
+        let s = Stack {
+            dir,
+            project: project.to_string(),
+        };
+        for d in ["root", "run", "proj"] {
+            std::fs::create_dir_all(s.dir.path().join(d)).unwrap();
+        }
+        prepare_root(&s.root());
+        s.set_compose(compose);
+        let rootfs = s.dir.path().join("rootfs");
+        berth_tests::busybox_rootfs(&rootfs).unwrap();
+        std::fs::write(rootfs.join("var/www/index.html"), "hello from berth\n").unwrap();
+        let tar = s.dir.path().join("rootfs.tar");
+        let st = Command::new("tar")
+            .args([
+                "-C",
+                rootfs.to_str().unwrap(),
+                "-cf",
+                tar.to_str().unwrap(),
+                ".",
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let o = s.berth(&["image", "import", tar.to_str().unwrap(), "busybox:latest"]);
+        assert!(
+            o.status.success(),
+            "import: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let _ = std::fs::remove_file(&tar);
+        s
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(berth_bin());
+        c.args(["-p", &self.project])
+            .args(args)
+            .current_dir(self.dir.path().join("proj"))
+            .env("BERTH_ROOT", self.root())
+            .env("BERTH_RUN", self.run_dir())
+            .env_remove("BERTH_PROJECT_NAME")
+            .env_remove("BERTH_FAULT");
+        c
+    }
+
+    pub fn berth(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.berth(args);
+        assert!(
+            o.status.success(),
+            "berth {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    pub fn set_compose(&self, compose: &str) {
+        std::fs::write(self.dir.path().join("proj/compose.yaml"), compose).unwrap();
+    }
+
+    /// Lines of `berth ps` that say running.
+    pub fn running(&self) -> usize {
+        self.ok(&["ps"])
+            .lines()
+            .filter(|l| l.contains("running"))
+            .count()
+    }
+
+    /// Nothing of this project may be left on the host, and `berth system check`
+    /// agrees.
+    pub fn assert_nothing_left(&self) {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let base = self.dir.path().display().to_string();
+        let root = self.root().display().to_string();
+        // The root itself may be a disk of its own (the full-disk test's tmpfs).
+        let stray: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|mp| mp.starts_with(&base) && *mp != root)
+            .collect();
+        assert!(stray.is_empty(), "mounts left: {stray:?}");
+        let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+        let ps = String::from_utf8_lossy(&ps.stdout);
+        assert!(
+            !ps.contains(&base),
+            "a process of this stack is left:\n{ps}"
+        );
+        let netns = self.run_dir().join("netns");
+        let left: Vec<_> = std::fs::read_dir(&netns)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "network namespaces left: {left:?}");
+        let records: Vec<_> = std::fs::read_dir(self.root().join("containers"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name())
+                    .filter(|n| !n.to_string_lossy().starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(records.is_empty(), "container records left: {records:?}");
+        let nets: Vec<_> = std::fs::read_dir(self.root().join("networks"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name())
+                    .filter(|n| !n.to_string_lossy().starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(nets.is_empty(), "network records left: {nets:?}");
+        let nft = Command::new("nft")
+            .args(["list", "ruleset"])
+            .output()
+            .unwrap();
+        let nft = String::from_utf8_lossy(&nft.stdout);
+        assert!(
+            !nft.contains(&format!("{}_", self.project)),
+            "nftables rules of the stack are left:\n{nft}"
+        );
+        let check = self.berth(&["system", "check"]);
+        assert_eq!(
+            check.status.code(),
+            Some(0),
+            "berth system check after down:\n{}\n{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.berth(&["down", "-v", "-t", "0"]);
+        // A root on a disk of its own (`with_root`) goes after the stack.
+        let root = self.root().display().to_string();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        if mounts.lines().any(|l| l.split(' ').nth(4) == Some(root.as_str())) {
+            let _ = Command::new("umount").args(["-l", &root]).status();
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A /24 of 10.226.0.0/16 (this test file's block) for test `seed` (1..=10): each seed
+/// has 25 of its own, picked by pid, so parallel test processes do not collide.
+pub fn subnet(seed: u32) -> String {
+    assert!((1..=10).contains(&seed));
+    format!("10.226.{}.0/24", (seed - 1) * 25 + std::process::id() % 25)
+}
+
+/// A plain HTTP GET of `/` on 127.0.0.1 (the host's busybox wget is not reliable here).
+pub fn http_get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect_timeout(
+        &([127, 0, 0, 1], port).into(),
+        Duration::from_secs(2),
+    )
+    .ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    c.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    c.read_to_string(&mut body).ok()?;
+    body.starts_with("HTTP/1.").then_some(body)
+}
+
+pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !f() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -93,6 +93,9 @@ mod tests {
         calls(&ws.join("networking/src"), "net.", &mut found);
         let listed: BTreeSet<String> = POINTS.iter().map(|(n, _)| n.to_string()).collect();
         assert_eq!(listed.len(), POINTS.len(), "a point is listed twice");
-        assert_eq!(found, listed, "fault points in the sources vs fault::POINTS");
+        assert_eq!(
+            found, listed,
+            "fault points in the sources vs fault::POINTS"
+        );
     }
 }

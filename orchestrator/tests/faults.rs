@@ -58,11 +58,7 @@ networks:
 
 /// Runs `berth ARGS` with BERTH_FAULT=point and checks that it died there (SIGKILL).
 fn die_at(s: &Stack, point: &str, args: &[&str]) {
-    let o = s
-        .command(args)
-        .env(fault::VAR, point)
-        .output()
-        .unwrap();
+    let o = s.command(args).env(fault::VAR, point).output().unwrap();
     assert_eq!(
         o.status.signal(),
         Some(9),
@@ -239,7 +235,11 @@ fn two_ups_on_one_project_take_turns_and_two_projects_run_side_by_side() {
     // A timeout refuses clearly. (The up holds the lock while it waits for health.)
     s.ok(&["down", "-v", "-t", "0"]);
     std::fs::write(&lock_file, "").unwrap();
-    let slow = s.command(&["up", "-d"]).stderr(Stdio::null()).spawn().unwrap();
+    let slow = s
+        .command(&["up", "-d"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     wait_for("the slow up to hold the lock", || {
         std::fs::read_to_string(&lock_file).is_ok_and(|t| t.contains("berth up"))
     });
@@ -263,7 +263,11 @@ fn two_ups_on_one_project_take_turns_and_two_projects_run_side_by_side() {
     let port2 = free_port();
     let other = Stack::new("flock2", &compose(port2, &subnet(5)));
     let t0 = Instant::now();
-    let a = s.command(&["up", "-d"]).stderr(Stdio::piped()).spawn().unwrap();
+    let a = s
+        .command(&["up", "-d"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let b = other
         .command(&["up", "-d"])
         .stderr(Stdio::piped())
@@ -289,7 +293,10 @@ fn two_ups_on_one_project_take_turns_and_two_projects_run_side_by_side() {
 }
 
 fn record_of(s: &Stack, name: &str) -> serde_json::Value {
-    for e in std::fs::read_dir(s.root().join("containers")).unwrap().flatten() {
+    for e in std::fs::read_dir(s.root().join("containers"))
+        .unwrap()
+        .flatten()
+    {
         if let Ok(b) = std::fs::read(e.path().join("record.json")) {
             let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
             if v.pointer("/config/name").and_then(|n| n.as_str()) == Some(name) {
@@ -370,7 +377,11 @@ fn system_check_finds_a_leak_of_each_kind_and_fix_removes_them() {
     // A chain of Berth's table for a bridge that does not exist.
     let chain = format!("berthbr{tag}-fwd");
     let guard = Cleanup(vec![
-        format!("umount -l {} 2>/dev/null; rm -f {}", ns.display(), ns.display()),
+        format!(
+            "umount -l {} 2>/dev/null; rm -f {}",
+            ns.display(),
+            ns.display()
+        ),
         format!("ip link del {veth} 2>/dev/null"),
         format!("rmdir {cg} 2>/dev/null"),
         format!("umount -l {} 2>/dev/null", ghost_rootfs.display()),
@@ -416,8 +427,14 @@ fn system_check_finds_a_leak_of_each_kind_and_fix_removes_them() {
     assert!(has("netns", "fleak-ghost-1"), "netns: {listed}");
     assert!(has("link", &veth), "link: {listed}");
     assert!(has("cgroup", &cg_id), "cgroup: {listed}");
-    assert!(has("record", &rec.display().to_string()), "record: {listed}");
-    assert!(has("record", &rundir.display().to_string()), "run dir: {listed}");
+    assert!(
+        has("record", &rec.display().to_string()),
+        "record: {listed}"
+    );
+    assert!(
+        has("record", &rundir.display().to_string()),
+        "run dir: {listed}"
+    );
     assert!(has("rootfs", "fleak-ghost-2"), "rootfs: {listed}");
     assert!(has("nftables", &chain), "nftables: {listed}");
     assert!(has("lease", "fleak-ghost-3"), "lease: {listed}");
@@ -474,7 +491,10 @@ fn a_full_disk_under_berth_root_is_a_clear_error_and_leaves_no_corrupt_record() 
     let one = compose(port, &net);
     // The Stack's guard unmounts it after its `down`.
     let s = Stack::with_root("ffull", &one, |root| {
-        sh(&format!("mount -t tmpfs -o size=24m,mode=0700 berth-full {}", root.display()));
+        sh(&format!(
+            "mount -t tmpfs -o size=24m,mode=0700 berth-full {}",
+            root.display()
+        ));
     });
     s.ok(&["up", "-d"]);
     assert_converged(&s, port, "up");
@@ -497,6 +517,7 @@ fn a_full_disk_under_berth_root_is_a_clear_error_and_leaves_no_corrupt_record() 
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
+    eprintln!("up on a full disk said:\n{err}");
     // Every record on disk reads whole.
     let mut records = 0;
     for dir in ["containers", "networks", "image/repositories"] {

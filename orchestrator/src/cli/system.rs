@@ -74,7 +74,10 @@ enum Fix {
     Cgroup(Vec<PathBuf>),
     Link(String),
     Chain(String),
-    Lease { network: String, netns: String },
+    Lease {
+        network: String,
+        netns: String,
+    },
     Network(String),
 }
 
@@ -215,10 +218,7 @@ fn scan(paths: &Paths) -> anyhow::Result<Vec<Finding>> {
             Err(_) => {}
         }
     }
-    for c in engine
-        .list(&LabelFilter::new())
-        .map_err(|e| anyhow!(e))?
-    {
+    for c in engine.list(&LabelFilter::new()).map_err(|e| anyhow!(e))? {
         match c.state {
             Status::Running | Status::Paused | Status::Restarting => {
                 live.running_ids.insert(c.id.clone());
@@ -346,8 +346,8 @@ fn scan(paths: &Paths) -> anyhow::Result<Vec<Finding>> {
 
 /// Mount points, from /proc/self/mountinfo (octal escapes undone).
 fn mount_points() -> anyhow::Result<Vec<PathBuf>> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo")
-        .context("reading /proc/self/mountinfo")?;
+    let text =
+        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
     Ok(text
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
@@ -380,9 +380,8 @@ fn image_tmp(paths: &Paths, out: &mut Vec<Finding>) {
     let tmp = paths.root.join("image/tmp");
     let names = dir_names(&tmp);
     let busy = names.iter().filter(|n| n.ends_with(".lock")).any(|n| {
-        std::fs::File::open(tmp.join(n)).is_ok_and(|f| {
-            Flock::lock(f, FlockArg::LockExclusiveNonblock).is_err()
-        })
+        std::fs::File::open(tmp.join(n))
+            .is_ok_and(|f| Flock::lock(f, FlockArg::LockExclusiveNonblock).is_err())
     });
     if busy {
         return;
@@ -541,10 +540,7 @@ fn links() -> anyhow::Result<BTreeMap<String, bool>> {
             if !name.starts_with("berth") {
                 return None;
             }
-            let veth = l
-                .pointer("/linkinfo/info_kind")
-                .and_then(|k| k.as_str())
-                == Some("veth");
+            let veth = l.pointer("/linkinfo/info_kind").and_then(|k| k.as_str()) == Some("veth");
             Some((name.to_string(), veth && l.get("link_netnsid").is_none()))
         })
         .collect())

@@ -56,7 +56,11 @@ impl Paths {
             if let Ok(st) = nix::sys::statvfs::statvfs(dir.as_path()) {
                 let free = st.blocks_available() as u64 * st.fragment_size() as u64;
                 if free < 1 << 20 {
-                    full.push(format!("{var} ({}: {} KiB free)", dir.display(), free >> 10));
+                    full.push(format!(
+                        "{var} ({}: {} KiB free)",
+                        dir.display(),
+                        free >> 10
+                    ));
                 }
             }
         }

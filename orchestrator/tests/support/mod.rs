@@ -186,7 +186,10 @@ impl Drop for Stack {
         // A root on a disk of its own (`with_root`) goes after the stack.
         let root = self.root().display().to_string();
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        if mounts.lines().any(|l| l.split(' ').nth(4) == Some(root.as_str())) {
+        if mounts
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(root.as_str()))
+        {
             let _ = Command::new("umount").args(["-l", &root]).status();
         }
     }

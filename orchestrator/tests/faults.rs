@@ -170,8 +170,7 @@ fn a_pull_killed_at_each_fault_point_then_a_good_pull_succeeds() {
             let mut c = std::process::Command::new(berth_bin());
             c.args(["system", "check"])
                 .env("BERTH_ROOT", &store)
-                .env("BERTH_RUN", root.path().join("run"))
-                .env("BERTH_CHECK_MIN_AGE", "0");
+                .env("BERTH_RUN", root.path().join("run"));
             if fix {
                 c.arg("--fix");
             }
@@ -374,8 +373,20 @@ fn system_check_finds_a_leak_of_each_kind_and_fix_removes_them() {
     let rundir = run.join(format!("containers/{tag}{tag}{tag}0000beef"));
     // A root filesystem mounted for a container that is gone.
     let ghost_rootfs = root.join("rootfs/fleak-ghost-2/merged");
-    // A chain of Berth's table for a bridge that does not exist.
+    // A network record of a project that has no containers, with a chain in Berth's
+    // table (its bridge is gone already: a `down` killed half-way).
     let chain = format!("berthbr{tag}-fwd");
+    let ghost_net = root.join("networks/fleakghost_default.json");
+    std::fs::write(
+        &ghost_net,
+        serde_json::to_vec_pretty(&serde_json::json!({
+            "name": "fleakghost_default", "bridge": format!("berthbr{tag}"),
+            "subnet": subnet(9), "gateway": subnet(9).replace(".0/24", ".1"),
+            "ip_range": null, "internal": false, "mtu": null, "leases": {}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
     let guard = Cleanup(vec![
         format!(
             "umount -l {} 2>/dev/null; rm -f {}",
@@ -436,7 +447,7 @@ fn system_check_finds_a_leak_of_each_kind_and_fix_removes_them() {
         "run dir: {listed}"
     );
     assert!(has("rootfs", "fleak-ghost-2"), "rootfs: {listed}");
-    assert!(has("nftables", &chain), "nftables: {listed}");
+    assert!(has("network", "fleakghost_default"), "network: {listed}");
     assert!(has("lease", "fleak-ghost-3"), "lease: {listed}");
     // Nothing of the live stack is listed.
     assert!(!listed.contains("fleak-web-1"), "{listed}");
@@ -454,7 +465,13 @@ fn system_check_finds_a_leak_of_each_kind_and_fix_removes_them() {
         .output()
         .unwrap();
     assert_eq!(after.status.code(), Some(0), "{}", text(&after));
-    assert!(!ns.exists() && !rec.exists() && !rundir.exists());
+    assert!(!ns.exists() && !rec.exists() && !rundir.exists() && !ghost_net.exists());
+    let nft = std::process::Command::new("nft")
+        .args(["list", "table", "inet", "berth"])
+        .output()
+        .unwrap();
+    let nft = String::from_utf8_lossy(&nft.stdout);
+    assert!(!nft.contains(&chain), "{chain} is still there:\n{nft}");
     assert!(!std::path::Path::new(&cg).exists(), "{cg}");
     let links = std::process::Command::new("ip")
         .args(["link", "show", &veth])

@@ -3,136 +3,12 @@
 //! has its own BERTH_ROOT/BERTH_RUN, project name and subnet, and a guard that runs
 //! `berth down -v` and checks nothing is left, even when the test fails.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Stack {
-    dir: tempfile::TempDir,
-    project: String,
-}
-
-fn berth_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_berth")
-}
-
-impl Stack {
-    /// A project directory with a busybox image imported into its own store.
-    fn new(project: &str, compose: &str) -> Stack {
-        let bin = Path::new(berth_bin()).parent().unwrap();
-        assert!(
-            bin.join("berth-monitor").exists() && bin.join("berth-dns").exists(),
-            "build the whole workspace first (berth-monitor and berth-dns beside berth)"
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("berth-e2e-")
-            .tempdir()
-            .unwrap();
-        let s = Stack {
-            dir,
-            project: project.to_string(),
-        };
-        for d in ["root", "run", "proj"] {
-            std::fs::create_dir_all(s.dir.path().join(d)).unwrap();
-        }
-        std::fs::write(s.dir.path().join("proj/compose.yaml"), compose).unwrap();
-        let rootfs = s.dir.path().join("rootfs");
-        berth_tests::busybox_rootfs(&rootfs).unwrap();
-        std::fs::write(rootfs.join("var/www/index.html"), "hello from berth\n").unwrap();
-        let tar = s.dir.path().join("rootfs.tar");
-        let st = Command::new("tar")
-            .args([
-                "-C",
-                rootfs.to_str().unwrap(),
-                "-cf",
-                tar.to_str().unwrap(),
-                ".",
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let o = s.berth(&["image", "import", tar.to_str().unwrap(), "busybox:latest"]);
-        assert!(
-            o.status.success(),
-            "import: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        s
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("root")
-    }
-
-    fn berth(&self, args: &[&str]) -> Output {
-        Command::new(berth_bin())
-            .args(["-p", &self.project])
-            .args(args)
-            .current_dir(self.dir.path().join("proj"))
-            .env("BERTH_ROOT", self.root())
-            .env("BERTH_RUN", self.dir.path().join("run"))
-            .env_remove("BERTH_PROJECT_NAME")
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.berth(args);
-        assert!(
-            o.status.success(),
-            "berth {args:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    fn set_compose(&self, compose: &str) {
-        std::fs::write(self.dir.path().join("proj/compose.yaml"), compose).unwrap();
-    }
-
-    /// Nothing of this project may be left on the host.
-    fn assert_nothing_left(&self) {
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let root = self.dir.path().display().to_string();
-        assert!(!mounts.contains(&root), "a mount under {root} is left");
-        let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
-        let ps = String::from_utf8_lossy(&ps.stdout);
-        assert!(
-            !ps.contains(&root),
-            "a process of this stack is left:\n{ps}"
-        );
-        let netns = self.dir.path().join("run/netns");
-        let left: Vec<_> = std::fs::read_dir(&netns)
-            .map(|d| d.flatten().map(|e| e.file_name()).collect())
-            .unwrap_or_default();
-        assert!(left.is_empty(), "network namespaces left: {left:?}");
-        let nft = Command::new("nft")
-            .args(["list", "ruleset"])
-            .output()
-            .unwrap();
-        let nft = String::from_utf8_lossy(&nft.stdout);
-        assert!(
-            !nft.contains(&format!("{}_", self.project)),
-            "nftables rules of the stack are left:\n{nft}"
-        );
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = self.berth(&["down", "-v", "-t", "0"]);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::*;
 
 /// A subnet of this test's own, away from the networking tests' 10.213.x. Each test has
 /// its own seed and so its own block of 50 (tests run in parallel processes, whose pids
@@ -140,33 +16,6 @@ fn free_port() -> u16 {
 fn subnet(seed: u32) -> String {
     assert!((1..=5).contains(&seed));
     format!("10.214.{}.0/24", (seed - 1) * 50 + std::process::id() % 50)
-}
-
-/// A plain HTTP GET of `/` on 127.0.0.1 (the host's busybox wget is not reliable here).
-fn http_get(port: u16) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut c = std::net::TcpStream::connect_timeout(
-        &([127, 0, 0, 1], port).into(),
-        Duration::from_secs(2),
-    )
-    .ok()?;
-    c.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    c.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .ok()?;
-    let mut body = String::new();
-    c.read_to_string(&mut body).ok()?;
-    body.starts_with("HTTP/1.").then_some(body)
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !f() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn compose(port: u16, subnet: &str, web_memory: &str) -> String {

@@ -11,7 +11,8 @@
 //!   (a container's cgroup has its first process from the moment it is made);
 //! - links: a `berthv…` veth whose peer is not inside a container's namespace (Berth's
 //!   are made with the peer inside one; both ends on the host is never Berth's doing);
-//! - nftables: a chain of Berth's table named after a bridge that no longer exists.
+//! - nftables: a chain of Berth's table for one of this root's bridges that no longer
+//!   exists (another root's chains may be between their bridge's making and their own).
 //!
 //! Runs under the lock of every project of this root, so no `up` or `down` here is
 //! half-way through while it looks. Exit code 1 when leaks are found and left.
@@ -318,7 +319,7 @@ fn scan(paths: &Paths) -> anyhow::Result<Vec<Finding>> {
     }
     image_tmp(paths, &mut out);
     cgroups(&live, &mut out);
-    networks(paths, &live, &mut out)?;
+    let bridges = networks(paths, &live, &mut out)?;
     let links = links()?;
     for (name, veth_peer_on_host) in &links {
         if name.starts_with("berthv") && *veth_peer_on_host {
@@ -330,9 +331,11 @@ fn scan(paths: &Paths) -> anyhow::Result<Vec<Finding>> {
             });
         }
     }
+    // Chains are judged only for this root's bridges: another root's network may be
+    // half-way through being made or removed (chains without their bridge) right now.
     for chain in nft_chains()? {
         let bridge = chain.split('-').next().unwrap_or_default();
-        if bridge.starts_with("berthbr") && !links.contains_key(bridge) {
+        if bridges.contains(bridge) && !links.contains_key(bridge) {
             out.push(Finding {
                 kind: "nftables",
                 what: format!("inet {NFT_TABLE} {chain}"),
@@ -398,9 +401,6 @@ fn image_tmp(paths: &Paths, out: &mut Vec<Finding>) {
         } else {
             continue;
         };
-        if age(&p) < min_age() {
-            continue;
-        }
         out.push(Finding {
             kind: "image-tmp",
             what: p.display().to_string(),
@@ -434,8 +434,11 @@ fn cgroups(live: &Live, out: &mut Vec<Finding>) {
         }
     }
     for (id, dirs) in by_id {
+        // A process anywhere below (a v1 hierarchy may hold sub-cgroups) makes it busy.
         let busy = dirs.iter().any(|d| {
-            std::fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|s| !s.trim().is_empty())
+            walk_dirs(d).iter().chain(std::iter::once(d)).any(|c| {
+                std::fs::read_to_string(c.join("cgroup.procs")).is_ok_and(|s| !s.trim().is_empty())
+            })
         });
         if busy {
             continue;
@@ -464,7 +467,13 @@ fn cgroups(live: &Live, out: &mut Vec<Finding>) {
 }
 
 /// Leases of containers that are gone, and networks no project of this root uses.
-fn networks(paths: &Paths, live: &Live, out: &mut Vec<Finding>) -> anyhow::Result<()> {
+/// Returns the bridges of the networks in use (the others go whole, chains and all).
+fn networks(
+    paths: &Paths,
+    live: &Live,
+    out: &mut Vec<Finding>,
+) -> anyhow::Result<BTreeSet<String>> {
+    let mut bridges = BTreeSet::new();
     let dir = paths.root.join("networks");
     for file in dir_names(&dir) {
         let Some(network) = file.strip_suffix(".json") else {
@@ -507,7 +516,12 @@ fn networks(paths: &Paths, live: &Live, out: &mut Vec<Finding>) -> anyhow::Resul
                 .projects
                 .iter()
                 .any(|p| network.starts_with(&format!("{p}_")));
-        if !used {
+        if used {
+            if let Some(b) = state.get("bridge").and_then(|b| b.as_str()) {
+                bridges.insert(b.to_string());
+            }
+        } else {
+            // Removed whole: bridge, DNS responder, chains, record.
             out.push(Finding {
                 kind: "network",
                 what: network.to_string(),
@@ -516,7 +530,7 @@ fn networks(paths: &Paths, live: &Live, out: &mut Vec<Finding>) -> anyhow::Resul
             });
         }
     }
-    Ok(())
+    Ok(bridges)
 }
 
 /// `berth…` links: name -> whether it is a veth whose peer is on the host too.

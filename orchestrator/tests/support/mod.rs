@@ -1,6 +1,6 @@
-//! A stack in a temporary directory of its own (BERTH_ROOT, BERTH_RUN, project dir, a
-//! busybox image imported), the `berth` binary run against it, and the checks that
-//! nothing of it is left on the host — the e2e tests' harness (see stack_e2e.rs), with
+//! The stack tests' harness (stack_e2e.rs, faults.rs): a stack in a temporary directory
+//! of its own (BERTH_ROOT, BERTH_RUN, project dir, a busybox image imported), the `berth`
+//! binary run against it, and the checks that nothing of it is left on the host, with
 //! `berth system check` as one more witness.
 
 #![allow(dead_code)]
@@ -142,24 +142,17 @@ impl Stack {
             .map(|d| d.flatten().map(|e| e.file_name()).collect())
             .unwrap_or_default();
         assert!(left.is_empty(), "network namespaces left: {left:?}");
-        let records: Vec<_> = std::fs::read_dir(self.root().join("containers"))
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name())
-                    .filter(|n| !n.to_string_lossy().starts_with('.'))
-                    .collect()
-            })
-            .unwrap_or_default();
-        assert!(records.is_empty(), "container records left: {records:?}");
-        let nets: Vec<_> = std::fs::read_dir(self.root().join("networks"))
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name())
-                    .filter(|n| !n.to_string_lossy().starts_with('.'))
-                    .collect()
-            })
-            .unwrap_or_default();
-        assert!(nets.is_empty(), "network records left: {nets:?}");
+        for kind in ["containers", "networks"] {
+            let left: Vec<_> = std::fs::read_dir(self.root().join(kind))
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name())
+                        .filter(|n| !n.to_string_lossy().starts_with('.'))
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert!(left.is_empty(), "{kind} records left: {left:?}");
+        }
         let nft = Command::new("nft")
             .args(["list", "ruleset"])
             .output()

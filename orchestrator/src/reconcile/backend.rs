@@ -54,7 +54,7 @@ impl Paths {
         let mut full = Vec::new();
         for (var, dir) in [("BERTH_ROOT", &self.root), ("BERTH_RUN", &self.run)] {
             if let Ok(st) = nix::sys::statvfs::statvfs(dir.as_path()) {
-                let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+                let free = st.blocks_available() * st.fragment_size();
                 if free < 1 << 20 {
                     full.push(format!(
                         "{var} ({}: {} KiB free)",

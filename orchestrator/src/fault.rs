@@ -25,6 +25,7 @@ pub const POINTS: &[(&str, Stage)] = &[
     ("net.ensure-after-record", Stage::Up),
     ("net.ensure-after-bridge", Stage::Up),
     ("up.after-network", Stage::Up),
+    ("net.helper-after-spawn", Stage::Up),
     ("up.after-dns", Stage::Up),
     ("up.after-volume", Stage::Up),
     ("up.after-resources", Stage::Up),

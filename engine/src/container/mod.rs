@@ -408,10 +408,7 @@ impl Engine {
                 while let Err(e) = self.call(&rec, &req) {
                     // The container may have exited on its own meanwhile, its monitor
                     // closing the socket as it leaves: that is a stop too.
-                    if self
-                        .wait_monitor_gone(&rec, Duration::from_secs(2))
-                        .is_ok()
-                    {
+                    if self.wait_monitor_gone(&rec, Duration::from_secs(2)).is_ok() {
                         return Ok(());
                     }
                     attempts += 1;

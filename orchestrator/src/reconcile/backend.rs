@@ -70,7 +70,7 @@ impl Paths {
             full.join(" and ")
         };
         Some(format!(
-            "the disk is full: {which}; free some space, then run the command again              (what was written is either whole or not there: records are replaced atomically)"
+            "the disk is full: {which}; free some space, then run the command again (what was written is either whole or not there: records are replaced atomically)"
         ))
     }
 

@@ -17,6 +17,7 @@
 
 pub mod cgroups;
 pub mod container;
+pub mod fault;
 pub mod image;
 pub mod init;
 pub mod logs;

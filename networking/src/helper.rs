@@ -141,16 +141,29 @@ impl Helper {
         let mut child = cmd
             .spawn()
             .map_err(|e| NetError::io(format!("start {}", prog.program.display()), e))?;
-        // On record at once, so a `berth` killed from here on leaves a helper the next
-        // run finds (and `stop` removes).
-        fs::write(self.file("pid"), child.id().to_string())
-            .map_err(|e| NetError::io(format!("write {}", self.file("pid").display()), e))?;
+        // The pid file first: a `berth` killed while the helper gets ready must leave a
+        // helper that the next run finds (and `stop` can stop), not an unknown process
+        // holding the helper's port.
+        let forget = |child: &mut std::process::Child| {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = fs::remove_file(self.file("pid"));
+        };
+        if let Err(e) = fs::write(self.file("pid"), child.id().to_string()) {
+            forget(&mut child);
+            return Err(NetError::io(
+                format!("write {}", self.file("pid").display()),
+                e,
+            ));
+        }
+        crate::fault::point("helper-after-spawn");
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             if fs::read_to_string(&ready).is_ok_and(|p| p.trim() == child.id().to_string()) {
                 break;
             }
             if let Ok(Some(status)) = child.try_wait() {
+                let _ = fs::remove_file(self.file("pid"));
                 let log = fs::read_to_string(self.file("log")).unwrap_or_default();
                 return Err(NetError::io(
                     format!("helper {} exited ({status}): {}", self.id, log.trim()),
@@ -158,8 +171,7 @@ impl Helper {
                 ));
             }
             if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
+                forget(&mut child);
                 return Err(NetError::io(
                     format!("helper {} did not start within 5s", self.id),
                     std::io::Error::from(std::io::ErrorKind::TimedOut),

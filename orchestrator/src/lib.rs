@@ -5,7 +5,9 @@
 //! - [`cli`]: one module per `berth` verb.
 
 pub mod cli;
+pub mod fault;
 pub mod graph;
 pub mod kube;
+pub mod project_lock;
 pub mod reconcile;
 pub mod stack;

@@ -429,12 +429,20 @@ impl Engine {
                 let req = Request::Stop {
                     timeout_ms: grace.as_millis() as u64,
                 };
-                if let Err(e) = self.call(&rec, &req) {
+                // A monitor drops a connection that sends nothing for a second: on a
+                // host this loaded (500 `down` threads on 2 cores) the request can come
+                // too late, so a refused call is tried again while the monitor lives.
+                let mut attempts = 0;
+                while let Err(e) = self.call(&rec, &req) {
                     // The container may have exited on its own meanwhile, its monitor
                     // closing the socket as it leaves: that is a stop too.
-                    return self
-                        .wait_monitor_gone(&rec, Duration::from_secs(2))
-                        .map_err(|_| e);
+                    if self.wait_monitor_gone(&rec, Duration::from_secs(2)).is_ok() {
+                        return Ok(());
+                    }
+                    attempts += 1;
+                    if attempts == 3 {
+                        return Err(e);
+                    }
                 }
                 self.wait_monitor_gone(&rec, grace + Duration::from_secs(10))
             }

@@ -230,6 +230,7 @@ pub async fn pull(
         manifest_bytes = b.to_vec();
     }
     store.put_blob_bytes(Some(&digest), &manifest_bytes)?;
+    crate::fault::point("pull.after-manifest");
     let m = manifest::parse_manifest(&manifest_bytes)?;
 
     let mut fetched = Vec::new();
@@ -353,6 +354,7 @@ pub async fn pull(
     };
     // Off the async thread: waiting for the exclusive lock must not stall other pulls
     // sharing this runtime (they hold the shared lock until they finish).
+    crate::fault::point("pull.before-record");
     {
         let (s, rec) = (store.clone(), record.clone());
         tokio::task::spawn_blocking(move || s.put_records(std::slice::from_ref(&rec)))
@@ -533,6 +535,7 @@ async fn fetch_blob(
         if let Some((l, _)) = &mut live {
             l.feed(&chunk).await;
         }
+        crate::fault::point("pull.mid-blob");
         progress.advance(d, hw.count);
     }
     hw.flush().map_err(io_err("writing", &partial))?;
@@ -570,6 +573,7 @@ async fn fetch_blob(
             started.elapsed()
         );
     }
+    crate::fault::point("pull.after-blob");
     drop(lock);
     Ok(Some(got))
 }

@@ -110,6 +110,7 @@ pub fn unpack_to_tmp(
 /// Moves a layer unpacked by [`unpack_to_tmp`] to `layers/`.
 pub fn commit_layer(store: &Store, tmp: tempfile::TempDir, diff_id: &Digest) -> Result<()> {
     let dest = store.layer_path(diff_id);
+    crate::fault::point("unpack.before-rename");
     let kept = tmp.keep();
     if let Err(e) = fs::rename(&kept, &dest) {
         let _ = fs::remove_dir_all(&kept);
@@ -135,6 +136,7 @@ pub fn unpack_into(reader: impl Read, root: &Path, layer: &str) -> Result<Digest
     for entry in archive.entries().map_err(bad_tar)? {
         let mut entry = entry.map_err(bad_tar)?;
         unpack_entry(&mut entry, root, layer, &mut dir_times, &mut dirs, &mut buf)?;
+        crate::fault::point("unpack.mid-layer");
     }
     // Directory times last: creating their children changed them.
     for (p, t) in dir_times.iter().rev() {

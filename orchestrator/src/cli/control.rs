@@ -52,6 +52,8 @@ fn parse_signal(s: &str) -> anyhow::Result<nix::sys::signal::Signal> {
 pub fn run(global: &GlobalArgs, verb: Verb, args: &ControlArgs) -> anyhow::Result<i32> {
     let backend = global.open()?;
     let loaded = Arc::clone(&backend.loaded);
+    let verb_name = format!("{verb:?}").to_lowercase();
+    let _lock = crate::project_lock::lock(&backend.paths.run, &loaded.name, &verb_name)?;
     let mut list: Vec<ContainerSummary> = super::service_containers(&backend, &args.services)?;
     // Stop dependants first; start dependencies first.
     let order = loaded.graph.start_order();

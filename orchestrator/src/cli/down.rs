@@ -27,8 +27,10 @@ pub struct DownArgs {
 pub fn run(global: &GlobalArgs, args: &DownArgs) -> anyhow::Result<i32> {
     let opts = global.load_options(&[])?;
     let loaded = Arc::new(stack::load(&opts)?);
-    let backend =
-        EngineBackend::new(Arc::clone(&loaded), Paths::from_env()).map_err(|e| anyhow!(e))?;
+    let paths = Paths::from_env();
+    let _lock = crate::project_lock::lock(&paths.run, &loaded.name, "down")?;
+    crate::fault::point("down.after-lock");
+    let backend = EngineBackend::new(Arc::clone(&loaded), paths).map_err(|e| anyhow!(e))?;
     let observed = backend.observe().map_err(|e| anyhow!(e))?;
     let timeout = args.timeout.map(Duration::from_secs);
     let mut problems = Vec::new();
@@ -82,6 +84,7 @@ pub fn run(global: &GlobalArgs, args: &DownArgs) -> anyhow::Result<i32> {
             }
         }
     }
+    crate::fault::point("down.after-containers");
     // What a `berth` killed in the middle of creating a container left.
     if let Err(e) = backend.engine.sweep_incomplete() {
         problems.push(format!("container records: {e}"));
@@ -99,7 +102,10 @@ pub fn run(global: &GlobalArgs, args: &DownArgs) -> anyhow::Result<i32> {
         }
         let Some(name) = &net.name else { continue };
         match backend.net.remove_network(name) {
-            Ok(()) if existing.contains(name) => eprintln!(" ✔ removed network {name}"),
+            Ok(()) if existing.contains(name) => {
+                eprintln!(" ✔ removed network {name}");
+                crate::fault::point("down.after-network");
+            }
             Ok(()) => {}
             Err(e) => problems.push(format!("network {name}: {e}")),
         }

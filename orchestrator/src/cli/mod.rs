@@ -15,6 +15,7 @@ mod ps;
 mod rm;
 mod run;
 mod stats;
+mod system;
 mod up;
 mod wait;
 
@@ -220,6 +221,9 @@ pub enum Command {
     /// The stack on Kubernetes: convert, apply, down, ps
     #[command(subcommand)]
     Kube(kube::KubeCommand),
+    /// Berth on this host: `check [--fix]` finds leaked objects, `prune` removes them
+    #[command(subcommand)]
+    System(system::SystemCommand),
 }
 
 /// Prints an error with its chain of causes and, for a stack-file error, the line at fault.
@@ -232,6 +236,13 @@ pub fn report(error: &anyhow::Error, colour: bool) {
     eprintln!("{label} {error}");
     for cause in error.chain().skip(1) {
         eprintln!("  caused by: {cause}");
+    }
+    let text = format!("{error:#}");
+    if !text.contains("the disk is full") {
+        let paths = crate::reconcile::backend::Paths::from_env();
+        if let Some(hint) = paths.full_disk_hint(&text) {
+            eprintln!("hint: {hint}");
+        }
     }
     if let Some(located) = error
         .downcast_ref::<crate::stack::error::StackError>()
@@ -295,6 +306,7 @@ pub fn main() -> i32 {
         Command::Images(args) => image::images(&cli.global, args),
         Command::Image(cmd) => image::image(&cli.global, cmd),
         Command::Kube(cmd) => kube::run(&cli.global, cmd),
+        Command::System(cmd) => system::run(cmd),
     };
     match result {
         Ok(code) => code,

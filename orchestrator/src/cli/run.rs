@@ -223,9 +223,11 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<i32> {
         stop_timeout: None,
         except: Some(args.service.clone()),
     };
-    let Some(c) = converge(global, &converge_args, &mode)? else {
+    let Some(mut c) = converge(global, &converge_args, &mode)? else {
         return Ok(0);
     };
+    // The one-off runs as long as its command: it does not hold the project's lock.
+    drop(c.lock.take());
     let backend = &c.backend;
     // The one-off starts once its dependencies meet their conditions, as the service would.
     if !args.no_deps {

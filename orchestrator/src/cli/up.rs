@@ -195,6 +195,8 @@ pub struct Converged {
     pub backend: Arc<EngineBackend>,
     pub runtime: tokio::runtime::Runtime,
     pub selected: Vec<String>,
+    /// The project's lock, held while the stack changes (none for a dry run).
+    pub lock: Option<crate::project_lock::ProjectLock>,
 }
 
 /// Options of [`converge`] beyond the shared flags.
@@ -227,6 +229,12 @@ pub fn converge(
     }
     let loaded = Arc::new(loaded);
     let paths = Paths::from_env();
+    // A dry run changes nothing: it needs no lock.
+    let lock = match mode.dry_run {
+        true => None,
+        false => Some(crate::project_lock::lock(&paths.run, &loaded.name, "up")?),
+    };
+    crate::fault::point("up.after-lock");
     let mut backend = EngineBackend::new(Arc::clone(&loaded), paths)
         .map_err(|e| anyhow!(e))?
         .with_stop_timeout(mode.stop_timeout);
@@ -243,6 +251,7 @@ pub fn converge(
         .observe()
         .map_err(|e| anyhow!(e))
         .context("reading what exists")?;
+    crate::fault::point("up.after-observe");
     let mut want = desired(&loaded, &|image| backend.image_digest(image));
     for (s, n) in &scale {
         if let Some(d) = want.services.get_mut(s) {
@@ -290,11 +299,18 @@ pub fn converge(
     }
     global.progress.actions(plan.actions());
     if !report.failed.is_empty() {
+        let mut all = String::new();
         for (service, why) in &report.failed {
             eprintln!("error: service {service}: {why}");
+            all.push_str(&why.to_string());
         }
+        let hint = backend
+            .paths
+            .full_disk_hint(&all)
+            .map(|h| format!("\n{h}"))
+            .unwrap_or_default();
         bail!(
-            "{} of {} services did not come up; `berth up` again retries, `berth down` removes what was made",
+            "{} of {} services did not come up; `berth up` again retries, `berth down` removes what was made{hint}",
             report.failed.len(),
             selected.len()
         );
@@ -303,6 +319,7 @@ pub fn converge(
         backend,
         runtime,
         selected,
+        lock,
     }))
 }
 
@@ -369,6 +386,9 @@ pub fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<i32> {
         wait_ready(&c, mode.wait_timeout)?;
         return Ok(0);
     }
+    // Following the logs is not changing the project: let `down` elsewhere go ahead.
+    let mut c = c;
+    drop(c.lock.take());
     if args.detach || args.no_start {
         return Ok(0);
     }

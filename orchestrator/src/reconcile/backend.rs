@@ -45,6 +45,35 @@ impl Paths {
         }
     }
 
+    /// When an error says a disk is full (ENOSPC), which of Berth's directories it is
+    /// and what to do: the engine's messages name the file, not the remedy.
+    pub fn full_disk_hint(&self, error_text: &str) -> Option<String> {
+        if !error_text.contains("No space left on device") {
+            return None;
+        }
+        let mut full = Vec::new();
+        for (var, dir) in [("BERTH_ROOT", &self.root), ("BERTH_RUN", &self.run)] {
+            if let Ok(st) = nix::sys::statvfs::statvfs(dir.as_path()) {
+                let free = st.blocks_available() * st.fragment_size();
+                if free < 1 << 20 {
+                    full.push(format!(
+                        "{var} ({}: {} KiB free)",
+                        dir.display(),
+                        free >> 10
+                    ));
+                }
+            }
+        }
+        let which = if full.is_empty() {
+            "a disk Berth writes to".to_string()
+        } else {
+            full.join(" and ")
+        };
+        Some(format!(
+            "the disk is full: {which}; free some space, then run the command again (what was written is either whole or not there: records are replaced atomically)"
+        ))
+    }
+
     pub fn volumes(&self) -> PathBuf {
         self.root.join("volumes")
     }
@@ -202,6 +231,7 @@ impl EngineBackend {
             .network_spec(name)
             .ok_or_else(|| format!("network {name} is not in the stack"))?;
         let info = self.net.ensure_network(&spec).map_err(err)?;
+        crate::fault::point("up.after-network");
         if !self.net.dns_running(&info.name) {
             self.net
                 .start_dns(
@@ -215,6 +245,7 @@ impl EngineBackend {
                     },
                 )
                 .map_err(err)?;
+            crate::fault::point("up.after-dns");
         }
         Ok(())
     }
@@ -284,6 +315,7 @@ impl EngineBackend {
         let id = self.create_container(service, number, None)?;
         if self.start_created {
             self.engine.start(&id).map_err(err)?;
+            crate::fault::point("up.after-start");
         }
         Ok(())
     }
@@ -311,7 +343,9 @@ impl EngineBackend {
         };
         let rootfs = rootfs::prepare(&self.images, &reference, &name, &rootfs::Options::default())
             .map_err(err)?;
+        crate::fault::point("up.after-rootfs");
         let (own_ns, netns) = self.netns_for(svc, &name)?;
+        crate::fault::point("up.after-netns");
         let mut etc_files = Vec::new();
         if let Some(ns) = &own_ns {
             let mut requests = Vec::new();
@@ -351,6 +385,7 @@ impl EngineBackend {
                 });
             }
             let attachments = self.net.attach(ns, &requests).map_err(err)?;
+            crate::fault::point("up.after-attach");
             if let Some(first) = requests.first() {
                 let ports: Vec<PortMapping> = svc
                     .ports
@@ -369,6 +404,7 @@ impl EngineBackend {
                     self.net.publish(ns, &first.network, &ports).map_err(err)?;
                 }
             }
+            crate::fault::point("up.after-publish");
             let dir = self.paths.etc(&name);
             std::fs::create_dir_all(&dir).map_err(err)?;
             let gateways: Vec<std::net::IpAddr> =
@@ -399,6 +435,7 @@ impl EngineBackend {
             std::fs::write(dir.join("hosts"), hosts).map_err(err)?;
             etc_files.push((dir.join("resolv.conf"), "/etc/resolv.conf".to_string()));
             etc_files.push((dir.join("hosts"), "/etc/hosts".to_string()));
+            crate::fault::point("up.after-etc");
         }
         let hash = service_hash(&self.loaded, service).unwrap_or_default();
         let placement = Placement {
@@ -443,7 +480,9 @@ impl EngineBackend {
                 }
             }
         }
-        self.engine.create(cfg).map_err(err)
+        let id = self.engine.create(cfg).map_err(err)?;
+        crate::fault::point("up.after-create");
+        Ok(id)
     }
 
     /// The project's one-off containers (`berth run`), by name: `down` removes them,
@@ -469,24 +508,29 @@ impl EngineBackend {
             if let Err(e) = self.engine.stop(name, timeout) {
                 problems.push(e.to_string());
             }
+            crate::fault::point("down.after-stop");
             if let Err(e) = self.engine.remove(name, true) {
                 problems.push(e.to_string());
             }
+            crate::fault::point("down.after-remove");
         }
         if let Ok(ns) = Netns::at(&self.paths.run, name) {
             // Detach also finds what a crashed run left, namespace file or not.
             if let Err(e) = self.net.detach(&ns, None) {
                 problems.push(e.to_string());
             }
+            crate::fault::point("down.after-detach");
             if ns.exists() {
                 if let Err(e) = ns.remove() {
                     problems.push(e.to_string());
                 }
             }
+            crate::fault::point("down.after-netns");
         }
         if let Err(e) = rootfs::remove(&self.paths.root, name) {
             problems.push(e.to_string());
         }
+        crate::fault::point("down.after-rootfs");
         let _ = std::fs::remove_dir_all(self.paths.etc(name));
         // Anonymous volumes are the container's own: they go with it.
         let prefix = anonymous_prefix(name);
@@ -575,7 +619,9 @@ impl Backend for EngineBackend {
             Action::CreateNetwork(name) => self.create_network(name),
             Action::CreateVolume(name) => {
                 std::fs::create_dir_all(volume_dir(&self.paths.volumes(), name))
-                    .map_err(|e| format!("creating volume {name}: {e}"))
+                    .map_err(|e| format!("creating volume {name}: {e}"))?;
+                crate::fault::point("up.after-volume");
+                Ok(())
             }
             Action::Create { service, number } => {
                 let name = container_name(self.project(), service, *number);
@@ -593,7 +639,16 @@ impl Backend for EngineBackend {
                 self.remove_container(container, self.stop_timeout)?;
                 self.create(service, *number)
             }
-            Action::Start { container } => self.engine.start(container).map_err(err),
+            Action::Start { container } => {
+                // A container whose monitor was killed reads as dead: its process may
+                // still run, unsupervised. Stop that, then start it under a new monitor.
+                if self.engine.inspect(container).map_err(err)?.state == Status::Dead {
+                    self.engine
+                        .stop(container, Some(Duration::ZERO))
+                        .map_err(err)?;
+                }
+                self.engine.start(container).map_err(err)
+            }
             Action::Restart { container, .. } => self
                 .engine
                 .restart(container, self.stop_timeout)

@@ -113,6 +113,7 @@ pub async fn execute<B: Backend>(
             return report;
         }
     }
+    crate::fault::point("up.after-resources");
 
     let mut senders = HashMap::new();
     let mut receivers = HashMap::new();
@@ -191,6 +192,9 @@ async fn run_service<B: Backend>(
             Ok(()) => wait_condition(backend, &wait, timing).await,
             Err(e) => Err(e),
         };
+        if result.is_ok() && wait.condition != Condition::Started {
+            crate::fault::point("up.after-dependency");
+        }
         if let Err(reason) = result {
             if wait.required {
                 return Err(ServiceFailure::Dependency {

@@ -1,6 +1,7 @@
-//! What the end-to-end stack tests share: a project directory with its own BERTH_ROOT,
-//! BERTH_RUN and busybox image ([`Stack`]), a guard that runs `berth down -v` however the
-//! test ends, and the check that nothing of the stack is left on the host.
+//! What the end-to-end stack tests share (stack_e2e, stack_cli_e2e, faults): a project
+//! directory with its own BERTH_ROOT, BERTH_RUN and busybox image ([`Stack`]), a guard
+//! that runs `berth down -v` however the test ends, and the check that nothing of the
+//! stack is left on the host, with `berth system check` as one more witness.
 #![allow(dead_code)] // each test file uses its own part
 
 use std::cell::RefCell;
@@ -24,6 +25,12 @@ pub fn berth_bin() -> &'static str {
 impl Stack {
     /// A project directory with a busybox image imported into its own store.
     pub fn new(project: &str, compose: &str) -> Stack {
+        Self::with_root(project, compose, |_| {})
+    }
+
+    /// As `new`, with `prepare_root` run on the empty BERTH_ROOT before anything is
+    /// written there (the full-disk test mounts a small tmpfs on it).
+    pub fn with_root(project: &str, compose: &str, prepare_root: impl FnOnce(&Path)) -> Stack {
         let bin = Path::new(berth_bin()).parent().unwrap();
         assert!(
             bin.join("berth-monitor").exists() && bin.join("berth-dns").exists(),
@@ -41,7 +48,8 @@ impl Stack {
         for d in ["root", "run", "proj"] {
             std::fs::create_dir_all(s.dir.path().join(d)).unwrap();
         }
-        std::fs::write(s.dir.path().join("proj/compose.yaml"), compose).unwrap();
+        prepare_root(&s.root());
+        s.set_compose(compose);
         let rootfs = s.dir.path().join("rootfs");
         berth_tests::busybox_rootfs(&rootfs).unwrap();
         std::fs::write(rootfs.join("var/www/index.html"), "hello from berth\n").unwrap();
@@ -63,7 +71,20 @@ impl Stack {
             "import: {}",
             String::from_utf8_lossy(&o.stderr)
         );
+        let _ = std::fs::remove_file(&tar);
         s
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    /// Lines of `berth ps` that say running.
+    pub fn running(&self) -> usize {
+        self.ok(&["ps"])
+            .lines()
+            .filter(|l| l.contains("running"))
+            .count()
     }
 
     pub fn root(&self) -> PathBuf {
@@ -71,15 +92,7 @@ impl Stack {
     }
 
     pub fn berth(&self, args: &[&str]) -> Output {
-        let out = Command::new(berth_bin())
-            .args(["-p", &self.project])
-            .args(args)
-            .current_dir(self.dir.path().join("proj"))
-            .env("BERTH_ROOT", self.root())
-            .env("BERTH_RUN", self.dir.path().join("run"))
-            .env_remove("BERTH_PROJECT_NAME")
-            .output()
-            .unwrap();
+        let out = self.command(args).output().unwrap();
         self.remember_containers();
         out
     }
@@ -91,8 +104,9 @@ impl Stack {
             .args(args)
             .current_dir(self.dir.path().join("proj"))
             .env("BERTH_ROOT", self.root())
-            .env("BERTH_RUN", self.dir.path().join("run"))
-            .env_remove("BERTH_PROJECT_NAME");
+            .env("BERTH_RUN", self.run_dir())
+            .env_remove("BERTH_PROJECT_NAME")
+            .env_remove("BERTH_FAULT");
         c
     }
 
@@ -126,12 +140,19 @@ impl Stack {
     /// Nothing of this project may be left on the host.
     pub fn assert_nothing_left(&self) {
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let root = self.dir.path().display().to_string();
-        assert!(!mounts.contains(&root), "a mount under {root} is left");
+        let base = self.dir.path().display().to_string();
+        let root = self.root().display().to_string();
+        // The root itself may be a disk of its own (the full-disk test's tmpfs).
+        let stray: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|mp| mp.starts_with(&base) && *mp != root)
+            .collect();
+        assert!(stray.is_empty(), "mounts left: {stray:?}");
         let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
         let ps = String::from_utf8_lossy(&ps.stdout);
         assert!(
-            !ps.contains(&root),
+            !ps.contains(&base),
             "a process of this stack is left:\n{ps}"
         );
         let netns = self.dir.path().join("run/netns");
@@ -188,12 +209,30 @@ impl Stack {
             .output()
             .unwrap();
         assert!(!link.status.success(), "bridge {bridge} is left");
+        // And Berth's own leak check agrees.
+        let check = self.berth(&["system", "check"]);
+        assert_eq!(
+            check.status.code(),
+            Some(0),
+            "berth system check after down:\n{}\n{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
     }
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
         let _ = self.berth(&["down", "-v", "-t", "0"]);
+        // A root on a disk of its own (`with_root`) goes after the stack.
+        let root = self.root().display().to_string();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        if mounts
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(root.as_str()))
+        {
+            let _ = Command::new("umount").args(["-l", &root]).status();
+        }
     }
 }
 
@@ -225,7 +264,7 @@ pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let started = Instant::now();
     while !f() {
         assert!(
-            started.elapsed() < Duration::from_secs(20),
+            started.elapsed() < Duration::from_secs(30),
             "timed out waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(100));
@@ -237,4 +276,10 @@ pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 pub fn cli_subnet(seed: u32) -> String {
     assert!((1..=10).contains(&seed));
     format!("10.224.{}.0/24", (seed - 1) * 25 + std::process::id() % 25)
+}
+
+/// A /24 of the fault tests' own block, 10.226.0.0/16: seed 1..=10, each a band of 25.
+pub fn fault_subnet(seed: u32) -> String {
+    assert!((1..=10).contains(&seed));
+    format!("10.226.{}.0/24", (seed - 1) * 25 + std::process::id() % 25)
 }

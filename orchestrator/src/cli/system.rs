@@ -53,6 +53,14 @@ pub struct PruneArgs {
     pub force: bool,
 }
 
+/// `BERTH_CHECK_SCOPE=root`: judge only what is attributable to this root (its records,
+/// paths, bridges and containers' cgroups), not the host-wide kinds (empty cgroups of no
+/// container, veths with both ends on the host) that another root's run beside this one
+/// may own for a moment. Test suites whose stacks run side by side use it.
+fn root_scope_only() -> bool {
+    std::env::var("BERTH_CHECK_SCOPE").is_ok_and(|v| v == "root")
+}
+
 /// Objects younger than this are not judged: they may be half-way through being made
 /// by a `berth` of another root (this root's are excluded by the project locks).
 fn min_age() -> Duration {
@@ -322,7 +330,7 @@ fn scan(paths: &Paths) -> anyhow::Result<Vec<Finding>> {
     let bridges = networks(paths, &live, &mut out)?;
     let links = links()?;
     for (name, veth_peer_on_host) in &links {
-        if name.starts_with("berthv") && *veth_peer_on_host {
+        if name.starts_with("berthv") && *veth_peer_on_host && !root_scope_only() {
             out.push(Finding {
                 kind: "link",
                 what: name.clone(),
@@ -448,7 +456,7 @@ fn cgroups(live: &Live, out: &mut Vec<Finding>) {
                 continue;
             }
             "cgroup of a container that does not run"
-        } else if dirs.iter().all(|d| age(d) >= min_age()) {
+        } else if !root_scope_only() && dirs.iter().all(|d| age(d) >= min_age()) {
             "empty cgroup of no container"
         } else {
             continue;

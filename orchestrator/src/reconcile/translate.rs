@@ -7,7 +7,7 @@ use std::time::Duration as StdDuration;
 
 use berth_engine::container::{
     ContainerConfig, DeviceSpec, HealthTest, Healthcheck, ImageConfig, JoinNamespaces, LogConfig,
-    MountSpec, Resources, RestartPolicy, Ulimit,
+    MountSpec, Resources, RestartPolicy, SeccompPolicy, Security, Ulimit,
 };
 
 use crate::stack::model::{self, Project, Service, SwapLimit, VolumeType};
@@ -294,7 +294,37 @@ pub fn container_config(
         stop_grace_period: svc.stop_grace_period.as_ref().map(duration),
         init: svc.init.unwrap_or(false),
         log,
+        security: security(svc, project)?,
     })
+}
+
+/// `security_opt` as Docker reads it: `no-new-privileges[:true|false]`,
+/// `seccomp=unconfined|FILE` (a relative FILE is the project directory's); `label` and
+/// `apparmor` are accepted and not enforced (this host has neither LSM).
+fn security(svc: &Service, project: &Project) -> Result<Security, String> {
+    let mut out = Security::default();
+    for opt in &svc.security_opt {
+        let (key, value) = match opt.split_once(['=', ':']) {
+            Some((k, v)) => (k, Some(v)),
+            None => (opt.as_str(), None),
+        };
+        match (key, value) {
+            ("no-new-privileges", None | Some("true")) => out.no_new_privileges = Some(true),
+            ("no-new-privileges", Some("false")) => out.no_new_privileges = Some(false),
+            ("seccomp", Some("unconfined")) => out.seccomp = SeccompPolicy::Unconfined,
+            ("seccomp", Some(file)) if !file.is_empty() => {
+                out.seccomp = SeccompPolicy::Profile(project.working_dir.join(file))
+            }
+            ("label" | "apparmor", Some(_)) => {}
+            _ => {
+                return Err(format!(
+                    "security_opt {opt:?}: use no-new-privileges[:true|false], \
+                     seccomp=unconfined or seccomp=FILE (label= and apparmor= are accepted, not enforced)"
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Where a volume's data lives.

@@ -38,6 +38,7 @@
 
 pub mod config;
 pub mod spec;
+pub mod private_dirs;
 mod types;
 
 use std::io::Read;
@@ -117,9 +118,12 @@ impl Engine {
     pub fn new(root: impl Into<PathBuf>, run: impl Into<PathBuf>) -> Result<Engine> {
         let root = std::path::absolute(root.into()).map_err(io_err("resolving BERTH_ROOT"))?;
         let run = std::path::absolute(run.into()).map_err(io_err("resolving BERTH_RUN"))?;
+        private_dirs::ensure_private_dir("BERTH_ROOT", &root)?;
+        private_dirs::ensure_private_dir("BERTH_RUN", &run)?;
         let store = Store::new(&root, &run);
+        // Records (environments, secrets among them), logs and control sockets: root's.
         for d in [store.root_dir().to_path_buf(), run.join("containers")] {
-            std::fs::create_dir_all(&d).map_err(io_err(format!("creating {}", d.display())))?;
+            private_dirs::make_private(&d)?;
         }
         Ok(Engine {
             root,

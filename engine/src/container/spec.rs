@@ -629,4 +629,63 @@ mod tests {
         }];
         assert!(build("x", &c).unwrap_err().to_string().contains("ulimits"));
     }
+
+    #[test]
+    fn defaults_confine_and_privileged_lifts_it_all() {
+        let c = cfg();
+        let v = build("x", &c).unwrap();
+        assert_eq!(v["process"]["noNewPrivileges"], true);
+        let sc = &v["linux"]["seccomp"];
+        assert_eq!(sc["defaultAction"], "SCMP_ACT_ALLOW");
+        assert!(sc.to_string().contains("\"mount\""), "{sc}");
+        let devs = v["linux"]["resources"]["devices"].as_array().unwrap();
+        assert_eq!(devs[0], json!({"allow": false, "access": "rwm"}));
+        assert!(
+            !devs.iter().any(|r| r["type"] == "b"),
+            "block nodes may not be made: {devs:?}"
+        );
+        assert!(v["linux"]["maskedPaths"].to_string().contains("/proc/kcore"));
+        assert_eq!(v["process"]["capabilities"]["bounding"].as_array().unwrap().len(), 14);
+
+        let mut p = cfg();
+        p.privileged = true;
+        let v = build("x", &p).unwrap();
+        assert_eq!(v["process"]["noNewPrivileges"], false);
+        assert!(v["linux"].get("seccomp").is_none());
+        assert!(v["linux"].get("maskedPaths").is_none());
+        assert_eq!(
+            v["linux"]["resources"]["devices"],
+            json!([{"allow": true, "access": "rwm"}])
+        );
+    }
+
+    #[test]
+    fn security_opt_overrides() {
+        use crate::container::config::{SeccompPolicy, Security};
+        let mut c = cfg();
+        c.security = Security {
+            seccomp: SeccompPolicy::Unconfined,
+            no_new_privileges: Some(false),
+        };
+        let v = build("x", &c).unwrap();
+        assert!(v["linux"].get("seccomp").is_none());
+        assert_eq!(v["process"]["noNewPrivileges"], false);
+
+        // cap_add SYS_ADMIN lifts the mount rows, as in Docker's profile.
+        let mut c = cfg();
+        c.cap_add = vec!["SYS_ADMIN".into()];
+        let v = build("x", &c).unwrap();
+        assert!(!v["linux"]["seccomp"].to_string().contains("\"mount\""));
+
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("profile.json");
+        std::fs::write(&f, r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}"#).unwrap();
+        let mut c = cfg();
+        c.security.seccomp = SeccompPolicy::Profile(f.clone());
+        let v = build("x", &c).unwrap();
+        assert_eq!(v["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        std::fs::write(&f, "{").unwrap();
+        let e = build("x", &c).unwrap_err().to_string();
+        assert!(e.contains("security_opt.seccomp") && e.contains("profile.json"), "{e}");
+    }
 }

@@ -294,14 +294,14 @@ pub fn container_config(
         stop_grace_period: svc.stop_grace_period.as_ref().map(duration),
         init: svc.init.unwrap_or(false),
         log,
-        security: security(svc, project)?,
+        security: security(svc)?,
     })
 }
 
 /// `security_opt` as Docker reads it: `no-new-privileges[:true|false]`,
-/// `seccomp=unconfined|FILE` (a relative FILE is the project directory's); `label` and
+/// `seccomp=unconfined|FILE`; `label` and
 /// `apparmor` are accepted and not enforced (this host has neither LSM).
-fn security(svc: &Service, project: &Project) -> Result<Security, String> {
+fn security(svc: &Service) -> Result<Security, String> {
     let mut out = Security::default();
     for opt in &svc.security_opt {
         let (key, value) = match opt.split_once(['=', ':']) {
@@ -313,7 +313,10 @@ fn security(svc: &Service, project: &Project) -> Result<Security, String> {
             ("no-new-privileges", Some("false")) => out.no_new_privileges = Some(false),
             ("seccomp", Some("unconfined")) => out.seccomp = SeccompPolicy::Unconfined,
             ("seccomp", Some(file)) if !file.is_empty() => {
-                out.seccomp = SeccompPolicy::Profile(project.working_dir.join(file))
+                // Relative to where `berth` runs, as `docker run --security-opt` reads it.
+                let path = std::path::absolute(file)
+                    .map_err(|e| format!("security_opt {opt:?}: {e}"))?;
+                out.seccomp = SeccompPolicy::Profile(path)
             }
             ("label" | "apparmor", Some(_)) => {}
             _ => {

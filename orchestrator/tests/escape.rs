@@ -51,6 +51,8 @@ impl Stack {
         }
         let compose = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/escape/compose.yaml");
         std::fs::copy(compose, s.dir.path().join("proj/compose.yaml")).unwrap();
+        // The secret: world-readable on the host, 0400 and read-only in the container.
+        std::fs::write(s.dir.path().join("proj/token.txt"), "s3cr3t-value\n").unwrap();
         let rootfs = s.dir.path().join("rootfs");
         berth_tests::busybox_rootfs(&rootfs).unwrap();
         let tar = s.dir.path().join("rootfs.tar");
@@ -261,6 +263,14 @@ fn a_default_container_cannot_escape_and_a_privileged_one_can() {
     });
 
     let mut failures = vec![];
+    // Secrets: mode 0400, read-only, the value there; the host file keeps its own mode.
+    let (code, out) = s.sh(
+        "confined",
+        "stat -c %a /run/secrets/token; cat /run/secrets/token; echo x >> /run/secrets/token",
+    );
+    if code == 0 || !out.starts_with("400\ns3cr3t-value\n") || !out.contains("Read-only") {
+        failures.push(format!("secret: not 0400 and read-only (exit {code}):\n{out}"));
+    }
     for c in &cases {
         let (code, out) = s.sh("confined", &c.script);
         if code == 0 || !c.denied.iter().any(|d| out.contains(d)) {

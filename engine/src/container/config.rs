@@ -104,6 +104,16 @@ pub enum MountSpec {
         target: String,
         read_only: bool,
     },
+    /// A secret: the host file is copied into the container's record directory (root's
+    /// alone) and that copy bound read-only, with `mode` (default 0400) and owned by
+    /// `uid`/`gid` (default: the container's user), so the user's file keeps its own mode.
+    Secret {
+        source: PathBuf,
+        target: String,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    },
     /// A fresh tmpfs.
     Tmpfs {
         target: String,

@@ -337,6 +337,18 @@ pub fn build(id: &str, c: &ContainerConfig) -> Result<Value, EngineError> {
                     json!({"destination": target, "type": "bind", "source": source, "options": o}),
                 );
             }
+            MountSpec::Secret { source, target, .. } => {
+                abs_target(&field, target)?;
+                if !source.is_absolute() || !source.is_file() {
+                    return Err(bad(
+                        &field,
+                        format!("secret {} must be an existing absolute host file", source.display()),
+                    ));
+                }
+                // The source becomes the staged copy (Engine::create, `stage_secrets`).
+                mounts.push(json!({"destination": target, "type": "bind", "source": source,
+                    "options": ["rbind", "rprivate", "ro"]}));
+            }
             MountSpec::Tmpfs { target, size, mode } => {
                 abs_target(&field, target)?;
                 let mut o = vec!["nosuid".to_string(), "nodev".to_string()];

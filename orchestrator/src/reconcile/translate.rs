@@ -181,18 +181,39 @@ fn mounts(svc: &Service, project: &Project, p: &Placement) -> Result<Vec<MountSp
         (&svc.secrets, &project.secrets, "/run/secrets/"),
         (&svc.configs, &project.configs, "/"),
     ] {
+        let is_secret = default_dir == "/run/secrets/";
         for r in refs {
             let file = top
                 .get(&r.source)
                 .and_then(|s| s.file.clone())
                 .ok_or_else(|| format!("{:?} has no `file` Berth can mount", r.source))?;
-            out.push(MountSpec::Bind {
-                source: PathBuf::from(file),
-                target: r
-                    .target
-                    .clone()
-                    .unwrap_or_else(|| format!("{default_dir}{}", r.source)),
-                read_only: true,
+            let target = r
+                .target
+                .clone()
+                .unwrap_or_else(|| format!("{default_dir}{}", r.source));
+            let id = |v: &Option<String>, what: &str| -> Result<Option<u32>, String> {
+                v.as_deref()
+                    .map(|t| {
+                        t.parse()
+                            .map_err(|_| format!("secret {:?}: {what} {t:?} is not a number", r.source))
+                    })
+                    .transpose()
+            };
+            out.push(if is_secret {
+                // Copied, read-only, 0400 unless the stack says otherwise.
+                MountSpec::Secret {
+                    source: PathBuf::from(file),
+                    target,
+                    mode: r.mode.as_ref().map(|m| m.0),
+                    uid: id(&r.uid, "uid")?,
+                    gid: id(&r.gid, "gid")?,
+                }
+            } else {
+                MountSpec::Bind {
+                    source: PathBuf::from(file),
+                    target,
+                    read_only: true,
+                }
             });
         }
     }

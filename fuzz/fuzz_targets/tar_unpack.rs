@@ -9,7 +9,9 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     // /dev/shm keeps the per-input files off the disk.
     let base = if Path::new("/dev/shm").is_dir() {
-        tempfile::Builder::new().prefix("berth-fuzz-").tempdir_in("/dev/shm")
+        tempfile::Builder::new()
+            .prefix("berth-fuzz-")
+            .tempdir_in("/dev/shm")
     } else {
         tempfile::Builder::new().prefix("berth-fuzz-").tempdir()
     }
@@ -19,6 +21,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = berth_engine::image::unpack::unpack_into(data, &root, "fuzz");
     // Anything outside `root` but inside `base` would be an escape the unpacker let by.
     for e in std::fs::read_dir(base.path()).expect("read base").flatten() {
-        assert_eq!(e.file_name(), "layer", "the unpacker wrote outside the layer");
+        assert_eq!(
+            e.file_name(),
+            "layer",
+            "the unpacker wrote outside the layer"
+        );
     }
 });

@@ -57,7 +57,13 @@ impl Stack {
         berth_tests::busybox_rootfs(&rootfs).unwrap();
         let tar = s.dir.path().join("rootfs.tar");
         let st = Command::new("tar")
-            .args(["-C", rootfs.to_str().unwrap(), "-cf", tar.to_str().unwrap(), "."])
+            .args([
+                "-C",
+                rootfs.to_str().unwrap(),
+                "-cf",
+                tar.to_str().unwrap(),
+                ".",
+            ])
             .status()
             .unwrap();
         assert!(st.success());
@@ -154,7 +160,11 @@ const EPERM: &[&str] = &[
     "Permission denied",
     "permission denied",
 ];
-const EROFS: &[&str] = &["Read-only file system", "Operation not permitted", "Permission denied"];
+const EROFS: &[&str] = &[
+    "Read-only file system",
+    "Operation not permitted",
+    "Permission denied",
+];
 
 #[test]
 fn a_default_container_cannot_escape_and_a_privileged_one_can() {
@@ -269,7 +279,9 @@ fn a_default_container_cannot_escape_and_a_privileged_one_can() {
         "stat -c %a /run/secrets/token; cat /run/secrets/token; echo x >> /run/secrets/token",
     );
     if code == 0 || !out.starts_with("400\ns3cr3t-value\n") || !out.contains("Read-only") {
-        failures.push(format!("secret: not 0400 and read-only (exit {code}):\n{out}"));
+        failures.push(format!(
+            "secret: not 0400 and read-only (exit {code}):\n{out}"
+        ));
     }
     for c in &cases {
         let (code, out) = s.sh("confined", &c.script);
@@ -289,14 +301,19 @@ fn a_default_container_cannot_escape_and_a_privileged_one_can() {
             }
             eprintln!("{}: denied by default, works in `{svc}`", c.name);
         } else {
-            eprintln!("{}: denied by default (no privileged counterpart here)", c.name);
+            eprintln!(
+                "{}: denied by default (no privileged counterpart here)",
+                c.name
+            );
         }
     }
     // The host process was killed by `hostpid` only.
     let status = victim.wait().unwrap();
     use std::os::unix::process::ExitStatusExt;
     if status.signal() != Some(nix::libc::SIGTERM) {
-        failures.push(format!("the host's sleep ended with {status:?}, not SIGTERM"));
+        failures.push(format!(
+            "the host's sleep ended with {status:?}, not SIGTERM"
+        ));
     }
 
     // reboot last: in the privileged container it ends the container's PID namespace
@@ -306,7 +323,9 @@ fn a_default_container_cannot_escape_and_a_privileged_one_can() {
     let confined_reboot = reboot.replace("3601", "3600");
     let (code, out) = s.sh("confined", &confined_reboot);
     if code == 0 || !EPERM.iter().any(|d| out.contains(d)) {
-        failures.push(format!("reboot: the default container was not stopped (exit {code}):\n{out}"));
+        failures.push(format!(
+            "reboot: the default container was not stopped (exit {code}):\n{out}"
+        ));
     }
     let (_, out) = s.sh("privileged", reboot);
     if out.contains("not our own PID 1") {
@@ -316,12 +335,18 @@ fn a_default_container_cannot_escape_and_a_privileged_one_can() {
     let mut ps = String::new();
     for _ in 0..100 {
         ps = s.ok(&["ps", "-a"]);
-        if !ps.lines().any(|l| l.contains("privileged") && l.contains("running")) {
+        if !ps
+            .lines()
+            .any(|l| l.contains("privileged") && l.contains("running"))
+        {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    if ps.lines().any(|l| l.contains("privileged") && l.contains("running")) {
+    if ps
+        .lines()
+        .any(|l| l.contains("privileged") && l.contains("running"))
+    {
         failures.push(format!(
             "reboot: the privileged container still runs after reboot(2):\n{ps}\n{out}"
         ));
@@ -364,5 +389,8 @@ fn an_unpublished_host_port_on_the_gateway_is_out_of_reach() {
         "confined",
         &format!("timeout 5 nc -w 2 {gateway} {port} </dev/null | grep -q hello"),
     );
-    assert_ne!(code, 0, "the container reached {gateway}:{port} on the host:\n{out}");
+    assert_ne!(
+        code, 0,
+        "the container reached {gateway}:{port} on the host:\n{out}"
+    );
 }

@@ -37,8 +37,8 @@
 //! ```
 
 pub mod config;
-pub mod spec;
 pub mod private_dirs;
+pub mod spec;
 mod types;
 
 use std::io::Read;
@@ -221,25 +221,44 @@ impl Engine {
 
     /// Copies each secret into `<record dir>/secrets/N` with its mode and owner and points
     /// the spec's bind at the copy.
-    fn stage_secrets(&self, id: &str, cfg: &ContainerConfig, mut oci: serde_json::Value) -> Result<serde_json::Value> {
+    fn stage_secrets(
+        &self,
+        id: &str,
+        cfg: &ContainerConfig,
+        mut oci: serde_json::Value,
+    ) -> Result<serde_json::Value> {
         use std::os::unix::fs::PermissionsExt;
         let uid = oci["process"]["user"]["uid"].as_u64().unwrap_or(0) as u32;
         let gid = oci["process"]["user"]["gid"].as_u64().unwrap_or(0) as u32;
         for (i, m) in cfg.mounts.iter().enumerate() {
-            let MountSpec::Secret { source, target, mode, uid: u, gid: g } = m else {
+            let MountSpec::Secret {
+                source,
+                target,
+                mode,
+                uid: u,
+                gid: g,
+            } = m
+            else {
                 continue;
             };
             let dir = self.store.dir(id).join("secrets");
             private_dirs::make_private(&dir)?;
             let copy = dir.join(i.to_string());
-            std::fs::copy(source, &copy)
-                .map_err(io_err(format!("copying secret {} for {target}", source.display())))?;
+            std::fs::copy(source, &copy).map_err(io_err(format!(
+                "copying secret {} for {target}",
+                source.display()
+            )))?;
             std::os::unix::fs::chown(&copy, Some(u.unwrap_or(uid)), Some(g.unwrap_or(gid)))
                 .map_err(io_err(format!("chown of the secret for {target}")))?;
-            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(mode.unwrap_or(0o400)))
-                .map_err(io_err(format!("chmod of the secret for {target}")))?;
+            std::fs::set_permissions(
+                &copy,
+                std::fs::Permissions::from_mode(mode.unwrap_or(0o400)),
+            )
+            .map_err(io_err(format!("chmod of the secret for {target}")))?;
             for mnt in oci["mounts"].as_array_mut().into_iter().flatten() {
-                if mnt["destination"] == target.as_str() && mnt["source"] == serde_json::json!(source) {
+                if mnt["destination"] == target.as_str()
+                    && mnt["source"] == serde_json::json!(source)
+                {
                     mnt["source"] = serde_json::json!(copy);
                 }
             }

@@ -86,9 +86,11 @@ pub fn ensure_private_dir(what: &str, dir: &Path) -> Result<()> {
 
 /// Creates `dir` if needed and makes it root's alone (0700), whatever it was.
 pub fn make_private(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(super::types::io_err(format!("creating {}", dir.display())))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(super::types::io_err(format!("chmod 0700 {}", dir.display())))
+    std::fs::create_dir_all(dir)
+        .map_err(super::types::io_err(format!("creating {}", dir.display())))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(
+        super::types::io_err(format!("chmod 0700 {}", dir.display())),
+    )
 }
 
 #[cfg(test)]
@@ -105,15 +107,25 @@ mod tests {
         let open = t.path().join("open");
         std::fs::create_dir(&open).unwrap();
         chmod(&open, 0o777);
-        let e = ensure_private_dir("BERTH_ROOT", &open).unwrap_err().to_string();
-        assert!(e.contains("writable by other users") && e.contains("chmod go-w"), "{e}");
+        let e = ensure_private_dir("BERTH_ROOT", &open)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("writable by other users") && e.contains("chmod go-w"),
+            "{e}"
+        );
         chmod(&open, 0o775);
-        assert!(ensure_private_dir("BERTH_ROOT", &open).is_err(), "group-writable");
+        assert!(
+            ensure_private_dir("BERTH_ROOT", &open).is_err(),
+            "group-writable"
+        );
 
         // Under a world-writable parent without the sticky bit: refused too.
         let under = open.join("root");
         chmod(&open, 0o757);
-        let e = ensure_private_dir("BERTH_RUN", &under).unwrap_err().to_string();
+        let e = ensure_private_dir("BERTH_RUN", &under)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("sticky"), "{e}");
 
         // Created fresh: 0700, every level Berth made.

@@ -235,9 +235,7 @@ fn seccomp(c: &ContainerConfig, caps: &[String]) -> Result<Option<Value>, Engine
     match &c.security.seccomp {
         SeccompPolicy::Unconfined => Ok(None),
         SeccompPolicy::Default if c.privileged => Ok(None),
-        SeccompPolicy::Default => Ok(Some(
-            crate::runtime::seccomp_profile::default_profile(caps),
-        )),
+        SeccompPolicy::Default => Ok(Some(crate::runtime::seccomp_profile::default_profile(caps))),
         SeccompPolicy::Profile(path) => {
             let field = "security_opt.seccomp";
             let text = std::fs::read_to_string(path)
@@ -342,12 +340,17 @@ pub fn build(id: &str, c: &ContainerConfig) -> Result<Value, EngineError> {
                 if !source.is_absolute() || !source.is_file() {
                     return Err(bad(
                         &field,
-                        format!("secret {} must be an existing absolute host file", source.display()),
+                        format!(
+                            "secret {} must be an existing absolute host file",
+                            source.display()
+                        ),
                     ));
                 }
                 // The source becomes the staged copy (Engine::create, `stage_secrets`).
-                mounts.push(json!({"destination": target, "type": "bind", "source": source,
-                    "options": ["rbind", "rprivate", "ro"]}));
+                mounts.push(
+                    json!({"destination": target, "type": "bind", "source": source,
+                    "options": ["rbind", "rprivate", "ro"]}),
+                );
             }
             MountSpec::Tmpfs { target, size, mode } => {
                 abs_target(&field, target)?;
@@ -656,8 +659,16 @@ mod tests {
             !devs.iter().any(|r| r["type"] == "b"),
             "block nodes may not be made: {devs:?}"
         );
-        assert!(v["linux"]["maskedPaths"].to_string().contains("/proc/kcore"));
-        assert_eq!(v["process"]["capabilities"]["bounding"].as_array().unwrap().len(), 14);
+        assert!(v["linux"]["maskedPaths"]
+            .to_string()
+            .contains("/proc/kcore"));
+        assert_eq!(
+            v["process"]["capabilities"]["bounding"]
+                .as_array()
+                .unwrap()
+                .len(),
+            14
+        );
 
         let mut p = cfg();
         p.privileged = true;
@@ -698,6 +709,9 @@ mod tests {
         assert_eq!(v["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
         std::fs::write(&f, "{").unwrap();
         let e = build("x", &c).unwrap_err().to_string();
-        assert!(e.contains("security_opt.seccomp") && e.contains("profile.json"), "{e}");
+        assert!(
+            e.contains("security_opt.seccomp") && e.contains("profile.json"),
+            "{e}"
+        );
     }
 }

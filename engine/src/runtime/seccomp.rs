@@ -138,12 +138,7 @@ pub fn build(s: &LinuxSeccomp) -> Result<ScmpFilterContext> {
             let Ok(num) = ScmpSyscall::from_name(name) else {
                 continue;
             };
-            let conds: Vec<ScmpArgCompare> = sc
-                .args()
-                .iter()
-                .flatten()
-                .map(condition)
-                .collect();
+            let conds: Vec<ScmpArgCompare> = sc.args().iter().flatten().map(condition).collect();
             let r = if conds.is_empty() {
                 f.add_rule(act, num)
             } else {

@@ -159,9 +159,23 @@ mod tests {
         f.export_bpf(&tmp).unwrap();
         let n = names(&v);
         for must in [
-            "mount", "unshare", "setns", "init_module", "finit_module", "kexec_load", "reboot",
-            "keyctl", "bpf", "perf_event_open", "userfaultfd", "open_by_handle_at",
-            "settimeofday", "clock_settime", "swapon", "swapoff", "clone",
+            "mount",
+            "unshare",
+            "setns",
+            "init_module",
+            "finit_module",
+            "kexec_load",
+            "reboot",
+            "keyctl",
+            "bpf",
+            "perf_event_open",
+            "userfaultfd",
+            "open_by_handle_at",
+            "settimeofday",
+            "clock_settime",
+            "swapon",
+            "swapoff",
+            "clone",
         ] {
             assert!(n.iter().any(|x| x == must), "{must} is not blocked");
         }
@@ -171,8 +185,13 @@ mod tests {
     fn a_capability_lifts_its_rows_only() {
         let v = default_profile(&["CAP_SYS_ADMIN".into(), "CAP_SYS_TIME".into()]);
         let n = names(&v);
-        assert!(!n.iter().any(|x| x == "mount" || x == "clone" || x == "settimeofday"));
+        assert!(!n
+            .iter()
+            .any(|x| x == "mount" || x == "clone" || x == "settimeofday"));
         assert!(n.iter().any(|x| x == "init_module"));
-        assert!(n.iter().any(|x| x == "keyctl"), "no capability lifts keyctl");
+        assert!(
+            n.iter().any(|x| x == "keyctl"),
+            "no capability lifts keyctl"
+        );
     }
 }

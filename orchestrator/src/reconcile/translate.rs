@@ -194,8 +194,9 @@ fn mounts(svc: &Service, project: &Project, p: &Placement) -> Result<Vec<MountSp
             let id = |v: &Option<String>, what: &str| -> Result<Option<u32>, String> {
                 v.as_deref()
                     .map(|t| {
-                        t.parse()
-                            .map_err(|_| format!("secret {:?}: {what} {t:?} is not a number", r.source))
+                        t.parse().map_err(|_| {
+                            format!("secret {:?}: {what} {t:?} is not a number", r.source)
+                        })
                     })
                     .transpose()
             };

@@ -62,6 +62,31 @@ pub struct ContainerConfig {
     /// A minimal init as PID 1 that forwards signals and reaps zombies.
     pub init: bool,
     pub log: LogConfig,
+    /// seccomp and no_new_privs (Compose `security_opt`); `privileged` lifts them.
+    #[serde(default)]
+    pub security: Security,
+}
+
+/// Confinement beyond capabilities. The defaults confine: Berth's seccomp profile
+/// ([`crate::runtime::seccomp_profile`]) and no_new_privs, unless `privileged`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Security {
+    pub seccomp: SeccompPolicy,
+    /// `Some(false)` lets setuid binaries gain privileges (`no-new-privileges:false`);
+    /// `None`: on, off when privileged.
+    pub no_new_privileges: Option<bool>,
+}
+
+/// Which seccomp filter a container gets (`security_opt: seccomp=...`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeccompPolicy {
+    /// Berth's default profile (none when privileged, as Docker).
+    #[default]
+    Default,
+    /// No filter (`seccomp=unconfined`).
+    Unconfined,
+    /// An OCI `linux.seccomp` JSON profile from this host file (`seccomp=FILE`).
+    Profile(PathBuf),
 }
 
 /// A mount into the container.
@@ -78,6 +103,16 @@ pub enum MountSpec {
         source: PathBuf,
         target: String,
         read_only: bool,
+    },
+    /// A secret: the host file is copied into the container's record directory (root's
+    /// alone) and that copy bound read-only, with `mode` (default 0400) and owned by
+    /// `uid`/`gid` (default: the container's user), so the user's file keeps its own mode.
+    Secret {
+        source: PathBuf,
+        target: String,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
     },
     /// A fresh tmpfs.
     Tmpfs {

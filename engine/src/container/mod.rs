@@ -37,6 +37,7 @@
 //! ```
 
 pub mod config;
+pub mod private_dirs;
 pub mod spec;
 mod types;
 
@@ -123,9 +124,12 @@ impl Engine {
     pub fn new(root: impl Into<PathBuf>, run: impl Into<PathBuf>) -> Result<Engine> {
         let root = std::path::absolute(root.into()).map_err(io_err("resolving BERTH_ROOT"))?;
         let run = std::path::absolute(run.into()).map_err(io_err("resolving BERTH_RUN"))?;
+        private_dirs::ensure_private_dir("BERTH_ROOT", &root)?;
+        private_dirs::ensure_private_dir("BERTH_RUN", &run)?;
         let store = Store::new(&root, &run);
+        // Records (environments, secrets among them), logs and control sockets: root's.
         for d in [store.root_dir().to_path_buf(), run.join("containers")] {
-            std::fs::create_dir_all(&d).map_err(io_err(format!("creating {}", d.display())))?;
+            private_dirs::make_private(&d)?;
         }
         Ok(Engine {
             root,
@@ -221,6 +225,53 @@ impl Engine {
         )
     }
 
+    /// Copies each secret into `<record dir>/secrets/N` with its mode and owner and points
+    /// the spec's bind at the copy.
+    fn stage_secrets(
+        &self,
+        id: &str,
+        cfg: &ContainerConfig,
+        mut oci: serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        use std::os::unix::fs::PermissionsExt;
+        let uid = oci["process"]["user"]["uid"].as_u64().unwrap_or(0) as u32;
+        let gid = oci["process"]["user"]["gid"].as_u64().unwrap_or(0) as u32;
+        for (i, m) in cfg.mounts.iter().enumerate() {
+            let MountSpec::Secret {
+                source,
+                target,
+                mode,
+                uid: u,
+                gid: g,
+            } = m
+            else {
+                continue;
+            };
+            let dir = self.store.dir(id).join("secrets");
+            private_dirs::make_private(&dir)?;
+            let copy = dir.join(i.to_string());
+            std::fs::copy(source, &copy).map_err(io_err(format!(
+                "copying secret {} for {target}",
+                source.display()
+            )))?;
+            std::os::unix::fs::chown(&copy, Some(u.unwrap_or(uid)), Some(g.unwrap_or(gid)))
+                .map_err(io_err(format!("chown of the secret for {target}")))?;
+            std::fs::set_permissions(
+                &copy,
+                std::fs::Permissions::from_mode(mode.unwrap_or(0o400)),
+            )
+            .map_err(io_err(format!("chmod of the secret for {target}")))?;
+            for mnt in oci["mounts"].as_array_mut().into_iter().flatten() {
+                if mnt["destination"] == target.as_str()
+                    && mnt["source"] == serde_json::json!(source)
+                {
+                    mnt["source"] = serde_json::json!(copy);
+                }
+            }
+        }
+        Ok(oci)
+    }
+
     /// Records a new container; nothing runs until `start`. Refuses bad input before
     /// touching the host.
     pub fn create(&self, cfg: ContainerConfig) -> Result<ContainerId> {
@@ -279,6 +330,13 @@ impl Engine {
         }
         self.sweep_locked();
         self.store.make_dirs(&id)?;
+        let oci = match self.stage_secrets(&id, &cfg, oci) {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = self.store.remove(&id);
+                return Err(e);
+            }
+        };
         let res = (|| {
             crate::state::write_atomic(
                 &self.store.dir(&id).join("config.json"),

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use super::config::{ContainerConfig, ExecConfig, HealthTest, MountSpec};
+use super::config::{ContainerConfig, ExecConfig, HealthTest, MountSpec, SeccompPolicy};
 use super::EngineError;
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -211,6 +211,54 @@ fn abs_target(field: &str, t: &str) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// Docker's device cgroup rules, one stricter: block nodes may not even be made (Docker
+/// lets CAP_MKNOD make any node and only refuses opening it), so a container cannot
+/// leave a node of a host disk behind in a volume for a later, privileged one.
+fn default_device_rules() -> Vec<Value> {
+    crate::runtime::defaults::DOCKER_DEVICE_RULES()
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| !(r["type"] == "b" && r.get("major").is_none()))
+        .cloned()
+        .collect()
+}
+
+/// no_new_privs: on unless privileged, or as `security_opt` says.
+fn no_new_privileges(c: &ContainerConfig) -> bool {
+    c.security.no_new_privileges.unwrap_or(!c.privileged)
+}
+
+/// The `linux.seccomp` of the spec: Berth's default profile for the container's
+/// capabilities, none when privileged or unconfined, or the user's profile file.
+fn seccomp(c: &ContainerConfig, caps: &[String]) -> Result<Option<Value>, EngineError> {
+    match &c.security.seccomp {
+        SeccompPolicy::Unconfined => Ok(None),
+        SeccompPolicy::Default if c.privileged => Ok(None),
+        SeccompPolicy::Default => Ok(Some(crate::runtime::seccomp_profile::default_profile(caps))),
+        SeccompPolicy::Profile(path) => {
+            let field = "security_opt.seccomp";
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| bad(field, format!("reading {}: {e}", path.display())))?;
+            let profile: oci_spec::runtime::LinuxSeccomp = serde_json::from_str(&text)
+                .map_err(|e| {
+                    bad(
+                        field,
+                        format!(
+                            "{} is not an OCI seccomp profile (defaultAction, architectures, syscalls): {e}",
+                            path.display()
+                        ),
+                    )
+                })?;
+            crate::runtime::seccomp::validate(&profile)
+                .map_err(|e| bad(field, format!("{}: {e}", path.display())))?;
+            Ok(Some(serde_json::to_value(profile).map_err(|e| {
+                bad(field, format!("{}: {e}", path.display()))
+            })?))
+        }
+    }
+}
+
 /// Builds the OCI spec of a container whose runtime ID is `id`.
 pub fn build(id: &str, c: &ContainerConfig) -> Result<Value, EngineError> {
     let args = argv(c)?;
@@ -285,6 +333,23 @@ pub fn build(id: &str, c: &ContainerConfig) -> Result<Value, EngineError> {
                 }
                 mounts.push(
                     json!({"destination": target, "type": "bind", "source": source, "options": o}),
+                );
+            }
+            MountSpec::Secret { source, target, .. } => {
+                abs_target(&field, target)?;
+                if !source.is_absolute() || !source.is_file() {
+                    return Err(bad(
+                        &field,
+                        format!(
+                            "secret {} must be an existing absolute host file",
+                            source.display()
+                        ),
+                    ));
+                }
+                // The source becomes the staged copy (Engine::create, `stage_secrets`).
+                mounts.push(
+                    json!({"destination": target, "type": "bind", "source": source,
+                    "options": ["rbind", "rprivate", "ro"]}),
                 );
             }
             MountSpec::Tmpfs { target, size, mode } => {
@@ -368,10 +433,11 @@ pub fn build(id: &str, c: &ContainerConfig) -> Result<Value, EngineError> {
         res["pids"] = json!({"limit": p});
     }
     let mut devices = vec![];
-    let mut dev_rules = vec![];
-    if c.privileged {
-        dev_rules.push(json!({"allow": true, "access": "rwm"}));
-    }
+    let mut dev_rules = if c.privileged {
+        vec![json!({"allow": true, "access": "rwm"})]
+    } else {
+        default_device_rules()
+    };
     for (i, d) in c.devices.iter().enumerate() {
         use std::os::unix::fs::{FileTypeExt, MetadataExt};
         let field = format!("devices[{i}]");
@@ -402,9 +468,7 @@ pub fn build(id: &str, c: &ContainerConfig) -> Result<Value, EngineError> {
         );
         dev_rules.push(json!({"allow": true, "type": typ, "major": major, "minor": minor, "access": d.permissions}));
     }
-    if !dev_rules.is_empty() {
-        res["devices"] = dev_rules.into();
-    }
+    res["devices"] = dev_rules.into();
     for k in c.sysctls.keys() {
         if k.is_empty() || k.contains('/') || k.contains("..") {
             return Err(bad(
@@ -442,6 +506,9 @@ pub fn build(id: &str, c: &ContainerConfig) -> Result<Value, EngineError> {
             "/proc/sysrq-trigger"
         ]);
     }
+    if let Some(profile) = seccomp(c, &caps)? {
+        linux["seccomp"] = profile;
+    }
     let mut annotations = json!({});
     if c.init {
         annotations[INIT_ANNOTATION] = "true".into();
@@ -456,7 +523,7 @@ pub fn build(id: &str, c: &ContainerConfig) -> Result<Value, EngineError> {
             "cwd": cwd,
             "user": {"uid": uid, "gid": gid, "additionalGids": groups},
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "noNewPrivileges": !c.privileged,
+            "noNewPrivileges": no_new_privileges(c),
             "rlimits": rlimits,
         },
         "mounts": mounts,
@@ -501,7 +568,7 @@ pub fn exec_process(c: &ContainerConfig, e: &ExecConfig) -> Result<Value, Engine
         "cwd": cwd,
         "user": {"uid": uid, "gid": gid, "additionalGids": groups},
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-        "noNewPrivileges": !c.privileged,
+        "noNewPrivileges": no_new_privileges(c),
     }))
 }
 
@@ -576,5 +643,75 @@ mod tests {
             hard: 1,
         }];
         assert!(build("x", &c).unwrap_err().to_string().contains("ulimits"));
+    }
+
+    #[test]
+    fn defaults_confine_and_privileged_lifts_it_all() {
+        let c = cfg();
+        let v = build("x", &c).unwrap();
+        assert_eq!(v["process"]["noNewPrivileges"], true);
+        let sc = &v["linux"]["seccomp"];
+        assert_eq!(sc["defaultAction"], "SCMP_ACT_ALLOW");
+        assert!(sc.to_string().contains("\"mount\""), "{sc}");
+        let devs = v["linux"]["resources"]["devices"].as_array().unwrap();
+        assert_eq!(devs[0], json!({"allow": false, "access": "rwm"}));
+        assert!(
+            !devs.iter().any(|r| r["type"] == "b"),
+            "block nodes may not be made: {devs:?}"
+        );
+        assert!(v["linux"]["maskedPaths"]
+            .to_string()
+            .contains("/proc/kcore"));
+        assert_eq!(
+            v["process"]["capabilities"]["bounding"]
+                .as_array()
+                .unwrap()
+                .len(),
+            14
+        );
+
+        let mut p = cfg();
+        p.privileged = true;
+        let v = build("x", &p).unwrap();
+        assert_eq!(v["process"]["noNewPrivileges"], false);
+        assert!(v["linux"].get("seccomp").is_none());
+        assert!(v["linux"].get("maskedPaths").is_none());
+        assert_eq!(
+            v["linux"]["resources"]["devices"],
+            json!([{"allow": true, "access": "rwm"}])
+        );
+    }
+
+    #[test]
+    fn security_opt_overrides() {
+        use crate::container::config::{SeccompPolicy, Security};
+        let mut c = cfg();
+        c.security = Security {
+            seccomp: SeccompPolicy::Unconfined,
+            no_new_privileges: Some(false),
+        };
+        let v = build("x", &c).unwrap();
+        assert!(v["linux"].get("seccomp").is_none());
+        assert_eq!(v["process"]["noNewPrivileges"], false);
+
+        // cap_add SYS_ADMIN lifts the mount rows, as in Docker's profile.
+        let mut c = cfg();
+        c.cap_add = vec!["SYS_ADMIN".into()];
+        let v = build("x", &c).unwrap();
+        assert!(!v["linux"]["seccomp"].to_string().contains("\"mount\""));
+
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("profile.json");
+        std::fs::write(&f, r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}"#).unwrap();
+        let mut c = cfg();
+        c.security.seccomp = SeccompPolicy::Profile(f.clone());
+        let v = build("x", &c).unwrap();
+        assert_eq!(v["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        std::fs::write(&f, "{").unwrap();
+        let e = build("x", &c).unwrap_err().to_string();
+        assert!(
+            e.contains("security_opt.seccomp") && e.contains("profile.json"),
+            "{e}"
+        );
     }
 }

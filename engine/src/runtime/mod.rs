@@ -20,6 +20,7 @@ pub mod namespaces;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;
+pub mod seccomp_profile;
 pub mod spec;
 pub mod state;
 pub mod syscall;

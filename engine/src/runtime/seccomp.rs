@@ -64,6 +64,20 @@ fn op(o: LinuxSeccompOperator, value_two: Option<u64>) -> ScmpCompareOp {
     }
 }
 
+/// One argument condition. For SCMP_CMP_MASKED_EQ the spec's `value` is the mask and
+/// `valueTwo` the datum (runc and Docker's profile read it so: `value: 2114060288,
+/// valueTwo: 0` on clone), while libseccomp takes the mask in the operator.
+fn condition(a: &oci_spec::runtime::LinuxSeccompArg) -> ScmpArgCompare {
+    match a.op() {
+        LinuxSeccompOperator::ScmpCmpMaskedEq => ScmpArgCompare::new(
+            a.index() as u32,
+            ScmpCompareOp::MaskedEqual(a.value()),
+            a.value_two().unwrap_or(0),
+        ),
+        o => ScmpArgCompare::new(a.index() as u32, op(o, a.value_two()), a.value()),
+    }
+}
+
 /// Checks actions and architectures without building a filter.
 pub fn validate(s: &LinuxSeccomp) -> Result<()> {
     action(
@@ -107,6 +121,10 @@ pub fn build(s: &LinuxSeccomp) -> Result<ScmpFilterContext> {
     let mut f = ScmpFilterContext::new(default).map_err(|e| err("new filter", e))?;
     // no_new_privs is the spec's decision (process.noNewPrivileges), not libseccomp's.
     f.set_ctl_nnp(false).map_err(|e| err("ctl_nnp", e))?;
+    // A call from an ABI the profile does not list (32-bit `int 0x80`, x32 on x86_64)
+    // fails with ENOSYS instead of killing the thread: programs probe and fall back.
+    f.set_act_badarch(ScmpAction::Errno(libc::ENOSYS))
+        .map_err(|e| err("bad-arch action", e))?;
     for a in s.architectures().iter().flatten() {
         let a = arch(a)?;
         f.add_arch(a).map_err(|e| err("add_arch", e))?;
@@ -120,14 +138,7 @@ pub fn build(s: &LinuxSeccomp) -> Result<ScmpFilterContext> {
             let Ok(num) = ScmpSyscall::from_name(name) else {
                 continue;
             };
-            let conds: Vec<ScmpArgCompare> = sc
-                .args()
-                .iter()
-                .flatten()
-                .map(|a| {
-                    ScmpArgCompare::new(a.index() as u32, op(a.op(), a.value_two()), a.value())
-                })
-                .collect();
+            let conds: Vec<ScmpArgCompare> = sc.args().iter().flatten().map(condition).collect();
             let r = if conds.is_empty() {
                 f.add_rule(act, num)
             } else {

@@ -265,7 +265,9 @@ impl EngineBackend {
         name: &str,
     ) -> Result<(Option<Netns>, Option<PathBuf>), String> {
         match svc.network_mode.as_deref() {
-            Some("host") => Ok((None, None)),
+            // Berth's own network namespace, the host's (a new, empty one was made
+            // before: `network_mode: host` had no network at all, not even loopback).
+            Some("host") => Ok((None, Some(PathBuf::from("/proc/self/ns/net")))),
             Some(mode) if mode.starts_with("service:") => {
                 let other = &mode["service:".len()..];
                 let other_name = container_name(self.project(), other, 1);
@@ -294,7 +296,9 @@ impl EngineBackend {
     fn shared_namespace(&self, mode: Option<&str>, kind: &str) -> Result<Option<PathBuf>, String> {
         match mode {
             None | Some("") | Some("private") | Some("shareable") => Ok(None),
-            Some("host") => Ok(Some(PathBuf::from(format!("/proc/1/ns/{kind}")))),
+            // The namespaces Berth itself runs in (the runtime opens this path before it
+            // joins anything): PID 1's may be out of reach (a sandbox, a PID namespace).
+            Some("host") => Ok(Some(PathBuf::from(format!("/proc/self/ns/{kind}")))),
             Some(m) if m.starts_with("service:") => {
                 let other = container_name(self.project(), &m["service:".len()..], 1);
                 let pid = self

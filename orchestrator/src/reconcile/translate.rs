@@ -7,7 +7,7 @@ use std::time::Duration as StdDuration;
 
 use berth_engine::container::{
     ContainerConfig, DeviceSpec, HealthTest, Healthcheck, ImageConfig, JoinNamespaces, LogConfig,
-    MountSpec, Resources, RestartPolicy, Ulimit,
+    MountSpec, Resources, RestartPolicy, SeccompPolicy, Security, Ulimit,
 };
 
 use crate::stack::model::{self, Project, Service, SwapLimit, VolumeType};
@@ -183,18 +183,40 @@ fn mounts(svc: &Service, project: &Project, p: &Placement) -> Result<Vec<MountSp
         (&svc.secrets, &project.secrets, "/run/secrets/"),
         (&svc.configs, &project.configs, "/"),
     ] {
+        let is_secret = default_dir == "/run/secrets/";
         for r in refs {
             let file = top
                 .get(&r.source)
                 .and_then(|s| s.file.clone())
                 .ok_or_else(|| format!("{:?} has no `file` Berth can mount", r.source))?;
-            out.push(MountSpec::Bind {
-                source: PathBuf::from(file),
-                target: r
-                    .target
-                    .clone()
-                    .unwrap_or_else(|| format!("{default_dir}{}", r.source)),
-                read_only: true,
+            let target = r
+                .target
+                .clone()
+                .unwrap_or_else(|| format!("{default_dir}{}", r.source));
+            let id = |v: &Option<String>, what: &str| -> Result<Option<u32>, String> {
+                v.as_deref()
+                    .map(|t| {
+                        t.parse().map_err(|_| {
+                            format!("secret {:?}: {what} {t:?} is not a number", r.source)
+                        })
+                    })
+                    .transpose()
+            };
+            out.push(if is_secret {
+                // Copied, read-only, 0400 unless the stack says otherwise.
+                MountSpec::Secret {
+                    source: PathBuf::from(file),
+                    target,
+                    mode: r.mode.as_ref().map(|m| m.0),
+                    uid: id(&r.uid, "uid")?,
+                    gid: id(&r.gid, "gid")?,
+                }
+            } else {
+                MountSpec::Bind {
+                    source: PathBuf::from(file),
+                    target,
+                    read_only: true,
+                }
             });
         }
     }
@@ -296,7 +318,40 @@ pub fn container_config(
         stop_grace_period: svc.stop_grace_period.as_ref().map(duration),
         init: svc.init.unwrap_or(false),
         log,
+        security: security(svc)?,
     })
+}
+
+/// `security_opt` as Docker reads it: `no-new-privileges[:true|false]`,
+/// `seccomp=unconfined|FILE`; `label` and
+/// `apparmor` are accepted and not enforced (this host has neither LSM).
+fn security(svc: &Service) -> Result<Security, String> {
+    let mut out = Security::default();
+    for opt in &svc.security_opt {
+        let (key, value) = match opt.split_once(['=', ':']) {
+            Some((k, v)) => (k, Some(v)),
+            None => (opt.as_str(), None),
+        };
+        match (key, value) {
+            ("no-new-privileges", None | Some("true")) => out.no_new_privileges = Some(true),
+            ("no-new-privileges", Some("false")) => out.no_new_privileges = Some(false),
+            ("seccomp", Some("unconfined")) => out.seccomp = SeccompPolicy::Unconfined,
+            ("seccomp", Some(file)) if !file.is_empty() => {
+                // Relative to where `berth` runs, as `docker run --security-opt` reads it.
+                let path = std::path::absolute(file)
+                    .map_err(|e| format!("security_opt {opt:?}: {e}"))?;
+                out.seccomp = SeccompPolicy::Profile(path)
+            }
+            ("label" | "apparmor", Some(_)) => {}
+            _ => {
+                return Err(format!(
+                    "security_opt {opt:?}: use no-new-privileges[:true|false], \
+                     seccomp=unconfined or seccomp=FILE (label= and apparmor= are accepted, not enforced)"
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Where a volume's data lives.

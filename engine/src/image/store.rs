@@ -108,6 +108,28 @@ impl Store {
     pub fn lock_exclusive(&self) -> Result<LockGuard> {
         self.lock("lock", FlockArg::LockExclusive)
     }
+    /// Removes the layers a killed pull, import or container start left half-unpacked in
+    /// `tmp/` (`layer-*`; partial blob downloads stay, for resuming). Only when no one
+    /// else uses the store: every unpack holds the shared lock, so with the exclusive
+    /// lock taken without waiting, no `layer-*` directory is in use. Returns how many went.
+    pub fn sweep_half_unpacked(&self) -> Result<usize> {
+        let Ok(_alone) = self.lock("lock", FlockArg::LockExclusiveNonblock) else {
+            return Ok(0); // in use: the next sweep gets them
+        };
+        let mut removed = 0;
+        for e in fs::read_dir(self.tmp_dir())
+            .map_err(io_err("reading", self.tmp_dir()))?
+            .flatten()
+        {
+            let is_layer = e.file_name().to_string_lossy().starts_with("layer-");
+            if is_layer && e.path().is_dir() {
+                fs::remove_dir_all(e.path()).map_err(io_err("removing", e.path()))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Serializes the fetch of one blob or the unpack of one layer between processes, so
     /// two pulls of the same image at once do the work once.
     pub fn lock_item(&self, kind: &str, d: &Digest) -> Result<LockGuard> {

@@ -85,6 +85,10 @@ pub fn run(global: &GlobalArgs, args: &DownArgs) -> anyhow::Result<i32> {
         }
     }
     crate::fault::point("down.after-containers");
+    // Layers a `berth` killed in the middle of unpacking one left.
+    if let Err(e) = backend.images.store().sweep_half_unpacked() {
+        problems.push(format!("image store: {e}"));
+    }
     // What a `berth` killed in the middle of creating a container left.
     if let Err(e) = backend.engine.sweep_incomplete() {
         problems.push(format!("container records: {e}"));

@@ -242,6 +242,10 @@ pub fn converge(
         backend = backend.without_start();
     }
     let backend = Arc::new(backend);
+    if !mode.dry_run {
+        // Layers a killed `berth` left half-unpacked (skipped while the store is in use).
+        let _ = backend.images.store().sweep_half_unpacked();
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     pull_images(&backend, &selected, args.pull, &runtime)?;
     if let Some(except) = &mode.except {

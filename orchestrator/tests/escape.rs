@@ -15,111 +15,39 @@
 //! slow part); every case runs, and the test fails listing each case that went wrong.
 
 use std::net::{Ipv4Addr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
-fn berth_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_berth")
+mod common;
+
+use common::Stack;
+
+/// The escape stack (tests/escape/compose.yaml) in a project of its own, on a subnet of
+/// this suite's block (10.223.0.0/16), with the secret file it mounts.
+fn escape_stack(project: &str) -> Stack {
+    let compose = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/escape/compose.yaml"),
+    )
+    .unwrap()
+    .replace(
+        "${ESCAPE_SUBNET:?the test sets it}",
+        &format!("10.223.{}.0/24", std::process::id() % 250),
+    );
+    let s = Stack::new(project, &compose);
+    // The secret: world-readable on the host, 0400 and read-only in the container.
+    std::fs::write(s.dir.path().join("proj/token.txt"), "s3cr3t-value\n").unwrap();
+    s
 }
 
-struct Stack {
-    dir: tempfile::TempDir,
-    project: String,
-    subnet: String,
-}
-
-impl Stack {
-    fn new(project: &str) -> Stack {
-        let bin = Path::new(berth_bin()).parent().unwrap();
-        assert!(
-            bin.join("berth-monitor").exists() && bin.join("berth-dns").exists(),
-            "build the whole workspace first (berth-monitor and berth-dns beside berth)"
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("berth-escape-")
-            .tempdir()
-            .unwrap();
-        // 10.223.0.0/16 is this suite's block.
-        let subnet = format!("10.223.{}.0/24", std::process::id() % 250);
-        let s = Stack {
-            dir,
-            project: project.to_string(),
-            subnet,
-        };
-        for d in ["root", "run", "proj"] {
-            std::fs::create_dir_all(s.dir.path().join(d)).unwrap();
-        }
-        let compose = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/escape/compose.yaml");
-        std::fs::copy(compose, s.dir.path().join("proj/compose.yaml")).unwrap();
-        // The secret: world-readable on the host, 0400 and read-only in the container.
-        std::fs::write(s.dir.path().join("proj/token.txt"), "s3cr3t-value\n").unwrap();
-        let rootfs = s.dir.path().join("rootfs");
-        berth_tests::busybox_rootfs(&rootfs).unwrap();
-        let tar = s.dir.path().join("rootfs.tar");
-        let st = Command::new("tar")
-            .args([
-                "-C",
-                rootfs.to_str().unwrap(),
-                "-cf",
-                tar.to_str().unwrap(),
-                ".",
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        s.ok(&["image", "import", tar.to_str().unwrap(), "busybox:latest"]);
-        s
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("root")
-    }
-
-    fn berth(&self, args: &[&str]) -> Output {
-        Command::new(berth_bin())
-            .args(["-p", &self.project])
-            .args(args)
-            .current_dir(self.dir.path().join("proj"))
-            .env("BERTH_ROOT", self.root())
-            .env("BERTH_RUN", self.dir.path().join("run"))
-            .env("ESCAPE_SUBNET", &self.subnet)
-            .env_remove("BERTH_PROJECT_NAME")
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.berth(args);
-        assert!(
-            o.status.success(),
-            "berth {args:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    /// `sh -c SCRIPT` in a service: (exit code, stdout + stderr).
-    fn sh(&self, service: &str, script: &str) -> (i32, String) {
-        let o = self.berth(&["exec", "-T", service, "sh", "-c", script]);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        (o.status.code().unwrap_or(-1), text)
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = self.berth(&["down", "-v", "-t", "0"]);
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let root = self.dir.path().display().to_string();
-        if !std::thread::panicking() {
-            assert!(!mounts.contains(&root), "a mount under {root} is left");
-        }
-    }
+/// `sh -c SCRIPT` in a service: (exit code, stdout + stderr).
+fn sh(s: &Stack, service: &str, script: &str) -> (i32, String) {
+    let o = s.berth(&["exec", "-T", service, "sh", "-c", script]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.code().unwrap_or(-1), text)
 }
 
 /// One escape: `script` must fail in the confined container, with output containing
@@ -168,7 +96,7 @@ const EROFS: &[&str] = &[
 
 #[test]
 fn a_default_container_cannot_escape_and_a_privileged_one_can() {
-    let s = Stack::new(&format!("esc{}", std::process::id()));
+    let s = escape_stack(&format!("esc{}", std::process::id()));
     s.ok(&["up", "-d"]);
 
     // Host-side targets: a file only the host's root has, a process only the host has,
@@ -274,7 +202,8 @@ fn a_default_container_cannot_escape_and_a_privileged_one_can() {
 
     let mut failures = vec![];
     // Secrets: mode 0400, read-only, the value there; the host file keeps its own mode.
-    let (code, out) = s.sh(
+    let (code, out) = sh(
+        &s,
         "confined",
         "stat -c %a /run/secrets/token; cat /run/secrets/token; echo x >> /run/secrets/token",
     );
@@ -284,7 +213,7 @@ fn a_default_container_cannot_escape_and_a_privileged_one_can() {
         ));
     }
     for c in &cases {
-        let (code, out) = s.sh("confined", &c.script);
+        let (code, out) = sh(&s, "confined", &c.script);
         if code == 0 || !c.denied.iter().any(|d| out.contains(d)) {
             failures.push(format!(
                 "{}: the default container was not stopped (exit {code}):\n{out}",
@@ -292,7 +221,7 @@ fn a_default_container_cannot_escape_and_a_privileged_one_can() {
             ));
         }
         if let Some(svc) = c.lifted {
-            let (code, out) = s.sh(svc, &c.script);
+            let (code, out) = sh(&s, svc, &c.script);
             if code != 0 {
                 failures.push(format!(
                     "{}: fails in `{svc}` too (exit {code}), so the check proves nothing:\n{out}",
@@ -321,13 +250,13 @@ fn a_default_container_cannot_escape_and_a_privileged_one_can() {
     // sure PID 1 is the container's own `sleep 3601` first.
     let reboot = "grep -q 3601 /proc/1/cmdline || { echo 'not our own PID 1'; exit 2; }; reboot -f";
     let confined_reboot = reboot.replace("3601", "3600");
-    let (code, out) = s.sh("confined", &confined_reboot);
+    let (code, out) = sh(&s, "confined", &confined_reboot);
     if code == 0 || !EPERM.iter().any(|d| out.contains(d)) {
         failures.push(format!(
             "reboot: the default container was not stopped (exit {code}):\n{out}"
         ));
     }
-    let (_, out) = s.sh("privileged", reboot);
+    let (_, out) = sh(&s, "privileged", reboot);
     if out.contains("not our own PID 1") {
         failures.push("reboot: the privileged container's PID 1 is not its own".into());
     }
@@ -366,6 +295,8 @@ fn a_default_container_cannot_escape_and_a_privileged_one_can() {
         cases.len() + 1,
         failures.join("\n\n")
     );
+    s.ok(&["down", "-v", "-t", "0"]);
+    s.assert_nothing_left();
 }
 
 /// A host service bound to the network's gateway address, on a port no service
@@ -376,16 +307,17 @@ fn a_default_container_cannot_escape_and_a_privileged_one_can() {
 #[test]
 #[ignore = "known gap (issue 8): the host takes connections from containers on its gateway address"]
 fn an_unpublished_host_port_on_the_gateway_is_out_of_reach() {
-    let s = Stack::new(&format!("esg{}", std::process::id()));
+    let s = escape_stack(&format!("esg{}", std::process::id()));
     s.ok(&["up", "-d", "confined"]);
-    let (_, conf) = s.sh("confined", "cat /etc/resolv.conf");
+    let (_, conf) = sh(&s, "confined", "cat /etc/resolv.conf");
     let gateway: Ipv4Addr = conf
         .lines()
         .find_map(|l| l.strip_prefix("nameserver "))
         .and_then(|a| a.trim().parse().ok())
         .unwrap_or_else(|| panic!("no gateway in the container's resolv.conf:\n{conf}"));
     let port = greeter(gateway);
-    let (code, out) = s.sh(
+    let (code, out) = sh(
+        &s,
         "confined",
         &format!("timeout 5 nc -w 2 {gateway} {port} </dev/null | grep -q hello"),
     );

@@ -104,7 +104,14 @@ impl Nftables {
         }
     }
 
+    /// Applies `batch` under [`host_lock`]: the table is shared by every Berth root on
+    /// the host.
     fn apply(&self, batch: Batch<'static>) -> Result<()> {
+        let _host = host_lock()?;
+        self.apply_locked(batch)
+    }
+
+    fn apply_locked(&self, batch: Batch<'static>) -> Result<()> {
         let mut doc = serde_json::to_value(batch.to_nftables()).expect("rules serialize");
         fix_unit_statements(&mut doc);
         helper::apply_ruleset_raw(&doc.to_string(), helper::DEFAULT_NFT, helper::DEFAULT_ARGS)
@@ -140,16 +147,18 @@ impl Nftables {
     }
 
     /// Deletes the chains whose names start with `prefix`, then the table if nothing is
-    /// left in it. Callers hold the state lock, so no other Berth process adds a chain
-    /// between the listing and the deletion.
+    /// left in it. Listing and deleting happen under [`host_lock`]: the table is shared by
+    /// every Berth root on the host, and another root adding its chains in between would
+    /// otherwise lose them with the table.
     fn delete_chains(&self, prefix: &str) -> Result<()> {
+        let _host = host_lock()?;
         let chains = self.chains()?;
         if chains.is_empty() {
             // No table, or an empty one (a crash between "add table" and "add chain").
             if self.table_exists()? {
                 let mut b = Batch::new();
                 b.delete(NfListObject::Table(self.table_obj()));
-                return self.apply(b);
+                return self.apply_locked(b);
             }
             return Ok(());
         }
@@ -165,7 +174,7 @@ impl Nftables {
         if doomed.len() == chains.len() {
             batch.delete(NfListObject::Table(self.table_obj()));
         }
-        self.apply(batch)
+        self.apply_locked(batch)
     }
 
     fn table_exists(&self) -> Result<bool> {
@@ -572,6 +581,22 @@ impl FirewallDriver for Nftables {
     fn unpublish(&self, net: &FirewallNetwork<'_>, key: &str) -> Result<()> {
         self.delete_chains(&format!("{}-{key}-", net.bridge))
     }
+}
+
+/// The host-wide lock on Berth's nftables table. Each root's state lock covers only that
+/// root; the table is one for the whole host (tests and users may run several roots).
+fn host_lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let dir = std::path::Path::new("/run/lock");
+    let _ = std::fs::create_dir_all(dir);
+    let path = dir.join("berth-nftables.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| crate::NetError::io(format!("open {}", path.display()), e))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| crate::NetError::io(format!("lock {}", path.display()), e.into()))
 }
 
 #[cfg(test)]

@@ -11,12 +11,9 @@ use std::time::{Duration, Instant};
 
 use common::{berth_bin, free_port, http_get, wait_for, Stack};
 
-/// A subnet of this test's own, away from the networking tests' 10.213.x. Each test has
-/// its own seed and so its own block of 50 (tests run in parallel processes, whose pids
-/// alone could make two of them pick the same subnet).
+/// A subnet of this file's block (10.214.0.0/16), away from the networking tests'.
 fn subnet(seed: u32) -> String {
-    assert!((1..=5).contains(&seed));
-    format!("10.214.{}.0/24", (seed - 1) * 50 + std::process::id() % 50)
+    common::subnet_in(214, seed)
 }
 
 fn compose(port: u16, subnet: &str, web_memory: &str) -> String {
@@ -342,8 +339,8 @@ fn the_webapp_example_runs_and_keeps_its_volume_across_down() {
         proj.join("compose.override.yaml"),
         format!(
             "services:\n  web:\n    ports: !override [\"127.0.0.1:{port}:80\"]\n\
-             networks:\n  default:\n    ipam:\n      config: [{{subnet: 10.225.{}.0/24}}]\n",
-            std::process::id() % 100
+             networks:\n  default:\n    ipam:\n      config: [{{subnet: {}}}]\n",
+            common::subnet_in(225, 1)
         ),
     )
     .unwrap();
@@ -438,12 +435,12 @@ fn a_new_named_volume_is_seeded_from_the_image_once() {
 networks:
   default:
     ipam:
-      config: [{{subnet: 10.225.{}.0/24}}]
+      config: [{{subnet: {}}}]
 volumes:
   www:
   empty:
 "#,
-            100 + std::process::id() % 50
+            common::subnet_in(225, 2)
         ),
     );
     s.ok(&["up", "-d"]);
@@ -499,9 +496,9 @@ networks:
     ipam:
       config:
         - subnet: fd42:225:{tag}::/64
-        - subnet: 10.225.{v4}.0/24
+        - subnet: {v4}
 "#,
-            v4 = 150 + tag % 50
+            v4 = common::subnet_in(225, 3)
         ),
     );
     s.ok(&["up", "-d"]);

@@ -343,22 +343,7 @@ impl Engine {
                 &serde_json::to_vec_pretty(&oci).expect("spec serialises"),
                 true,
             )?;
-            self.store.save(&Record {
-                id: id.clone(),
-                config: cfg,
-                created: SystemTime::now(),
-                status: Status::Created,
-                pid: 0,
-                exit_code: None,
-                started_at: None,
-                finished_at: None,
-                restart_count: 0,
-                desired_running: false,
-                health: None,
-                error: None,
-                monitor_pid: 0,
-                monitor_start: 0,
-            })
+            self.store.save(&Record::created(&id, cfg))
         })();
         if let Err(e) = res {
             let _ = self.store.remove(&id);

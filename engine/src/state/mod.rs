@@ -130,6 +130,28 @@ pub struct Record {
     pub monitor_start: u64,
 }
 
+impl Record {
+    /// The record of a container just created from `config`: not started, nothing run.
+    pub fn created(id: &str, config: ContainerConfig) -> Record {
+        Record {
+            id: id.to_string(),
+            config,
+            created: SystemTime::now(),
+            status: Status::Created,
+            pid: 0,
+            exit_code: None,
+            started_at: None,
+            finished_at: None,
+            restart_count: 0,
+            desired_running: false,
+            health: None,
+            error: None,
+            monitor_pid: 0,
+            monitor_start: 0,
+        }
+    }
+}
+
 /// The record files of every container.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -334,22 +356,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let s = Store::new(&t.path().join("root"), &t.path().join("run"));
         s.make_dirs("c1").unwrap();
-        let rec = Record {
-            id: "c1".into(),
-            config: ContainerConfig::default(),
-            created: SystemTime::now(),
-            status: Status::Created,
-            pid: 0,
-            exit_code: None,
-            started_at: None,
-            finished_at: None,
-            restart_count: 0,
-            desired_running: false,
-            health: None,
-            error: None,
-            monitor_pid: 0,
-            monitor_start: 0,
-        };
+        let rec = Record::created("c1", ContainerConfig::default());
         s.save(&rec).unwrap();
         s.update("c1", |r| r.restart_count += 2).unwrap();
         assert_eq!(s.load("c1").unwrap().restart_count, 2);

@@ -276,15 +276,24 @@ pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// A /24 of the CLI tests' own block, 10.224.0.0/16: seed 1..=10, each a band of 25
-/// so that parallel test processes (whose pids differ) do not pick the same one.
-pub fn cli_subnet(seed: u32) -> String {
+/// A /24 of test block `10.BLOCK.0.0/16` for test `seed` (1..=10): each seed a band of
+/// 25, picked by pid, so that parallel test processes (whose pids differ) and the tests
+/// of one file (whose seeds differ) never pick the same subnet. Blocks: 214 stack_e2e,
+/// 224 stack_cli_e2e, 225 stack_e2e's example/volume/IPv6 tests, 226 faults.
+pub fn subnet_in(block: u8, seed: u32) -> String {
     assert!((1..=10).contains(&seed));
-    format!("10.224.{}.0/24", (seed - 1) * 25 + std::process::id() % 25)
+    format!(
+        "10.{block}.{}.0/24",
+        (seed - 1) * 25 + std::process::id() % 25
+    )
 }
 
-/// A /24 of the fault tests' own block, 10.226.0.0/16: seed 1..=10, each a band of 25.
+/// A /24 of the CLI tests' block (10.224.0.0/16).
+pub fn cli_subnet(seed: u32) -> String {
+    subnet_in(224, seed)
+}
+
+/// A /24 of the fault tests' block (10.226.0.0/16).
 pub fn fault_subnet(seed: u32) -> String {
-    assert!((1..=10).contains(&seed));
-    format!("10.226.{}.0/24", (seed - 1) * 25 + std::process::id() % 25)
+    subnet_in(226, seed)
 }

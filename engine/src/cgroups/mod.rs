@@ -7,6 +7,7 @@
 //! [`detect`] reads `/proc/self/mountinfo` and picks the implementation that can
 //! actually enforce limits: a cgroup2 mount with no controllers is not enough.
 
+pub mod devices;
 pub mod fsutil;
 pub mod layout;
 pub mod v1;
@@ -62,9 +63,42 @@ pub enum CgroupError {
         want: &'static str,
         waited: Duration,
     },
+    /// A bpf(2) call on a group's device filter failed.
+    #[error("cannot {op} the device filter program of cgroup {path}: {source}{}", bpf_hint(.source))]
+    Bpf {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The kernel refused to load a device filter program.
+    #[error("the kernel refused the device filter program ({insns} instructions): {source}{}{}", bpf_hint(.source), verifier_log(.log))]
+    BpfLoad {
+        insns: usize,
+        source: std::io::Error,
+        /// What the verifier said, if anything.
+        log: String,
+    },
     /// No usable cgroup hierarchy on this host.
     #[error("no usable cgroup hierarchy found in /proc/self/mountinfo: mount cgroup2 at /sys/fs/cgroup or the v1 controllers under it")]
     NoHierarchy,
+}
+
+/// What to do about a failed bpf(2) call, by errno.
+fn bpf_hint(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EPERM) => " (needs root with CAP_SYS_ADMIN or CAP_BPF; kernels before 5.11 also charge programs to RLIMIT_MEMLOCK)",
+        Some(libc::EBADF) => " (is it a cgroup v2 directory?)",
+        Some(libc::ENOSYS | libc::EOPNOTSUPP) => " (this kernel lacks cgroup device programs: it needs Linux 4.15+ with CONFIG_CGROUP_BPF)",
+        _ => "",
+    }
+}
+
+fn verifier_log(log: &str) -> String {
+    if log.is_empty() {
+        String::new()
+    } else {
+        format!("\nverifier log:\n{log}")
+    }
 }
 
 pub type Result<T> = std::result::Result<T, CgroupError>;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use oci_spec::runtime::LinuxResources;
 
 use super::fsutil::{self, keyed, read, read_pids, read_u64_opt, write};
-use super::{poll_until, CgroupError, Manager, Result, Stats};
+use super::{devices, poll_until, CgroupError, Manager, Result, Stats};
 
 /// Controllers a container may need; enabled in ancestors when the host offers them.
 const WANTED: &[&str] = &["cpu", "cpuset", "io", "memory", "pids"];
@@ -100,11 +100,12 @@ impl Manager for V2Manager {
     }
 
     fn apply(&self, r: &LinuxResources) -> Result<Vec<String>> {
-        let mut warnings = vec![];
-        if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-            // v2 controls devices with an eBPF program, which Berth does not load yet.
-            warnings.push("linux.resources.devices NOT enforced on cgroup v2 yet: device nodes the container can make (CAP_MKNOD) are not restricted".into());
-        }
+        // v2 has no devices controller: the rules become an eBPF program on the group.
+        // Compiled (and so validated) before anything is written.
+        let filter = match r.devices() {
+            Some(rules) if !rules.is_empty() => Some(devices::compile(rules)?),
+            _ => None,
+        };
         if let Some(m) = r.memory() {
             if let Some(l) = m.limit() {
                 self.write_ctl("memory.max", &limit_str("memory.limit", l)?)?;
@@ -174,7 +175,11 @@ impl Manager for V2Manager {
                 self.write_ctl(k, v)?;
             }
         }
-        Ok(warnings)
+        if let Some(f) = filter {
+            devices::install(&self.dir(), &f)?;
+        }
+        // Every setting is enforced or refused: nothing to warn about.
+        Ok(vec![])
     }
 
     fn add_task(&self, pid: i32) -> Result<()> {
@@ -409,15 +414,31 @@ mod tests {
     }
 
     #[test]
-    fn device_rules_are_reported_as_not_enforced() {
+    fn bad_device_rules_are_refused_before_any_write() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = fake(tmp.path(), "");
+        let r: LinuxResources = serde_json::from_value(serde_json::json!({
+            "memory": {"limit": 1048576},
+            "devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "access": "rx"}]
+        }))
+        .unwrap();
+        let e = m.apply(&r).unwrap_err().to_string();
+        assert!(e.contains("devices[1].access"), "{e}");
+        assert_eq!(get(tmp.path(), "memory.max"), "");
+    }
+
+    #[test]
+    fn device_rules_are_enforced_not_dropped() {
+        // A fake tree is no cgroup: the filter cannot attach, and apply says so rather
+        // than carrying on unfiltered. (engine/tests/devices_bpf.rs attaches for real.)
         let tmp = tempfile::tempdir().unwrap();
         let m = fake(tmp.path(), "");
         let r: LinuxResources = serde_json::from_value(serde_json::json!({
             "devices": [{"allow": false, "access": "rwm"}]
         }))
         .unwrap();
-        let w = m.apply(&r).unwrap();
-        assert!(w.iter().any(|w| w.contains("NOT enforced")), "{w:?}");
+        let e = m.apply(&r).unwrap_err().to_string();
+        assert!(e.contains("device filter program"), "{e}");
     }
 
     #[test]

@@ -127,24 +127,33 @@ fn docker_default_rules_confine_a_process_and_allow_all_lifts_them() {
     assert_eq!(r["/dev/zero"], "ok", "{r:?}");
     assert_eq!(r["$T/null"], "ok", "a node made here opens: {r:?}");
     assert!(r["$T/loop0"].contains(EPERM), "block device opened: {r:?}");
-    assert!(r["/dev/kmsg"].contains(EPERM), "c 1:11 is not listed: {r:?}");
+    assert!(
+        r["/dev/kmsg"].contains(EPERM),
+        "c 1:11 is not listed: {r:?}"
+    );
     assert_eq!(r["mknod-loop0"], "ok", "b *:* m lets nodes be made: {r:?}");
 
     // An update swaps the program: one attached, the earlier one gone from the kernel.
-    let all = devices::compile(&rules(serde_json::json!([{"allow": true, "access": "rwm"}])))
-        .unwrap();
+    let all = devices::compile(&rules(
+        serde_json::json!([{"allow": true, "access": "rwm"}]),
+    ))
+    .unwrap();
     let second = devices::install(&dir, &all).unwrap();
     assert_ne!(first, second);
     assert_eq!(devices::attached(&dir).unwrap(), vec![second]);
-    assert!(poll_until(Duration::from_secs(5), || !devices::program_exists(first)));
+    assert!(poll_until(Duration::from_secs(5), || {
+        !devices::program_exists(first)
+    }));
     let r = probe(&g.0, tmp.path());
     for (p, res) in &r {
         assert_eq!(res, "ok", "{p} under allow-all: {r:?}");
     }
 
     // Deny-all: even /dev/null is refused.
-    let none = devices::compile(&rules(serde_json::json!([{"allow": false, "access": "rwm"}])))
-        .unwrap();
+    let none = devices::compile(&rules(
+        serde_json::json!([{"allow": false, "access": "rwm"}]),
+    ))
+    .unwrap();
     devices::install(&dir, &none).unwrap();
     let r = probe(&g.0, tmp.path());
     assert!(r["/dev/null"].contains(EPERM), "{r:?}");
@@ -159,10 +168,9 @@ fn v2_manager_attaches_the_filter_and_destroy_releases_it() {
     let res = |v: serde_json::Value| -> LinuxResources {
         serde_json::from_value(serde_json::json!({ "devices": v })).unwrap()
     };
-    let warnings = g
-        .0
-        .apply(&res(berth_engine::runtime::defaults::DOCKER_DEVICE_RULES()))
-        .unwrap();
+    let warnings =
+        g.0.apply(&res(berth_engine::runtime::defaults::DOCKER_DEVICE_RULES()))
+            .unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     let ids = devices::attached(&dir).unwrap();
     assert_eq!(ids.len(), 1, "{ids:?}");
@@ -177,9 +185,8 @@ fn v2_manager_attaches_the_filter_and_destroy_releases_it() {
     g.0.apply(&LinuxResources::default()).unwrap();
     assert_eq!(devices::attached(&dir).unwrap(), now);
     // A rule the filter cannot express is refused and changes nothing.
-    let e = g
-        .0
-        .apply(&res(serde_json::json!([
+    let e =
+        g.0.apply(&res(serde_json::json!([
             {"allow": true, "type": "c", "major": 1, "access": "rwm"},
             {"allow": false, "type": "c", "major": 1, "minor": 3, "access": "r"}
         ])))
@@ -240,10 +247,7 @@ fn container_on_cgroup2_is_confined_like_on_v1() {
             .collect::<std::collections::BTreeMap<_, _>>()
     };
     let docker = berth_engine::runtime::defaults::DOCKER_DEVICE_RULES();
-    let v1_host = matches!(
-        cgroups::layout::host_layout().unwrap(),
-        Layout::V1 { .. }
-    );
+    let v1_host = matches!(cgroups::layout::host_layout().unwrap(), Layout::V1 { .. });
     let id2 = f.id("v2");
     let on_v2 = run(&id2, "v2", docker.clone());
     assert!(!v2root.join(&id2).exists(), "run removed the v2 group");

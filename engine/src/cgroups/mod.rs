@@ -207,6 +207,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hybrid_host_keeps_devices_on_v1_and_pure_v2_gets_the_filter() {
+        // Hybrid: controllers (devices among them) on v1, an empty cgroup2 beside them.
+        let hybrid = "\
+31 30 0:27 / /sys/fs/cgroup/devices rw - cgroup cgroup rw,devices
+32 30 0:28 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+34 30 0:30 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+";
+        let m = manager_for(&detect(hybrid).unwrap(), "/berth-x").unwrap();
+        assert_eq!(m.version(), "v1");
+        assert!(m
+            .paths()
+            .contains(&PathBuf::from("/sys/fs/cgroup/devices/berth-x")));
+        let v2 = "30 24 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
+        let m = manager_for(&detect(v2).unwrap(), "/berth-x").unwrap();
+        assert_eq!(m.version(), "v2");
+    }
+
+    #[test]
     fn relative_path_refuses_escape_and_root() {
         assert!(relative_path("/").is_err());
         assert!(relative_path("/a/../b").is_err());

@@ -184,7 +184,7 @@ impl V1Manager {
         }
     }
 
-    fn apply_devices(&self, r: &LinuxResources) -> Result<()> {
+    fn apply_devices(&self, r: &LinuxResources, warnings: &mut Vec<String>) -> Result<()> {
         let Some(rules) = r.devices() else {
             return Ok(());
         };
@@ -192,6 +192,8 @@ impl V1Manager {
             return Ok(());
         }
         let Some(dir) = self.dir("devices") else {
+            // Say so rather than run the container with every device open.
+            warnings.push("linux.resources.devices NOT enforced: the devices controller is not mounted on this host".into());
             return Ok(());
         };
         for rule in rules {
@@ -255,7 +257,7 @@ impl Manager for V1Manager {
             write(&dir.join("pids.max"), &v)?;
         }
         self.apply_blkio(r, &mut warnings)?;
-        self.apply_devices(r)?;
+        self.apply_devices(r, &mut warnings)?;
         if r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
             warnings.push("linux.resources.unified ignored: this host uses cgroup v1".into());
         }
@@ -487,6 +489,18 @@ mod tests {
         assert_eq!(get(tmp.path(), "blkio", "blkio.bfq.weight"), "300");
         // No memsw file in the fake tree: swap is reported, not silently dropped.
         assert!(warnings.iter().any(|w| w.contains("swap")), "{warnings:?}");
+    }
+
+    #[test]
+    fn device_rules_without_the_controller_are_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = fake(tmp.path());
+        let r: LinuxResources = serde_json::from_value(serde_json::json!({
+            "devices": [{"allow": false, "access": "rwm"}]
+        }))
+        .unwrap();
+        let w = m.apply(&r).unwrap();
+        assert!(w.iter().any(|w| w.contains("NOT enforced")), "{w:?}");
     }
 
     #[test]

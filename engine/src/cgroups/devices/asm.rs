@@ -201,7 +201,10 @@ mod tests {
         a.push(Insn::exit()); // 3
         let p = a.finish().unwrap();
         assert_eq!((p[0].code, p[0].off), (op::JNE_K, 2));
-        assert_eq!((p[1].code, p[1].off, p[1].dst(), p[1].src()), (op::JNE_X, 1, 1, 3));
+        assert_eq!(
+            (p[1].code, p[1].off, p[1].dst(), p[1].src()),
+            (op::JNE_X, 1, 1, 3)
+        );
     }
 
     #[test]

@@ -94,7 +94,10 @@ mod tests {
     /// A jump as runc's listing shows it: `JNEImm dst: rD imm: I <block-N>`, `off` being
     /// the distance to that block.
     fn jne(r: Reg, imm: i32, off: i16) -> Insn {
-        Insn { off, ..jne0(r, imm) }
+        Insn {
+            off,
+            ..jne0(r, imm)
+        }
     }
     fn jne0(r: Reg, imm: i32) -> Insn {
         let mut a = Asm::new();
@@ -176,7 +179,16 @@ mod tests {
             ]);
         }
         // blocks 2..=9: c MAJ:MIN rwm
-        for (maj, min) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 2), (10, 200)] {
+        for (maj, min) in [
+            (1, 3),
+            (1, 5),
+            (1, 7),
+            (1, 8),
+            (1, 9),
+            (5, 0),
+            (5, 2),
+            (10, 200),
+        ] {
             want.extend([
                 jne(Reg::R2, 2, 4),
                 jne(Reg::R4, maj, 3),
@@ -199,82 +211,88 @@ mod tests {
         assert_eq!(got, want);
     }
 
-    /// Rule sets and requests, each request checked against the reference semantics.
+    /// (type, major, minor, access bits, allowed?)
+    type Request = (DevType, u32, u32, u8, bool);
+
+    /// Checks each request against both the rule semantics and the generated program.
+    fn check(v: serde_json::Value, reqs: &[Request]) {
+        let set = rules(v.clone());
+        let p = generate(&set).unwrap();
+        for &(typ, maj, min, acc, want) in reqs {
+            let a = Access(acc);
+            let what = format!("{v} {typ:?} {maj}:{min} access {acc}");
+            assert_eq!(set.allows(typ, maj, min, a), want, "semantics: {what}");
+            assert_eq!(run(&p, typ, maj, min, a), want, "program: {what}");
+        }
+    }
+
+    const B: DevType = DevType::Block;
+    const C: DevType = DevType::Char;
+    const M: u8 = Access::MKNOD;
+    const R: u8 = Access::READ;
+    const W: u8 = Access::WRITE;
+
     #[test]
     fn table_docker_defaults_behave() {
-        let set = rules(crate::runtime::defaults::DOCKER_DEVICE_RULES());
-        let p = generate(&set).unwrap();
-        let (b, c) = (DevType::Block, DevType::Char);
-        let (m, r, w) = (Access::MKNOD, Access::READ, Access::WRITE);
-        for (typ, maj, min, acc, want) in [
-            (c, 1, 3, r | w, true),   // /dev/null
-            (c, 1, 5, r, true),       // /dev/zero
-            (c, 136, 4, r | w, true), // a pty
-            (c, 5, 2, r | w, true),   // /dev/ptmx
-            (c, 10, 200, r | w, true),
-            (c, 1, 11, r, false), // /dev/kmsg
-            (c, 1, 1, r, false),  // /dev/mem
-            (c, 1, 11, m, true),  // mknod of any char device
-            (b, 7, 0, m, true),   // mknod of a block device
-            (b, 7, 0, r, false),  // but not opening it
-            (b, 254, 0, r | w, false),
-            (c, 10, 201, w, false),
-            (c, 5, 3, r, false),
-        ] {
-            let a = Access(acc);
-            assert_eq!(set.allows(typ, maj, min, a), want, "{typ:?} {maj}:{min} {acc}");
-            assert_eq!(run(&p, typ, maj, min, a), want, "{typ:?} {maj}:{min} {acc}");
-        }
+        check(
+            crate::runtime::defaults::DOCKER_DEVICE_RULES(),
+            &[
+                (C, 1, 3, R | W, true),   // /dev/null
+                (C, 1, 5, R, true),       // /dev/zero
+                (C, 136, 4, R | W, true), // a pty
+                (C, 5, 2, R | W, true),   // /dev/ptmx
+                (C, 10, 200, R | W, true),
+                (C, 1, 11, R, false), // /dev/kmsg
+                (C, 1, 1, R, false),  // /dev/mem
+                (C, 1, 11, M, true),  // mknod of any char device
+                (B, 7, 0, M, true),   // mknod of a block device
+                (B, 7, 0, R, false),  // but not opening it
+                (B, 254, 0, R | W, false),
+                (C, 10, 201, W, false),
+                (C, 5, 3, R, false),
+            ],
+        );
     }
 
     #[test]
     fn table_allow_all_and_deny_lists_behave() {
-        let (b, c) = (DevType::Block, DevType::Char);
-        let (r, w) = (Access::READ, Access::WRITE);
-        let cases: &[(serde_json::Value, &[(DevType, u32, u32, u8, bool)])] = &[
-            (
-                serde_json::json!([{"allow": true, "access": "rwm"}]),
-                &[(b, 7, 0, r | w, true), (c, 1, 11, r, true)],
-            ),
-            (
-                serde_json::json!([{"allow": false, "access": "rwm"}]),
-                &[(c, 1, 3, r, false)],
-            ),
-            (
-                serde_json::json!([
-                    {"allow": true},
-                    {"allow": false, "type": "b", "major": 254, "access": "w"},
-                    {"allow": false, "type": "c", "minor": 11}
-                ]),
-                &[
-                    (b, 254, 0, r, true),
-                    (b, 254, 0, r | w, false),
-                    (b, 253, 0, w, true),
-                    (c, 1, 11, r, false),
-                    (c, 4, 11, w, false),
-                    (c, 1, 12, r | w, true),
-                ],
-            ),
-            (
-                // Last reset wins; later allows add to it.
-                serde_json::json!([
-                    {"allow": true},
-                    {"allow": false},
-                    {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "r"},
-                    {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "w"}
-                ]),
-                &[(c, 1, 3, r | w, true), (c, 1, 5, r, false), (b, 1, 3, r, false)],
-            ),
-        ];
-        for (v, reqs) in cases {
-            let set = rules(v.clone());
-            let p = generate(&set).unwrap();
-            for &(typ, maj, min, acc, want) in *reqs {
-                let a = Access(acc);
-                assert_eq!(set.allows(typ, maj, min, a), want, "{v} {typ:?} {maj}:{min} {acc}");
-                assert_eq!(run(&p, typ, maj, min, a), want, "{v} {typ:?} {maj}:{min} {acc}");
-            }
-        }
+        check(
+            serde_json::json!([{"allow": true, "access": "rwm"}]),
+            &[(B, 7, 0, R | W, true), (C, 1, 11, R, true)],
+        );
+        check(
+            serde_json::json!([{"allow": false, "access": "rwm"}]),
+            &[(C, 1, 3, R, false)],
+        );
+        check(
+            serde_json::json!([
+                {"allow": true},
+                {"allow": false, "type": "b", "major": 254, "access": "w"},
+                {"allow": false, "type": "c", "minor": 11}
+            ]),
+            &[
+                (B, 254, 0, R, true),
+                (B, 254, 0, R | W, false),
+                (B, 253, 0, W, true),
+                (C, 1, 11, R, false),
+                (C, 4, 11, W, false),
+                (C, 1, 12, R | W, true),
+            ],
+        );
+        // The last reset wins; later allows add to it.
+        check(
+            serde_json::json!([
+                {"allow": true},
+                {"allow": false},
+                {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "r"},
+                {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "w"}
+            ]),
+            &[
+                (C, 1, 3, R | W, true),
+                (C, 1, 5, R, false),
+                (B, 1, 3, R, false),
+            ],
+        );
     }
 
     fn arb_rule() -> impl Strategy<Value = serde_json::Value> {

@@ -113,7 +113,10 @@ impl RuleSet {
             other => {
                 return Err(CgroupError::Invalid {
                     what: field(".type"),
-                    why: format!("{:?} cannot be used in a device cgroup rule; use a, b or c", other.as_str()),
+                    why: format!(
+                        "{:?} cannot be used in a device cgroup rule; use a, b or c",
+                        other.as_str()
+                    ),
                 })
             }
         };
@@ -218,8 +221,8 @@ mod tests {
 
     #[test]
     fn docker_defaults_reduce_to_an_allow_list() {
-        let set = RuleSet::from_oci(&rules(crate::runtime::defaults::DOCKER_DEVICE_RULES()))
-            .unwrap();
+        let set =
+            RuleSet::from_oci(&rules(crate::runtime::defaults::DOCKER_DEVICE_RULES())).unwrap();
         assert!(!set.default_allow);
         assert_eq!(set.exceptions.len(), 12);
         let c = DevType::Char;

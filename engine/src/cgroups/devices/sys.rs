@@ -177,7 +177,9 @@ pub fn query(dir: BorrowedFd) -> io::Result<Vec<u32>> {
             Err(e) => return Err(e),
         }
     }
-    Err(io::Error::other("the set of attached programs kept growing"))
+    Err(io::Error::other(
+        "the set of attached programs kept growing",
+    ))
 }
 
 /// A new fd for the loaded program with this id.

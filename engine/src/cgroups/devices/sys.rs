@@ -206,31 +206,36 @@ pub fn prog_id(prog: BorrowedFd) -> io::Result<u32> {
     Ok(info.id)
 }
 
-/// Attaches `prog` to the cgroup beside others (BPF_F_ALLOW_MULTI), in place of
-/// `replace` if given (BPF_F_REPLACE, kernel 5.6+).
-pub fn attach(dir: BorrowedFd, prog: BorrowedFd, replace: Option<BorrowedFd>) -> io::Result<()> {
+/// One BPF_PROG_ATTACH or BPF_PROG_DETACH of a device program on a cgroup.
+fn attach_cmd(
+    cmd: u32,
+    dir: BorrowedFd,
+    prog: BorrowedFd,
+    flags: u32,
+    replace: u32,
+) -> io::Result<()> {
     let mut attr = Attach {
         target_fd: dir.as_raw_fd() as u32,
         attach_bpf_fd: prog.as_raw_fd() as u32,
         attach_type: BPF_CGROUP_DEVICE,
-        attach_flags: BPF_F_ALLOW_MULTI | replace.map_or(0, |_| BPF_F_REPLACE),
-        replace_bpf_fd: replace.map_or(0, |r| r.as_raw_fd() as u32),
+        attach_flags: flags,
+        replace_bpf_fd: replace,
         _rest: [0; ATTR_SIZE - 20],
     };
-    bpf(BPF_PROG_ATTACH, &mut attr).map(drop)
+    bpf(cmd, &mut attr).map(drop)
+}
+
+/// Attaches `prog` to the cgroup beside others (BPF_F_ALLOW_MULTI), in place of
+/// `replace` if given (BPF_F_REPLACE, kernel 5.6+).
+pub fn attach(dir: BorrowedFd, prog: BorrowedFd, replace: Option<BorrowedFd>) -> io::Result<()> {
+    let flags = BPF_F_ALLOW_MULTI | replace.map_or(0, |_| BPF_F_REPLACE);
+    let replace = replace.map_or(0, |r| r.as_raw_fd() as u32);
+    attach_cmd(BPF_PROG_ATTACH, dir, prog, flags, replace)
 }
 
 /// Detaches `prog` from the cgroup.
 pub fn detach(dir: BorrowedFd, prog: BorrowedFd) -> io::Result<()> {
-    let mut attr = Attach {
-        target_fd: dir.as_raw_fd() as u32,
-        attach_bpf_fd: prog.as_raw_fd() as u32,
-        attach_type: BPF_CGROUP_DEVICE,
-        attach_flags: 0,
-        replace_bpf_fd: 0,
-        _rest: [0; ATTR_SIZE - 20],
-    };
-    bpf(BPF_PROG_DETACH, &mut attr).map(drop)
+    attach_cmd(BPF_PROG_DETACH, dir, prog, 0, 0)
 }
 
 fn open_dir(dir: &Path) -> Result<OwnedFd> {

@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 use nix::mount::{MntFlags, MsFlags};
@@ -34,6 +35,30 @@ pub trait Syscall {
     fn create_file(&self, path: &Path) -> io::Result<()>;
     fn sethostname(&self, name: &str) -> io::Result<()>;
     fn setdomainname(&self, name: &str) -> io::Result<()>;
+    /// Attaches the detached mount tree `fd` (from [`open_tree`]) on `target`.
+    fn move_mount(&self, fd: BorrowedFd, target: &Path) -> io::Result<()>;
+    fn fchdir(&self, fd: BorrowedFd) -> io::Result<()>;
+}
+
+/// A detached clone of the mount at `path` (recursively with `recursive`): opened by
+/// the runtime as host root, it can be attached later from inside a user namespace
+/// whose root may not even traverse the directories on the way to `path`.
+pub fn open_tree(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    // SAFETY: a valid C string; the fd is owned right away.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new fd nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// The real thing.
@@ -160,6 +185,32 @@ impl Syscall for LinuxSyscall {
         }
         Ok(())
     }
+
+    fn move_mount(&self, fd: BorrowedFd, target: &Path) -> io::Result<()> {
+        const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+        let c = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let empty = std::ffi::CString::default();
+        // SAFETY: valid fd and C strings.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                fd.as_raw_fd(),
+                empty.as_ptr(),
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn fchdir(&self, fd: BorrowedFd) -> io::Result<()> {
+        nix::unistd::fchdir(fd).map_err(nix_io)
+    }
 }
 
 /// Records every call as a line of text and succeeds; `fail_on` makes calls whose
@@ -260,5 +311,13 @@ impl Syscall for RecordingSyscall {
     }
     fn setdomainname(&self, name: &str) -> io::Result<()> {
         self.rec(format!("setdomainname {name}"))
+    }
+    fn move_mount(&self, fd: BorrowedFd, target: &Path) -> io::Result<()> {
+        let _ = fd;
+        self.rec(format!("move_mount fd {}", target.display()))
+    }
+    fn fchdir(&self, fd: BorrowedFd) -> io::Result<()> {
+        let _ = fd;
+        self.rec("fchdir fd".into())
     }
 }

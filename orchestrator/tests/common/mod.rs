@@ -186,7 +186,7 @@ impl Stack {
                 assert!(!cg.exists(), "cgroup {} is left", cg.display());
             }
         }
-        for sub in ["etc", "rootfs", "networks"] {
+        for sub in ["etc", "rootfs", "networks", "userns"] {
             let left: Vec<_> = std::fs::read_dir(self.root().join(sub))
                 .map(|d| {
                     d.flatten()

@@ -304,6 +304,9 @@ pub fn userns_fd(map: &IdMap) -> Result<OwnedFd> {
     }
     if pid == 0 {
         unsafe {
+            // Only our ends stay open here, or the read below never sees the parent's EOF.
+            libc::close(down_w.as_raw_fd());
+            libc::close(up_r.as_raw_fd());
             let ok: u8 = (libc::unshare(libc::CLONE_NEWUSER) == 0) as u8;
             libc::write(up_w.as_raw_fd(), (&ok as *const u8).cast(), 1);
             let mut b = 0u8;

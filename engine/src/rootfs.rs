@@ -236,7 +236,8 @@ fn idmapped_clone(src: &Path, at: &Path, ns: &std::os::fd::OwnedFd) -> nix::Resu
         propagation: u64,
         userns_fd: u64,
     }
-    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| nix::errno::Errno::EINVAL);
+    let c =
+        |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| nix::errno::Errno::EINVAL);
     let (src, at) = (c(src)?, c(at)?);
     let empty = CString::default();
     // SAFETY: valid C strings; the returned fd is owned right away.
@@ -290,7 +291,11 @@ fn idmapped_clone(src: &Path, at: &Path, ns: &std::os::fd::OwnedFd) -> nix::Resu
 }
 
 fn mount_overlay_on(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path) -> Result<()> {
-    let (upper, work, merged) = (upper.to_path_buf(), work.to_path_buf(), merged.to_path_buf());
+    let (upper, work, merged) = (
+        upper.to_path_buf(),
+        work.to_path_buf(),
+        merged.to_path_buf(),
+    );
     // overlayfs takes the topmost lower layer first.
     let lower: Vec<String> = lowers
         .iter()

@@ -73,11 +73,7 @@ pub type Result<T> = std::result::Result<T, UsernsError>;
 
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> UsernsError {
     let path = path.to_path_buf();
-    move |source| UsernsError::Io {
-        op,
-        path,
-        source,
-    }
+    move |source| UsernsError::Io { op, path, source }
 }
 
 /// Root's ranges in a `/etc/subuid`-format text (`name:start:count`, also `0:...`).
@@ -118,7 +114,11 @@ pub fn intersect(a: &[IdMap], b: &[IdMap]) -> Vec<IdMap> {
 /// The ids `auto` ranges come from: root's subordinate ids when the host lists any,
 /// else Berth's reserved range.
 pub fn host_pool() -> Vec<IdMap> {
-    let read = |p: &str| fs::read_to_string(p).map(|t| parse_subid(&t)).unwrap_or_default();
+    let read = |p: &str| {
+        fs::read_to_string(p)
+            .map(|t| parse_subid(&t))
+            .unwrap_or_default()
+    };
     let both = intersect(&read("/etc/subuid"), &read("/etc/subgid"));
     if both.is_empty() {
         vec![IdMap {
@@ -283,7 +283,8 @@ impl Allocator {
 /// open `/proc/PID/ns/user`). Fork is safe in a threaded caller here: the child only
 /// makes async-signal-safe calls (unshare, read, write, _exit).
 pub fn userns_fd(map: &IdMap) -> Result<OwnedFd> {
-    let err = |what: &str| UsernsError::Namespace(format!("{what}: {}", io::Error::last_os_error()));
+    let err =
+        |what: &str| UsernsError::Namespace(format!("{what}: {}", io::Error::last_os_error()));
     let mut up = [0i32; 2];
     let mut down = [0i32; 2];
     // SAFETY: pipe2 fills two fds.
@@ -349,15 +350,21 @@ pub fn shift_owner(root: &Path, map: &IdMap) -> Result<()> {
         .map_err(io_err("chown", root))?;
     if md.is_dir() {
         // chown clears setuid/setgid bits: put directory modes back.
-        fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(md.mode() & 0o7777))
-            .map_err(io_err("chmod", root))?;
+        fs::set_permissions(
+            root,
+            std::os::unix::fs::PermissionsExt::from_mode(md.mode() & 0o7777),
+        )
+        .map_err(io_err("chmod", root))?;
         for e in fs::read_dir(root).map_err(io_err("reading", root))? {
             let e = e.map_err(io_err("reading", root))?;
             shift_owner(&e.path(), map)?;
         }
     } else if md.is_file() && md.mode() & 0o6000 != 0 {
-        fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(md.mode() & 0o7777))
-            .map_err(io_err("chmod", root))?;
+        fs::set_permissions(
+            root,
+            std::os::unix::fs::PermissionsExt::from_mode(md.mode() & 0o7777),
+        )
+        .map_err(io_err("chmod", root))?;
     }
     Ok(())
 }
@@ -372,7 +379,8 @@ mod tests {
 
     #[test]
     fn subid_files_give_roots_ranges_in_both() {
-        let uid = parse_subid("alice:100000:65536\nroot:200000:200000\n0:900000:10\nbad\nroot:x:1\n");
+        let uid =
+            parse_subid("alice:100000:65536\nroot:200000:200000\n0:900000:10\nbad\nroot:x:1\n");
         assert_eq!(uid, vec![m(200000, 200000), m(900000, 10)]);
         let gid = parse_subid("root:300000:65536\n");
         assert_eq!(intersect(&uid, &gid), vec![m(300000, 65536)]);
@@ -412,7 +420,10 @@ mod tests {
         // Full: a clear error naming the pool.
         let e = a.allocate(&own("q", "q-x-1"), 65536).unwrap_err();
         assert!(e.to_string().contains("1000000+131072"), "{e}");
-        assert_eq!(a.allocate(&own("p", "p-web-1"), 0).unwrap_err().to_string(), UsernsError::BadSize(0).to_string());
+        assert_eq!(
+            a.allocate(&own("p", "p-web-1"), 0).unwrap_err().to_string(),
+            UsernsError::BadSize(0).to_string()
+        );
         // Releasing keeps what `keep` names.
         a.release_where("p", |c| c == "p-db-1").unwrap();
         assert_eq!(a.list(), vec![(own("p", "p-db-1"), db)]);

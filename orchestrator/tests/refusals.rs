@@ -313,7 +313,9 @@ fn unknown_userns_mode_names_place_and_accepted_values() {
 
 #[test]
 fn userns_mode_with_the_hosts_namespaces_or_privileged_is_refused() {
-    let e = refused("services:\n  web:\n    image: nginx\n    userns_mode: auto\n    privileged: true\n");
+    let e = refused(
+        "services:\n  web:\n    image: nginx\n    userns_mode: auto\n    privileged: true\n",
+    );
     assert!(
         e.starts_with("DIR/compose.yaml:4:18: services.web.userns_mode: ")
             && e.contains("`privileged: true` cannot be combined with `userns_mode: auto`"),
@@ -324,7 +326,9 @@ fn userns_mode_with_the_hosts_namespaces_or_privileged_is_refused() {
             "services:\n  web:\n    image: nginx\n    userns_mode: private\n    {key}: {value}\n"
         ));
         assert!(
-            e.contains(&format!("`{key}: {value}` cannot be combined with `userns_mode: private`")),
+            e.contains(&format!(
+                "`{key}: {value}` cannot be combined with `userns_mode: private`"
+            )),
             "{e}"
         );
     }

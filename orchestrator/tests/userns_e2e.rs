@@ -132,7 +132,9 @@ fn auto_userns_maps_root_to_an_unprivileged_range_and_down_frees_it() {
     );
     assert_eq!(code, 0, "{out}");
     assert_eq!(out, "0:0\nwritten\n");
-    let upper = s.root().join(format!("rootfs/{}-app-1/upper/etc/written", s.project));
+    let upper = s
+        .root()
+        .join(format!("rootfs/{}-app-1/upper/etc/written", s.project));
     assert_eq!(std::fs::metadata(&upper).unwrap().uid(), base);
 
     // The named volume belongs to the mapped root: files it makes are the range's on
@@ -143,11 +145,19 @@ fn auto_userns_maps_root_to_an_unprivileged_range_and_down_frees_it() {
     });
     let md = std::fs::metadata(vol.join("made-inside")).unwrap();
     assert_eq!((md.uid(), md.gid()), (base, base));
-    let (code, out) = sh(&s, "app", "echo more > /data/by-exec && stat -c %u /data/by-exec");
+    let (code, out) = sh(
+        &s,
+        "app",
+        "echo more > /data/by-exec && stat -c %u /data/by-exec",
+    );
     assert_eq!((code, out.as_str()), (0, "0\n"));
 
     // The secret: 0400, the container root's, readable.
-    let (code, out) = sh(&s, "app", "stat -c '%a %u' /run/secrets/token; cat /run/secrets/token");
+    let (code, out) = sh(
+        &s,
+        "app",
+        "stat -c '%a %u' /run/secrets/token; cat /run/secrets/token",
+    );
     assert_eq!((code, out.as_str()), (0, "400 0\ns3cr3t\n"));
 
     // /dev, /proc, resolv.conf and hosts work.

@@ -372,7 +372,10 @@ pub fn build(id: &str, c: &ContainerConfig) -> Result<Value, EngineError> {
             ));
         }
         if map.size == 0 || map.host == 0 {
-            return Err(bad("userns", format!("{map:?} maps no ids or maps host root")));
+            return Err(bad(
+                "userns",
+                format!("{map:?} maps no ids or maps host root"),
+            ));
         }
         // First, so the other new namespaces belong to it (the runtime unshares it first).
         namespaces.insert(0, json!({"type": "user"}));

@@ -340,11 +340,7 @@ fn mount_one(sys: &dyn Syscall, index: usize, m: &Mount, ctx: &RootfsContext) ->
             // sysfs belongs to the network namespace's owner: one the networking made
             // (the host's user namespace) cannot be mounted from a new user namespace.
             // Bind the host's, read-only, as runc does.
-            Err(e)
-                if typ == "sysfs"
-                    && ctx.in_userns
-                    && e.raw_os_error() == Some(libc::EPERM) =>
-            {
+            Err(e) if typ == "sysfs" && ctx.in_userns && e.raw_os_error() == Some(libc::EPERM) => {
                 sys.mount(
                     Some(Path::new("/sys")),
                     &dest,

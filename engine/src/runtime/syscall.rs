@@ -4,8 +4,8 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::os::unix::fs::DirBuilderExt;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use nix::mount::{MntFlags, MsFlags};

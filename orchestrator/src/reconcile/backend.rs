@@ -500,8 +500,13 @@ impl EngineBackend {
                         .map(|mut d| d.next().is_none())
                         .unwrap_or(false);
                     if empty {
-                        std::os::unix::fs::chown(source, Some(map.host), Some(map.host))
-                            .map_err(|e| format!("giving the volume at {target} to the container's root: {e}"))?;
+                        std::os::unix::fs::chown(source, Some(map.host), Some(map.host)).map_err(
+                            |e| {
+                                format!(
+                                    "giving the volume at {target} to the container's root: {e}"
+                                )
+                            },
+                        )?;
                     }
                 }
             }

@@ -77,7 +77,13 @@ mod tests {
 
     #[test]
     fn other_values_are_refused_with_the_accepted_ones() {
-        for bad in ["remap", "auto:size=0", "auto:size=x", "auto:uidmapping=0:1:1", "keep-id"] {
+        for bad in [
+            "remap",
+            "auto:size=0",
+            "auto:size=x",
+            "auto:uidmapping=0:1:1",
+            "keep-id",
+        ] {
             let e = parse(Some(bad)).unwrap_err();
             assert!(e.contains(bad), "{e}");
         }

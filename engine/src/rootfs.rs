@@ -208,7 +208,7 @@ fn mount_overlay(lowers: &[PathBuf], dir: &Path, idmap: Option<&IdMap>) -> Resul
             idmapped_clone(l, &at, &ns).map_err(|e| ImageError::Mount {
                 what: "idmapping layer on",
                 path: at.clone(),
-                source: e,
+                source: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
             })?;
             attached.push(at.clone());
             idmapped.push(at);
@@ -224,70 +224,12 @@ fn mount_overlay(lowers: &[PathBuf], dir: &Path, idmap: Option<&IdMap>) -> Resul
 
 /// A clone of `src` seen through the user namespace `ns` (files of host id 0 show as
 /// the namespace's root), attached on `at`.
-fn idmapped_clone(src: &Path, at: &Path, ns: &std::os::fd::OwnedFd) -> nix::Result<()> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    const OPEN_TREE_CLONE: libc::c_uint = 1;
-    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    let c =
-        |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| nix::errno::Errno::EINVAL);
-    let (src, at) = (c(src)?, c(at)?);
-    let empty = CString::default();
-    // SAFETY: valid C strings; the returned fd is owned right away.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            src.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(nix::errno::Errno::last());
-    }
-    let tree = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: ns.as_raw_fd() as u64,
-    };
-    // SAFETY: a correctly sized, initialised mount_attr on our fd.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r < 0 {
-        return Err(nix::errno::Errno::last());
-    }
-    // SAFETY: valid fds and strings.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_FDCWD,
-            at.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if r < 0 {
-        return Err(nix::errno::Errno::last());
-    }
-    Ok(())
+fn idmapped_clone(src: &Path, at: &Path, ns: &std::os::fd::OwnedFd) -> io::Result<()> {
+    use crate::runtime::syscall;
+    use std::os::fd::AsFd;
+    let tree = syscall::open_tree(src, false)?;
+    syscall::idmap_mount(tree.as_fd(), ns.as_fd())?;
+    syscall::move_mount(tree.as_fd(), at)
 }
 
 fn mount_overlay_on(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path) -> Result<()> {

@@ -293,9 +293,11 @@ pub fn userns_fd(map: &IdMap) -> Result<OwnedFd> {
     }
     // SAFETY: as above; wrapped right away so they close.
     let (up_r, up_w) = unsafe { (OwnedFd::from_raw_fd(up[0]), OwnedFd::from_raw_fd(up[1])) };
+    // SAFETY: pipe2 fills two fds.
     if unsafe { libc::pipe2(down.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Err(err("pipe"));
     }
+    // SAFETY: fresh fds, owned once.
     let (down_r, down_w) =
         unsafe { (OwnedFd::from_raw_fd(down[0]), OwnedFd::from_raw_fd(down[1])) };
     // SAFETY: the child calls only async-signal-safe functions, then _exit.
@@ -304,6 +306,7 @@ pub fn userns_fd(map: &IdMap) -> Result<OwnedFd> {
         return Err(err("fork"));
     }
     if pid == 0 {
+        // SAFETY: raw syscalls on fds this child holds; no allocation, no locks.
         unsafe {
             // Only our ends stay open here, or the read below never sees the parent's EOF.
             libc::close(down_w.as_raw_fd());

@@ -8,7 +8,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 mod common;
 
-use common::{subnet_in, Stack};
+use common::{sh, subnet_in, Stack};
 
 fn compose(subnet: &str) -> String {
     format!(
@@ -37,17 +37,6 @@ networks:
         - subnet: {subnet}
 "#
     )
-}
-
-/// `sh -c SCRIPT` in `service`: (exit code, stdout + stderr).
-fn sh(s: &Stack, service: &str, script: &str) -> (i32, String) {
-    let o = s.berth(&["exec", "-T", service, "sh", "-c", script]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    (o.status.code().unwrap_or(-1), text)
 }
 
 /// The host uids of a service's processes, as `berth top` reports them and as the

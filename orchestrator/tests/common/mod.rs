@@ -241,6 +241,17 @@ impl Drop for Stack {
     }
 }
 
+/// `sh -c SCRIPT` in a service (`berth exec -T`): (exit code, stdout + stderr).
+pub fn sh(s: &Stack, service: &str, script: &str) -> (i32, String) {
+    let o = s.berth(&["exec", "-T", service, "sh", "-c", script]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.code().unwrap_or(-1), text)
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

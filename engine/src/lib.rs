@@ -25,3 +25,4 @@ pub mod monitor;
 pub mod rootfs;
 pub mod runtime;
 pub mod state;
+pub mod userns;

@@ -24,6 +24,7 @@ use crate::image::error::{io_err, malformed, ImageError, Result};
 use crate::image::images::Images;
 use crate::image::store::write_atomic;
 use crate::image::unpack::{get_xattr, set_xattr, OPAQUE_XATTR};
+use crate::userns::IdMap;
 
 /// How the root filesystem was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +38,10 @@ pub enum Mode {
 pub struct Options {
     /// Copy the layers instead of mounting overlayfs.
     pub copy: bool,
+    /// A container in a user namespace: its root must own the image's files. The layers
+    /// are mounted idmapped (shared, untouched) and the upper layer belongs to the
+    /// mapped root; a copied root filesystem is re-owned.
+    pub idmap: Option<IdMap>,
 }
 
 impl Options {
@@ -45,6 +50,7 @@ impl Options {
     pub fn from_env() -> Options {
         Options {
             copy: std::env::var("BERTH_ROOTFS").is_ok_and(|v| v == "copy"),
+            idmap: None,
         }
     }
 }
@@ -62,6 +68,9 @@ pub struct Rootfs {
     pub path: PathBuf,
     /// Where the container's writes land (overlay); `None` for a copy.
     pub upper: Option<PathBuf>,
+    /// The user namespace mapping the files are owned for (`None`: host ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idmap: Option<IdMap>,
 }
 
 fn base(berth_root: &Path) -> PathBuf {
@@ -101,7 +110,18 @@ pub fn prepare(images: &Images, image: &str, id: &str, opts: &Options) -> Result
                 .iter()
                 .map(|d| images.store().layer_path(d))
                 .collect();
-            mount_overlay(&lowers, &dir)?;
+            mount_overlay(&lowers, &dir, r.idmap.as_ref())?;
+        }
+        if r.idmap != opts.idmap {
+            return Err(ImageError::Unsupported {
+                what: "root filesystem",
+                detail: format!(
+                    "{} was made for user namespace {:?}, now {:?} is asked: remove the container first",
+                    r.path.display(),
+                    r.idmap,
+                    opts.idmap
+                ),
+            });
         }
         return Ok(r);
     }
@@ -121,6 +141,7 @@ pub fn prepare(images: &Images, image: &str, id: &str, opts: &Options) -> Result
         mode: Mode::Overlay,
         path: merged.clone(),
         upper: Some(dir.join("upper")),
+        idmap: opts.idmap,
     };
     // Record first: from here on, prune keeps the layers and `remove` can clean up.
     write_atomic(
@@ -130,7 +151,7 @@ pub fn prepare(images: &Images, image: &str, id: &str, opts: &Options) -> Result
     let overlay = if opts.copy || lowers.is_empty() {
         Err(None)
     } else {
-        mount_overlay(&lowers, &dir).map_err(Some)
+        mount_overlay(&lowers, &dir, opts.idmap.as_ref()).map_err(Some)
     };
     if let Err(why) = overlay {
         if let Some(e) = &why {
@@ -138,6 +159,9 @@ pub fn prepare(images: &Images, image: &str, id: &str, opts: &Options) -> Result
         }
         for l in &lowers {
             copy_layer(l, &merged)?;
+        }
+        if let Some(map) = &opts.idmap {
+            crate::userns::shift_owner(&merged, map).map_err(userns_err)?;
         }
         r.mode = Mode::Copy;
         r.upper = None;
@@ -149,13 +173,71 @@ pub fn prepare(images: &Images, image: &str, id: &str, opts: &Options) -> Result
     Ok(r)
 }
 
-fn mount_overlay(lowers: &[PathBuf], dir: &Path) -> Result<()> {
+fn userns_err(e: crate::userns::UsernsError) -> ImageError {
+    ImageError::Unsupported {
+        what: "user namespace",
+        detail: e.to_string(),
+    }
+}
+
+fn mount_overlay(lowers: &[PathBuf], dir: &Path, idmap: Option<&IdMap>) -> Result<()> {
     let upper = dir.join("upper");
     let work = dir.join("work");
     let merged = dir.join("merged");
     for d in [&upper, &work] {
         fs::create_dir_all(d).map_err(io_err("creating", d))?;
     }
+    let Some(map) = idmap else {
+        return mount_overlay_on(lowers, &upper, &work, &merged);
+    };
+    // The mapped root owns its writes (copy-ups keep the owners the idmapped layers
+    // show, so the upper layer holds host ids of the range).
+    for d in [&upper, &work] {
+        std::os::unix::fs::chown(d, Some(map.host), Some(map.host)).map_err(io_err("chown", d))?;
+    }
+    // Each layer idmapped on a detached clone, attached under `lower/` only for as long as
+    // the overlay mount needs to name it: overlayfs keeps its own references.
+    let ns = crate::userns::userns_fd(map).map_err(userns_err)?;
+    let staging = dir.join("lower");
+    let mut attached: Vec<PathBuf> = Vec::new();
+    let res = (|| {
+        let mut idmapped = Vec::new();
+        for (i, l) in lowers.iter().enumerate() {
+            let at = staging.join(i.to_string());
+            fs::create_dir_all(&at).map_err(io_err("creating", &at))?;
+            idmapped_clone(l, &at, &ns).map_err(|e| ImageError::Mount {
+                what: "idmapping layer on",
+                path: at.clone(),
+                source: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            })?;
+            attached.push(at.clone());
+            idmapped.push(at);
+        }
+        mount_overlay_on(&idmapped, &upper, &work, &merged)
+    })();
+    for at in &attached {
+        let _ = umount2(at, MntFlags::MNT_DETACH);
+    }
+    let _ = fs::remove_dir_all(&staging);
+    res
+}
+
+/// A clone of `src` seen through the user namespace `ns` (files of host id 0 show as
+/// the namespace's root), attached on `at`.
+fn idmapped_clone(src: &Path, at: &Path, ns: &std::os::fd::OwnedFd) -> io::Result<()> {
+    use crate::runtime::syscall;
+    use std::os::fd::AsFd;
+    let tree = syscall::open_tree(src, false)?;
+    syscall::idmap_mount(tree.as_fd(), ns.as_fd())?;
+    syscall::move_mount(tree.as_fd(), at)
+}
+
+fn mount_overlay_on(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path) -> Result<()> {
+    let (upper, work, merged) = (
+        upper.to_path_buf(),
+        work.to_path_buf(),
+        merged.to_path_buf(),
+    );
     // overlayfs takes the topmost lower layer first.
     let lower: Vec<String> = lowers
         .iter()

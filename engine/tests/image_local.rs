@@ -132,7 +132,10 @@ fn whiteouts_and_opaque_dirs_unpack_to_the_tree_umoci_makes() {
         &images,
         "localhost/wh:v1",
         "c-copy",
-        &rootfs::Options { copy: true },
+        &rootfs::Options {
+            copy: true,
+            ..Default::default()
+        },
     )
     .unwrap();
     assert_eq!(fs_copy.mode, rootfs::Mode::Copy);

@@ -20,7 +20,7 @@ use std::process::Command;
 
 mod common;
 
-use common::Stack;
+use common::{sh, Stack};
 
 /// The escape stack (tests/escape/compose.yaml) in a project of its own, on a subnet of
 /// this suite's block (10.223.0.0/16), with the secret file it mounts.
@@ -37,17 +37,6 @@ fn escape_stack(project: &str) -> Stack {
     // The secret: world-readable on the host, 0400 and read-only in the container.
     std::fs::write(s.dir.path().join("proj/token.txt"), "s3cr3t-value\n").unwrap();
     s
-}
-
-/// `sh -c SCRIPT` in a service: (exit code, stdout + stderr).
-fn sh(s: &Stack, service: &str, script: &str) -> (i32, String) {
-    let o = s.berth(&["exec", "-T", service, "sh", "-c", script]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    (o.status.code().unwrap_or(-1), text)
 }
 
 /// One escape: `script` must fail in the confined container, with output containing

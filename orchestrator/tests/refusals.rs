@@ -301,3 +301,41 @@ fn error_snippet_shows_the_line_and_a_caret() {
     let snippet = e.located().unwrap().snippet().unwrap();
     assert_eq!(snippet, "    4 |     prots: [80]\n      |     ^");
 }
+
+#[test]
+fn unknown_userns_mode_names_place_and_accepted_values() {
+    assert_eq!(
+        refused("services:\n  web:\n    image: nginx\n    userns_mode: remap\n"),
+        "DIR/compose.yaml:4:18: services.web.userns_mode: unknown userns_mode \"remap\"; \
+         accepted values: host, auto, auto:size=N (N from 1 to 1073741824), private"
+    );
+}
+
+#[test]
+fn userns_mode_with_the_hosts_namespaces_or_privileged_is_refused() {
+    let e = refused(
+        "services:\n  web:\n    image: nginx\n    userns_mode: auto\n    privileged: true\n",
+    );
+    assert!(
+        e.starts_with("DIR/compose.yaml:4:18: services.web.userns_mode: ")
+            && e.contains("`privileged: true` cannot be combined with `userns_mode: auto`"),
+        "{e}"
+    );
+    for (key, value) in [("network_mode", "host"), ("pid", "host"), ("ipc", "host")] {
+        let e = refused(&format!(
+            "services:\n  web:\n    image: nginx\n    userns_mode: private\n    {key}: {value}\n"
+        ));
+        assert!(
+            e.contains(&format!(
+                "`{key}: {value}` cannot be combined with `userns_mode: private`"
+            )),
+            "{e}"
+        );
+    }
+    // `host` (and no userns_mode) keeps everything as it was.
+    let ok = Stack::new(&[(
+        "compose.yaml",
+        "services:\n  web:\n    image: nginx\n    userns_mode: host\n    privileged: true\n    network_mode: host\n",
+    )]);
+    assert!(stack::load(&ok.options()).is_ok());
+}

@@ -65,6 +65,10 @@ pub struct ContainerConfig {
     /// seccomp and no_new_privs (Compose `security_opt`); `privileged` lifts them.
     #[serde(default)]
     pub security: Security,
+    /// A new user namespace: container ids `0..size` are host ids `host..` (the
+    /// `rootfs` must have been made for the same mapping). `None`: the host's ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns: Option<crate::userns::IdMap>,
 }
 
 /// Confinement beyond capabilities. The defaults confine: Berth's seccomp profile

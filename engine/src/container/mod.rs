@@ -254,7 +254,19 @@ impl Engine {
                 "copying secret {} for {target}",
                 source.display()
             )))?;
-            std::os::unix::fs::chown(&copy, Some(u.unwrap_or(uid)), Some(g.unwrap_or(gid)))
+            // In a user namespace the container's ids are a range of host ids.
+            let host = |id: u32| match &cfg.userns {
+                Some(map) => map.to_host(id).ok_or_else(|| EngineError::InvalidConfig {
+                    field: format!("mounts[{i}]"),
+                    problem: format!(
+                        "secret owner {id} is outside the container's user namespace (0..{})",
+                        map.size
+                    ),
+                }),
+                None => Ok(id),
+            };
+            let (su, sg) = (host(u.unwrap_or(uid))?, host(g.unwrap_or(gid))?);
+            std::os::unix::fs::chown(&copy, Some(su), Some(sg))
                 .map_err(io_err(format!("chown of the secret for {target}")))?;
             std::fs::set_permissions(
                 &copy,

@@ -364,6 +364,22 @@ pub fn build(id: &str, c: &ContainerConfig) -> Result<Value, EngineError> {
         }
     }
     let mut namespaces = vec![json!({"type": "mount"}), json!({"type": "cgroup"})];
+    if let Some(map) = &c.userns {
+        if c.privileged {
+            return Err(bad(
+                "userns",
+                "a privileged container runs with the host's ids: drop one of the two",
+            ));
+        }
+        if map.size == 0 || map.host == 0 {
+            return Err(bad(
+                "userns",
+                format!("{map:?} maps no ids or maps host root"),
+            ));
+        }
+        // First, so the other new namespaces belong to it (the runtime unshares it first).
+        namespaces.insert(0, json!({"type": "user"}));
+    }
     for (t, p) in [
         ("network", &c.namespaces.net),
         ("ipc", &c.namespaces.ipc),
@@ -484,6 +500,11 @@ pub fn build(id: &str, c: &ContainerConfig) -> Result<Value, EngineError> {
         "devices": devices,
         "sysctl": c.sysctls,
     });
+    if let Some(map) = &c.userns {
+        let m = json!([{"containerID": 0, "hostID": map.host, "size": map.size}]);
+        linux["uidMappings"] = m.clone();
+        linux["gidMappings"] = m;
+    }
     if !c.privileged {
         linux["maskedPaths"] = json!([
             "/proc/asound",

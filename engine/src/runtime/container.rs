@@ -256,6 +256,15 @@ impl Runtime {
             console,
             caps,
             userns,
+            detached: if userns {
+                Some(rootfs::open_detached(
+                    &bundle.spec,
+                    &bundle.rootfs,
+                    &bundle.dir,
+                )?)
+            } else {
+                None
+            },
             preserve_fds: opts.preserve_fds,
             state_dir: &dir,
             id: &opts.id,
@@ -871,6 +880,8 @@ struct InitContext<'a> {
     console: Option<UnixStream>,
     caps: capabilities::CapMasks,
     userns: bool,
+    /// With a new user namespace: the rootfs and bind sources, cloned as host root.
+    detached: Option<rootfs::Detached>,
     preserve_fds: u32,
     state_dir: &'a Path,
     id: &'a str,
@@ -885,6 +896,10 @@ fn intermediate(chan: &Channel, ns: namespaces::NsPlan, ctx: &InitContext) -> Re
         namespaces::join(*t, fd, p)?;
     }
     if ctx.userns {
+        // The mount namespace made below carries the working directory over: the init
+        // attaches the rootfs there (the mapped root may not walk the path to it).
+        nix::unistd::chdir(&ctx.bundle.rootfs)
+            .map_err(errno(format!("chdir {}", ctx.bundle.rootfs.display())))?;
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)
             .map_err(errno("unshare user namespace"))?;
         chan.send(&Msg::MapIds)?;
@@ -924,11 +939,17 @@ fn init(chan: &Channel, ctx: &InitContext) -> Result<Infallible> {
     // Bound before pivot_root, while the state directory is reachable.
     let listener = &ctx.listener;
     let console = ctx.console.as_ref();
+    let root: &Path = if ctx.detached.is_some() {
+        Path::new(".")
+    } else {
+        &ctx.bundle.rootfs
+    };
     let rctx = RootfsContext {
-        rootfs: &ctx.bundle.rootfs,
+        rootfs: root,
         bundle: &ctx.bundle.dir,
         cgroups: Some(ctx.layout),
         in_userns: ctx.userns,
+        detached: ctx.detached.as_ref(),
     };
     rootfs::prepare(&sys, spec, &rctx)?;
     let hooks = spec.hooks().as_ref();
@@ -952,7 +973,7 @@ fn init(chan: &Channel, ctx: &InitContext) -> Result<Infallible> {
             )?;
         }
     }
-    rootfs::pivot(&sys, &ctx.bundle.rootfs)?;
+    rootfs::pivot(&sys, root)?;
     // A missing working directory is made, as runc does (before the root turns read-only).
     if let Some(p) = spec.process().as_ref() {
         let _ = std::fs::create_dir_all(p.cwd());

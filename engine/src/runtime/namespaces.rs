@@ -93,10 +93,16 @@ pub fn join(t: LinuxNamespaceType, fd: &OwnedFd, what: &Path) -> Result<()> {
     )))
 }
 
-/// The namespaces of `pid` that differ from ours, opened in join order (exec).
+/// The namespaces of `pid` that differ from ours, opened in join order for exec: the
+/// user namespace last. The caller is host root, with rights over every namespace; a
+/// container's network namespace made by the networking belongs to the host's user
+/// namespace, which a process already in the container's could no longer join.
 pub fn of_process(pid: i32) -> Result<Vec<(LinuxNamespaceType, OwnedFd, PathBuf)>> {
     let mut out = vec![];
-    for t in JOIN_ORDER {
+    let user_last = JOIN_ORDER[1..]
+        .iter()
+        .chain(std::iter::once(&LinuxNamespaceType::User));
+    for t in user_last {
         let name = proc_name(*t);
         let theirs = PathBuf::from(format!("/proc/{pid}/ns/{name}"));
         let ours = PathBuf::from(format!("/proc/self/ns/{name}"));

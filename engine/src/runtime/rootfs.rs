@@ -153,6 +153,48 @@ pub struct RootfsContext<'a> {
     pub cgroups: Option<&'a Layout>,
     /// In a new user namespace device nodes cannot be made: bind them from the host.
     pub in_userns: bool,
+    /// In a new user namespace: the rootfs and bind sources as detached mounts the
+    /// runtime took as host root (the mapped root may not traverse BERTH_ROOT), with
+    /// `rootfs` then `.` (the init's working directory is the rootfs).
+    pub detached: Option<&'a Detached>,
+}
+
+/// Detached clones of the rootfs and of every bind mount's source (by mount index),
+/// taken before the user namespace exists. `rootfs` must be the working directory when
+/// the new mount namespace is made: the root tree is attached on it.
+pub struct Detached {
+    pub root: std::os::fd::OwnedFd,
+    /// Per spec mount: the clone and whether it is a directory.
+    pub binds: Vec<Option<(std::os::fd::OwnedFd, bool)>>,
+}
+
+/// Opens the detached clones [`Detached`] describes (as host root, before any
+/// namespace of the container exists).
+pub fn open_detached(spec: &Spec, rootfs: &Path, bundle: &Path) -> Result<Detached> {
+    use super::syscall::open_tree;
+    let root = open_tree(rootfs, true).map_err(mount_err(format!(
+        "cloning rootfs {} for the user namespace",
+        rootfs.display()
+    )))?;
+    let mut binds = Vec::new();
+    for m in spec.mounts().iter().flatten() {
+        let opts = parse_options(m.options().as_deref().unwrap_or_default());
+        let typ = m.typ().as_deref().unwrap_or("bind");
+        if typ != "bind" && !opts.flags.contains(MsFlags::MS_BIND) {
+            binds.push(None);
+            continue;
+        }
+        let src = m.source().clone().unwrap_or_default();
+        let src = if src.is_absolute() {
+            src
+        } else {
+            bundle.join(src)
+        };
+        let fd = open_tree(&src, opts.flags.contains(MsFlags::MS_REC))
+            .map_err(mount_err(format!("cloning bind source {}", src.display())))?;
+        binds.push(Some((fd, src.is_dir())));
+    }
+    Ok(Detached { root, binds })
 }
 
 fn mount_err(what: String) -> impl FnOnce(std::io::Error) -> RuntimeError {
@@ -187,19 +229,29 @@ pub fn prepare(sys: &dyn Syscall, spec: &Spec, ctx: &RootfsContext) -> Result<()
             "making / ".to_string() + &format!("{root_prop:?}"),
         ))?;
     // pivot_root needs the new root to be a mount point.
-    sys.mount(
-        Some(ctx.rootfs),
-        ctx.rootfs,
-        None,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None,
-    )
-    .map_err(mount_err(format!(
-        "bind-mounting rootfs {}",
-        ctx.rootfs.display()
-    )))?;
+    if let Some(d) = ctx.detached {
+        use std::os::fd::AsFd;
+        // On the working directory (the rootfs, carried into this namespace), then into
+        // it: every path below is relative to it.
+        sys.move_mount(d.root.as_fd(), Path::new("."))
+            .map_err(mount_err("attaching the rootfs".into()))?;
+        sys.fchdir(d.root.as_fd())
+            .map_err(mount_err("entering the rootfs".into()))?;
+    } else {
+        sys.mount(
+            Some(ctx.rootfs),
+            ctx.rootfs,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )
+        .map_err(mount_err(format!(
+            "bind-mounting rootfs {}",
+            ctx.rootfs.display()
+        )))?;
+    }
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
-        mount_one(sys, m, ctx).map_err(|e| match e {
+        mount_one(sys, i, m, ctx).map_err(|e| match e {
             RuntimeError::Sys { op, source } => RuntimeError::Sys {
                 op: format!("mounts[{i}] ({}): {op}", m.destination().display()),
                 source,
@@ -210,7 +262,7 @@ pub fn prepare(sys: &dyn Syscall, spec: &Spec, ctx: &RootfsContext) -> Result<()
     setup_dev(sys, spec, ctx)
 }
 
-fn mount_one(sys: &dyn Syscall, m: &Mount, ctx: &RootfsContext) -> Result<()> {
+fn mount_one(sys: &dyn Syscall, index: usize, m: &Mount, ctx: &RootfsContext) -> Result<()> {
     let opts = parse_options(m.options().as_deref().unwrap_or_default());
     let dest = secure_join(ctx.rootfs, m.destination())?;
     let typ = m.typ().as_deref().unwrap_or("bind");
@@ -222,7 +274,15 @@ fn mount_one(sys: &dyn Syscall, m: &Mount, ctx: &RootfsContext) -> Result<()> {
         } else {
             ctx.bundle.join(src)
         };
-        if src.is_dir() {
+        let clone = ctx
+            .detached
+            .and_then(|d| d.binds.get(index))
+            .and_then(|b| b.as_ref());
+        let is_dir = match clone {
+            Some((_, dir)) => *dir,
+            None => src.is_dir(),
+        };
+        if is_dir {
             sys.mkdir_all(&dest)
                 .map_err(mount_err(format!("mkdir {}", dest.display())))?;
         } else {
@@ -234,12 +294,18 @@ fn mount_one(sys: &dyn Syscall, m: &Mount, ctx: &RootfsContext) -> Result<()> {
                 .map_err(mount_err(format!("creating {}", dest.display())))?;
         }
         let bind = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-        sys.mount(Some(&src), &dest, None, bind, None)
-            .map_err(mount_err(format!(
-                "bind {} on {}",
-                src.display(),
-                dest.display()
-            )))?;
+        match clone {
+            Some((fd, _)) => {
+                use std::os::fd::AsFd;
+                sys.move_mount(fd.as_fd(), &dest)
+            }
+            None => sys.mount(Some(&src), &dest, None, bind, None),
+        }
+        .map_err(mount_err(format!(
+            "bind {} on {}",
+            src.display(),
+            dest.display()
+        )))?;
         // A bind ignores other flags: apply them by remounting the new mount.
         let rest = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !rest.is_empty() {
@@ -270,8 +336,24 @@ fn mount_one(sys: &dyn Syscall, m: &Mount, ctx: &RootfsContext) -> Result<()> {
         let src = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
         let data = opts.data.join(",");
         let data = (!data.is_empty()).then_some(data.as_str());
-        sys.mount(Some(&src), &dest, Some(typ), opts.flags, data)
-            .map_err(mount_err(format!("mount {typ} on {}", dest.display())))?;
+        match sys.mount(Some(&src), &dest, Some(typ), opts.flags, data) {
+            // sysfs belongs to the network namespace's owner: one the networking made
+            // (the host's user namespace) cannot be mounted from a new user namespace.
+            // Bind the host's, read-only, as runc does.
+            Err(e) if typ == "sysfs" && ctx.in_userns && e.raw_os_error() == Some(libc::EPERM) => {
+                sys.mount(
+                    Some(Path::new("/sys")),
+                    &dest,
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None,
+                )
+                .map_err(mount_err(format!("binding /sys on {}", dest.display())))?;
+                sys.mount_setattr_ro(&dest, true)
+                    .map_err(mount_err(format!("making {} read-only", dest.display())))?;
+            }
+            r => r.map_err(mount_err(format!("mount {typ} on {}", dest.display())))?,
+        }
     }
     for p in &opts.propagation {
         sys.mount(None, &dest, None, *p, None)
@@ -659,6 +741,7 @@ mod tests {
             bundle: tmp.path(),
             cgroups: None,
             in_userns: false,
+            detached: None,
         };
         prepare(&sys, &s, &ctx).unwrap();
         let calls = sys.take();
@@ -711,6 +794,7 @@ mod tests {
             bundle: tmp.path(),
             cgroups: None,
             in_userns: true,
+            detached: None,
         };
         prepare(&sys, &s, &ctx).unwrap();
         let calls = sys.take();
@@ -734,6 +818,7 @@ mod tests {
             bundle: tmp.path(),
             cgroups: None,
             in_userns: false,
+            detached: None,
         };
         let e = prepare(&sys, &s, &ctx).unwrap_err().to_string();
         assert!(
@@ -769,6 +854,7 @@ mod tests {
             bundle: tmp.path(),
             cgroups: Some(&layout),
             in_userns: false,
+            detached: None,
         };
         prepare(&sys, &s, &ctx).unwrap();
         let r = tmp.path().display().to_string();

@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
@@ -34,6 +35,107 @@ pub trait Syscall {
     fn create_file(&self, path: &Path) -> io::Result<()>;
     fn sethostname(&self, name: &str) -> io::Result<()>;
     fn setdomainname(&self, name: &str) -> io::Result<()>;
+    /// Attaches the detached mount tree `fd` (from [`open_tree`]) on `target`.
+    fn move_mount(&self, fd: BorrowedFd, target: &Path) -> io::Result<()>;
+    fn fchdir(&self, fd: BorrowedFd) -> io::Result<()>;
+}
+
+/// A detached clone of the mount at `path` (recursively with `recursive`): opened by
+/// the runtime as host root, it can be attached later from inside a user namespace
+/// whose root may not even traverse the directories on the way to `path`.
+pub fn open_tree(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    let c = c_path(path)?;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    // SAFETY: a valid C string; the fd is owned right away.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new fd nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn c_path(p: &Path) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// mount_setattr(2): sets `attr_set` on the mount at `path` (or on the mount `fd` is,
+/// with `path` empty), with the user namespace `userns` for `MOUNT_ATTR_IDMAP`.
+pub fn mount_setattr(
+    fd: Option<BorrowedFd>,
+    path: &Path,
+    flags: libc::c_uint,
+    attr_set: u64,
+    userns: Option<BorrowedFd>,
+) -> io::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let c = c_path(path)?;
+    let attr = MountAttr {
+        attr_set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.map_or(0, |u| u.as_raw_fd() as u64),
+    };
+    let (dirfd, flags) = match fd {
+        Some(fd) => (fd.as_raw_fd(), flags | libc::AT_EMPTY_PATH as libc::c_uint),
+        None => (libc::AT_FDCWD, flags),
+    };
+    // SAFETY: a valid C string and a correctly sized, initialised mount_attr.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            dirfd,
+            c.as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Gives the detached mount `fd` the id mapping of user namespace `userns`: a file of
+/// host id N shows as the host id that container id N maps to.
+pub fn idmap_mount(fd: BorrowedFd, userns: BorrowedFd) -> io::Result<()> {
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    mount_setattr(Some(fd), Path::new(""), 0, MOUNT_ATTR_IDMAP, Some(userns))
+}
+
+/// move_mount(2): attaches the detached mount `fd` on `target`.
+pub fn move_mount(fd: BorrowedFd, target: &Path) -> io::Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+    let c = c_path(target)?;
+    let empty = std::ffi::CString::default();
+    // SAFETY: a valid fd and C strings.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The real thing.
@@ -60,39 +162,10 @@ impl Syscall for LinuxSyscall {
     }
 
     fn mount_setattr_ro(&self, target: &Path, recursive: bool) -> io::Result<()> {
-        #[repr(C)]
-        struct MountAttr {
-            attr_set: u64,
-            attr_clr: u64,
-            propagation: u64,
-            userns_fd: u64,
-        }
         const MOUNT_ATTR_RDONLY: u64 = 0x1;
         const AT_RECURSIVE: libc::c_uint = 0x8000;
-        let c = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let attr = MountAttr {
-            attr_set: MOUNT_ATTR_RDONLY,
-            attr_clr: 0,
-            propagation: 0,
-            userns_fd: 0,
-        };
         let flags = if recursive { AT_RECURSIVE } else { 0 };
-        // SAFETY: valid C string and a correctly sized, initialised mount_attr.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_mount_setattr,
-                libc::AT_FDCWD,
-                c.as_ptr(),
-                flags,
-                &attr as *const MountAttr,
-                std::mem::size_of::<MountAttr>(),
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        mount_setattr(None, target, flags, MOUNT_ATTR_RDONLY, None)
     }
 
     fn pivot_root(&self, new_root: &Path) -> io::Result<()> {
@@ -159,6 +232,14 @@ impl Syscall for LinuxSyscall {
             return Err(io::Error::last_os_error());
         }
         Ok(())
+    }
+
+    fn move_mount(&self, fd: BorrowedFd, target: &Path) -> io::Result<()> {
+        move_mount(fd, target)
+    }
+
+    fn fchdir(&self, fd: BorrowedFd) -> io::Result<()> {
+        nix::unistd::fchdir(fd).map_err(nix_io)
     }
 }
 
@@ -260,5 +341,13 @@ impl Syscall for RecordingSyscall {
     }
     fn setdomainname(&self, name: &str) -> io::Result<()> {
         self.rec(format!("setdomainname {name}"))
+    }
+    fn move_mount(&self, fd: BorrowedFd, target: &Path) -> io::Result<()> {
+        let _ = fd;
+        self.rec(format!("move_mount fd {}", target.display()))
+    }
+    fn fchdir(&self, fd: BorrowedFd) -> io::Result<()> {
+        let _ = fd;
+        self.rec("fchdir fd".into())
     }
 }

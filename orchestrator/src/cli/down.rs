@@ -85,6 +85,10 @@ pub fn run(global: &GlobalArgs, args: &DownArgs) -> anyhow::Result<i32> {
         }
     }
     crate::fault::point("down.after-containers");
+    // The id ranges of `userns_mode: auto` containers that are gone.
+    if let Err(e) = backend.release_userns() {
+        problems.push(format!("user namespace ranges: {e}"));
+    }
     // Layers a `berth` killed in the middle of unpacking one left.
     if let Err(e) = backend.images.store().sweep_half_unpacked() {
         problems.push(format!("image store: {e}"));

@@ -700,6 +700,8 @@ fn pod_level(ctx: &mut Ctx<'_>, name: &str, svc: &Service, spec: &mut PodSpec, m
     match svc.userns_mode.as_deref() {
         None => {}
         Some("host") => spec.host_users = Some(true),
+        // The node picks the Pod's range, as Berth does for `auto`.
+        Some("auto" | "private") => spec.host_users = Some(false),
         Some(m) => ctx.warnings.service(
             name,
             "userns_mode",

@@ -10,6 +10,7 @@ use std::time::Duration;
 use berth_engine::container::{self as ec, Engine, HealthStatus, LabelFilter, Status};
 use berth_engine::image::{self, Images};
 use berth_engine::rootfs;
+use berth_engine::userns::{Allocator, IdMap, Owner};
 use berth_networking::{
     dns, AttachRequest, Config as NetConfig, DnsOptions, HelperProgram, IpamConfig, Ipv6Config,
     Netns, NetworkSpec, Networking, PortMapping,
@@ -22,6 +23,7 @@ use super::translate::{
     LABEL_NUMBER, LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE,
 };
 use crate::stack::config::service_hash;
+use crate::stack::model::userns::{self, UsernsMode};
 use crate::stack::model::{Protocol as PortProtocol, Service};
 use crate::stack::Loaded;
 
@@ -345,8 +347,17 @@ impl EngineBackend {
             Some(o) => o.name.clone(),
             None => container_name(self.project(), service, number),
         };
-        let rootfs = rootfs::prepare(&self.images, &reference, &name, &rootfs::Options::default())
-            .map_err(err)?;
+        let userns = self.userns_map(svc, &name)?;
+        let rootfs = rootfs::prepare(
+            &self.images,
+            &reference,
+            &name,
+            &rootfs::Options {
+                idmap: userns,
+                ..Default::default()
+            },
+        )
+        .map_err(err)?;
         crate::fault::point("up.after-rootfs");
         let (own_ns, netns) = self.netns_for(svc, &name)?;
         crate::fault::point("up.after-netns");
@@ -456,6 +467,7 @@ impl EngineBackend {
             pid: self.shared_namespace(svc.pid.as_deref(), "pid")?,
             volumes_dir: self.paths.volumes(),
             etc_files,
+            userns,
         };
         for v in &svc.volumes {
             if let (crate::stack::model::VolumeType::Bind, Some(src)) = (v.kind, &v.source) {
@@ -478,15 +490,60 @@ impl EngineBackend {
                     .volumes
                     .iter()
                     .any(|v| &v.target == target && v.volume.as_ref().is_some_and(|o| o.nocopy));
-                if !nocopy {
-                    rootfs::seed_volume(&rootfs.path, target, source)
+                let seeded = !nocopy
+                    && rootfs::seed_volume(&rootfs.path, target, source)
                         .map_err(|e| format!("seeding the volume at {target}: {e}"))?;
+                // A new volume of a user-namespaced service belongs to its mapped root
+                // (seeded ones already carry the ids the idmapped image shows).
+                if let (Some(map), false) = (&userns, seeded) {
+                    let empty = std::fs::read_dir(source)
+                        .map(|mut d| d.next().is_none())
+                        .unwrap_or(false);
+                    if empty {
+                        std::os::unix::fs::chown(source, Some(map.host), Some(map.host)).map_err(
+                            |e| {
+                                format!(
+                                    "giving the volume at {target} to the container's root: {e}"
+                                )
+                            },
+                        )?;
+                    }
                 }
             }
         }
         let id = self.engine.create(cfg).map_err(err)?;
         crate::fault::point("up.after-create");
         Ok(id)
+    }
+
+    /// The id range of a service with `userns_mode: auto`: the one its container had
+    /// (so files it wrote keep their owner), or a free one.
+    fn userns_map(&self, svc: &Service, name: &str) -> Result<Option<IdMap>, String> {
+        match userns::parse(svc.userns_mode.as_deref())? {
+            UsernsMode::Host => Ok(None),
+            UsernsMode::Auto { size } => self
+                .userns_allocator()
+                .allocate(
+                    &Owner {
+                        project: self.project().to_string(),
+                        container: name.to_string(),
+                    },
+                    size,
+                )
+                .map(Some)
+                .map_err(err),
+        }
+    }
+
+    pub fn userns_allocator(&self) -> Allocator {
+        Allocator::new(&self.paths.root)
+    }
+
+    /// Frees the id ranges of the project's containers that are gone (`down`).
+    pub fn release_userns(&self) -> Result<(), String> {
+        self.userns_allocator()
+            .release_where(self.project(), |c| self.engine.resolve(c).is_ok())
+            .map_err(err)
     }
 
     /// The project's one-off containers (`berth run`), by name: `down` removes them,

@@ -45,6 +45,8 @@ pub struct Placement {
     pub volumes_dir: PathBuf,
     /// Files the networking prepared (`/etc/resolv.conf`, `/etc/hosts`, `/etc/hostname`).
     pub etc_files: Vec<(PathBuf, String)>,
+    /// The id range allocated for `userns_mode: auto` (the rootfs was made for it).
+    pub userns: Option<berth_engine::userns::IdMap>,
 }
 
 fn duration(d: &model::Duration) -> StdDuration {
@@ -319,6 +321,7 @@ pub fn container_config(
         init: svc.init.unwrap_or(false),
         log,
         security: security(svc)?,
+        userns: p.userns,
     })
 }
 

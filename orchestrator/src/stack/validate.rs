@@ -112,6 +112,40 @@ fn build_graph(project: &Project, root: &Node, strict: bool) -> Result<ServiceGr
     })
 }
 
+/// `userns_mode` is one Berth knows, and nothing else of the service needs the host's
+/// ids. As Docker refuses them with user namespaces on: `privileged` (it means the
+/// host's root), and sharing the host's network, pid, ipc or uts namespace or another
+/// service's pid or ipc namespace (those belong to the host's user namespace: the
+/// mapped root could not mount their /proc or mqueue). `network_mode: service:X` is
+/// fine: a network namespace can be joined from any user namespace.
+fn check_userns(name: &str, svc: &super::model::Service) -> Result<(), String> {
+    use super::model::userns::{parse, UsernsMode};
+    if parse(svc.userns_mode.as_deref())? == UsernsMode::Host {
+        return Ok(());
+    }
+    let mode = svc.userns_mode.as_deref().unwrap_or_default();
+    if svc.privileged == Some(true) {
+        return Err(format!(
+            "service {name:?}: `privileged: true` cannot be combined with `userns_mode: {mode}`: privileged means the host's root; drop one of the two"
+        ));
+    }
+    for (key, value) in [
+        ("network_mode", &svc.network_mode),
+        ("pid", &svc.pid),
+        ("ipc", &svc.ipc),
+        ("uts", &svc.uts),
+    ] {
+        let Some(v) = value.as_deref() else { continue };
+        let shares = v == "host" || (key != "network_mode" && v.starts_with("service:"));
+        if shares {
+            return Err(format!(
+                "service {name:?}: `{key}: {v}` cannot be combined with `userns_mode: {mode}`: that namespace belongs to the host's user namespace (use `userns_mode: host`, or drop `{key}`)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_resources(project: &Project, root: &Node) -> Result<(), StackError> {
     for (name, svc) in &project.services {
         let at = |key: &str, message: String| {
@@ -128,6 +162,7 @@ fn check_resources(project: &Project, root: &Node) -> Result<(), StackError> {
                 format!("service {name:?} has neither an image nor a build context specified: add `image:` or `build:`"),
             ));
         }
+        check_userns(name, svc).map_err(|m| at("userns_mode", m))?;
         if svc.network_mode.is_some() && svc.networks.keys().any(|n| n != "default") {
             return Err(at(
                 "network_mode",

@@ -186,7 +186,7 @@ impl Stack {
                 assert!(!cg.exists(), "cgroup {} is left", cg.display());
             }
         }
-        for sub in ["etc", "rootfs", "networks"] {
+        for sub in ["etc", "rootfs", "networks", "userns"] {
             let left: Vec<_> = std::fs::read_dir(self.root().join(sub))
                 .map(|d| {
                     d.flatten()
@@ -239,6 +239,17 @@ impl Drop for Stack {
             let _ = Command::new("umount").args(["-l", &root]).status();
         }
     }
+}
+
+/// `sh -c SCRIPT` in a service (`berth exec -T`): (exit code, stdout + stderr).
+pub fn sh(s: &Stack, service: &str, script: &str) -> (i32, String) {
+    let o = s.berth(&["exec", "-T", service, "sh", "-c", script]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.code().unwrap_or(-1), text)
 }
 
 pub fn free_port() -> u16 {

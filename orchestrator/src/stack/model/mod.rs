@@ -53,6 +53,7 @@ pub mod service;
 pub mod shell_words;
 pub mod top;
 pub mod units;
+pub mod userns;
 pub mod volumes;
 
 pub use build::Build;

@@ -301,3 +301,30 @@ fn error_snippet_shows_the_line_and_a_caret() {
     let snippet = e.located().unwrap().snippet().unwrap();
     assert_eq!(snippet, "    4 |     prots: [80]\n      |     ^");
 }
+
+/// The fuzzer's slow alias bombs (fuzz/regressions/stack_loader/alias-bomb-slow-*.yaml,
+/// 422 bytes): refused at once, at the alias that goes over the budget, with the line
+/// under it. They took seconds and hundreds of MB before the budget was charged before
+/// building (`stack::yaml`; its unit test shows no node of them is built).
+#[test]
+fn fuzzed_alias_bombs_are_refused_in_milliseconds() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/stack_loader");
+    for (name, at) in [
+        ("alias-bomb-slow-1.yaml", ":10:10: "),
+        ("alias-bomb-slow-2.yaml", ":9:34: "),
+    ] {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        let started = std::time::Instant::now();
+        let e = refused(&text);
+        let took = started.elapsed();
+        assert!(
+            e.starts_with(&format!("DIR/compose.yaml{at}excessive aliasing")),
+            "{name}: {e}"
+        );
+        // A generous bound for a debug build on a busy machine; it was 2.3 s.
+        assert!(
+            took < std::time::Duration::from_millis(200),
+            "{name}: refused after {took:?}"
+        );
+    }
+}

@@ -16,6 +16,7 @@ use berth_networking::{
 };
 
 use super::execute::{Backend, Health};
+use super::inline_files::InlineFiles;
 use super::plan::{container_name, Action, ContainerState, Observed, ObservedContainer};
 use super::translate::{
     anonymous_prefix, container_config, volume_dir, Placement, LABEL_HASH, LABEL_IMAGE_DIGEST,
@@ -442,6 +443,7 @@ impl EngineBackend {
             crate::fault::point("up.after-etc");
         }
         let hash = service_hash(&self.loaded, service).unwrap_or_default();
+        let inline = InlineFiles::write(svc, &self.loaded, &self.paths.etc(&name).join("inline"))?;
         let placement = Placement {
             project: self.project().to_string(),
             service: service.to_string(),
@@ -456,6 +458,7 @@ impl EngineBackend {
             pid: self.shared_namespace(svc.pid.as_deref(), "pid")?,
             volumes_dir: self.paths.volumes(),
             etc_files,
+            inline_files: inline.files.clone(),
         };
         for v in &svc.volumes {
             if let (crate::stack::model::VolumeType::Bind, Some(src)) = (v.kind, &v.source) {
@@ -466,8 +469,21 @@ impl EngineBackend {
                 }
             }
         }
-        let mut cfg = container_config(svc, &self.loaded.project, &placement)?;
-        if oneoff.is_some() {
+        let created = self.create_with(svc, &placement, oneoff.is_some());
+        // The engine keeps its own copy of each secret (or failed): ours goes either way.
+        inline.drop_secrets();
+        created
+    }
+
+    /// The engine's container for `placement` (volumes made and seeded first).
+    fn create_with(
+        &self,
+        svc: &Service,
+        placement: &Placement,
+        oneoff: bool,
+    ) -> Result<String, String> {
+        let mut cfg = container_config(svc, &self.loaded.project, placement)?;
+        if oneoff {
             cfg.labels
                 .insert(LABEL_ONEOFF.to_string(), "True".to_string());
         }
@@ -479,7 +495,7 @@ impl EngineBackend {
                     .iter()
                     .any(|v| &v.target == target && v.volume.as_ref().is_some_and(|o| o.nocopy));
                 if !nocopy {
-                    rootfs::seed_volume(&rootfs.path, target, source)
+                    rootfs::seed_volume(&placement.rootfs, target, source)
                         .map_err(|e| format!("seeding the volume at {target}: {e}"))?;
                 }
             }

@@ -36,9 +36,43 @@ pub fn check(
 }
 
 /// What must hold before a stack is brought up, beyond loading: no two services bind the
-/// same host port.
+/// same host port; every secret or config taken from an environment variable has it.
 pub fn check_runnable(loaded: &super::Loaded) -> Result<(), StackError> {
-    check_ports(&loaded.project, &loaded.root)
+    check_ports(&loaded.project, &loaded.root)?;
+    check_environment_sources(loaded)
+}
+
+/// A secret or config a service uses with `environment: VAR` needs VAR set (in the
+/// environment or `.env`) before anything is made. The error names the variable, never
+/// a value.
+fn check_environment_sources(loaded: &super::Loaded) -> Result<(), StackError> {
+    let p = &loaded.project;
+    for svc in p.services.values() {
+        let used = svc
+            .secrets
+            .iter()
+            .map(|r| ("secrets", &r.source, p.secrets.get(&r.source)))
+            .chain(
+                svc.configs
+                    .iter()
+                    .map(|r| ("configs", &r.source, p.configs.get(&r.source))),
+            );
+        for (kind, name, top) in used {
+            let Some(var) = top.and_then(|t| t.environment.as_ref()) else {
+                continue;
+            };
+            if !loaded.environment.contains_key(var) {
+                return Err(StackError::at(
+                    &span_at(&loaded.root, &[kind, name, "environment"]),
+                    format!("{kind}.{name}.environment"),
+                    format!(
+                        "{kind}.{name} takes its value from the environment variable {var}, which is not set: set it (or put it in .env) and run again"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn edges(project: &Project, name: &str, strict: bool) -> Vec<(String, EdgeKind)> {

@@ -4,7 +4,7 @@
 //! `port`, `stats`, `ls`, `config` (YAML, JSON, `--hash`), `logs`, `events`, the error
 //! messages of a failing `up`, `exec` and `run`, the host's process list, and every file
 //! under BERTH_ROOT and BERTH_RUN but the engine's staged copies, which are what the
-//! container mounts. `config` prints an environment-sourced secret as docker compose
+//! container mounts. (An inline `content:` config is mounted too.) `config` prints an environment-sourced secret as docker compose
 //! does, by the variable's name (`environment: NAME`); Berth has no flag that prints
 //! secret values (nor does docker compose), so "only when asked" means: never.
 //!
@@ -72,6 +72,9 @@ fn no_secret_value_shows_anywhere_but_in_the_mounted_files() {
       - filesec
       - source: envsec
         target: /run/secrets/from-env
+    configs:
+      - source: greeting
+        target: /etc/greeting
   # Fails once its secrets are staged: the runtime cannot start what does not exist.
   broken:
     image: busybox:latest
@@ -83,6 +86,9 @@ secrets:
     file: ./file-secret.txt
   envsec:
     environment: BERTH_TEST_TOKEN
+configs:
+  greeting:
+    content: "hello from an inline config"
 networks:
   default:
     ipam:
@@ -106,18 +112,18 @@ networks:
     assert!(up.status.success(), "up: {}", text(&up));
     let mut shown = vec![("up".to_string(), text(&up))];
 
-    // The container does get both values, 0400, read-only.
+    // The container does get both values, 0400, read-only (and the inline config).
     let o = s.berth(&[
         "exec",
         "-T",
         "holder",
         "sh",
         "-c",
-        "stat -c %a /run/secrets/filesec /run/secrets/from-env; cat /run/secrets/filesec /run/secrets/from-env",
+        "stat -c %a /run/secrets/filesec /run/secrets/from-env; cat /run/secrets/filesec /run/secrets/from-env; echo; cat /etc/greeting",
     ]);
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
-        format!("400\n400\n{FILE_VALUE}\n{ENV_VALUE}"),
+        format!("400\n400\n{FILE_VALUE}\n{ENV_VALUE}\nhello from an inline config"),
         "{}",
         text(&o)
     );

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::stack::model::{FileObject, Service};
+use crate::stack::model::{unset_variable, FileObject, Service};
 use crate::stack::Loaded;
 
 /// The written files, by `secrets/NAME` or `configs/NAME`.
@@ -33,17 +33,7 @@ impl InlineFiles {
     /// Writes the inline and environment values `svc` refers to into `dir` (made 0700).
     pub fn write(svc: &Service, loaded: &Loaded, dir: &Path) -> Result<InlineFiles, String> {
         let mut out = InlineFiles::default();
-        let project = &loaded.project;
-        let refs = svc
-            .secrets
-            .iter()
-            .map(|r| ("secrets", &r.source, project.secrets.get(&r.source)))
-            .chain(
-                svc.configs
-                    .iter()
-                    .map(|r| ("configs", &r.source, project.configs.get(&r.source))),
-            );
-        for (i, (kind, source, top)) in refs.enumerate() {
+        for (i, (kind, source, top)) in loaded.project.file_objects_of(svc).enumerate() {
             let Some(value) = value_of(kind, source, top, loaded)? else {
                 continue;
             };
@@ -98,11 +88,7 @@ fn value_of<'a>(
             .environment
             .get(var)
             .map(|v| Some(v.as_str()))
-            .ok_or_else(|| {
-                format!(
-                    "{kind}.{source} takes its value from the environment variable {var}, which is not set: set it (or put it in .env) and run again"
-                )
-            });
+            .ok_or_else(|| unset_variable(kind, source, var));
     }
     Ok(None)
 }

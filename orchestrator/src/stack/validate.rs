@@ -48,16 +48,7 @@ pub fn check_runnable(loaded: &super::Loaded) -> Result<(), StackError> {
 fn check_environment_sources(loaded: &super::Loaded) -> Result<(), StackError> {
     let p = &loaded.project;
     for svc in p.services.values() {
-        let used = svc
-            .secrets
-            .iter()
-            .map(|r| ("secrets", &r.source, p.secrets.get(&r.source)))
-            .chain(
-                svc.configs
-                    .iter()
-                    .map(|r| ("configs", &r.source, p.configs.get(&r.source))),
-            );
-        for (kind, name, top) in used {
+        for (kind, name, top) in p.file_objects_of(svc) {
             let Some(var) = top.and_then(|t| t.environment.as_ref()) else {
                 continue;
             };
@@ -65,9 +56,7 @@ fn check_environment_sources(loaded: &super::Loaded) -> Result<(), StackError> {
                 return Err(StackError::at(
                     &span_at(&loaded.root, &[kind, name, "environment"]),
                     format!("{kind}.{name}.environment"),
-                    format!(
-                        "{kind}.{name} takes its value from the environment variable {var}, which is not set: set it (or put it in .env) and run again"
-                    ),
+                    super::model::unset_variable(kind, name, var),
                 ));
             }
         }

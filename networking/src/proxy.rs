@@ -18,6 +18,11 @@ use crate::error::{NetError, Result};
 use crate::firewall::PublishTarget;
 use crate::ports::{PortMapping, Protocol};
 
+/// The `SO_MARK` of the proxy's listening sockets (ASCII "brth"), which the firewall's
+/// input chain accepts from containers (see `firewall::nft`). Packets the proxy sends
+/// to its clients carry it too; nothing of Berth's routes by it.
+pub const PROXY_SOCKET_MARK: u32 = 0x6272_7468;
+
 /// How long a UDP client's session lives without traffic.
 const UDP_IDLE: Duration = Duration::from_secs(60);
 
@@ -110,6 +115,30 @@ fn bind_any<T>(listen: SocketAddr, bind: impl Fn(SocketAddr) -> io::Result<T>) -
     }
 }
 
+/// Gives a listening socket [`PROXY_SOCKET_MARK`]: the firewall lets containers reach
+/// the host only where a socket with that mark listens (besides DNS and replies), so the
+/// proxy's ports stay open to them, as published ports are, and nothing else on the host.
+fn mark_listener(sock: &impl std::os::fd::AsRawFd, listen: SocketAddr) -> Result<()> {
+    let mark: libc::c_uint = PROXY_SOCKET_MARK;
+    // SAFETY: a valid fd borrowed for the call, and a pointer to a c_uint of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MARK,
+            (&mark as *const libc::c_uint).cast(),
+            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(NetError::io(
+            format!("mark the socket on {listen} (SO_MARK needs CAP_NET_ADMIN)"),
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
 /// Runs the proxy: `--map PROTO,LISTEN,TARGET ... --state FILE [--ready FILE]`;
 /// serves until FILE (the network's record) is gone.
 pub fn run_from_args(args: impl IntoIterator<Item = OsString>) -> Result<()> {
@@ -141,12 +170,14 @@ pub fn run_from_args(args: impl IntoIterator<Item = OsString>) -> Result<()> {
             Protocol::Tcp => {
                 let l = bind_any(m.listen, TcpListener::bind)
                     .map_err(|e| NetError::io(format!("bind tcp {}", m.listen), e))?;
+                mark_listener(&l, m.listen)?;
                 let targets = m.targets;
                 std::thread::spawn(move || tcp_accept(l, targets));
             }
             Protocol::Udp => {
                 let s = bind_any(m.listen, UdpSocket::bind)
                     .map_err(|e| NetError::io(format!("bind udp {}", m.listen), e))?;
+                mark_listener(&s, m.listen)?;
                 let targets = m.targets;
                 std::thread::spawn(move || udp_relay(s, targets));
             }

@@ -249,6 +249,62 @@ fn published_ports_answer_other_networks_and_the_own_network_through_the_host() 
 }
 
 #[test]
+fn a_container_reaches_only_dns_replies_and_published_ports_on_the_host() {
+    let env = TestEnv::new(29);
+    let net = env.network("host", 0, false);
+    let closed = env.network("hostint", 1, true);
+    let member = env.netns("member");
+    let inner = env.netns("inner");
+    let m = env.attach(&member, &net);
+    env.attach(&inner, &closed);
+    // Services of the host's own on the gateway addresses: one on an unpublished port
+    // (TCP and UDP), and a stand-in for the DNS responder on port 53.
+    let p = env.port(0);
+    let _tcp = Server::host_tcp(sock(net.gateway, p), "host tcp");
+    let _udp = Server::host_udp(sock(net.gateway, p), "host udp");
+    let _dns = Server::host_udp(sock(net.gateway, 53), "dns");
+    let _dns_tcp = Server::host_tcp(sock(net.gateway, 53), "dns over tcp");
+    let _dns_int = Server::host_udp(sock(closed.gateway, 53), "internal dns");
+    let _int = Server::host_tcp(sock(closed.gateway, p), "internal tcp");
+    let got = tcp_get(Some(&member), sock(net.gateway, p));
+    assert!(
+        got.is_err(),
+        "reached the host's {}:{p}: {got:?}",
+        net.gateway
+    );
+    let got = udp_get(Some(&member), sock(net.gateway, p));
+    assert!(
+        got.is_err(),
+        "reached the host's udp {}:{p}: {got:?}",
+        net.gateway
+    );
+    // DNS to the own gateway answers, over UDP and TCP; another network's responder does
+    // not (it is a host address like any other).
+    assert_eq!(
+        udp_get(Some(&member), sock(net.gateway, 53)).unwrap(),
+        "dns"
+    );
+    assert_eq!(
+        tcp_get(Some(&member), sock(net.gateway, 53)).unwrap(),
+        "dns over tcp"
+    );
+    assert!(udp_get(Some(&member), sock(closed.gateway, 53)).is_err());
+    // An internal network: its DNS only.
+    assert_eq!(
+        udp_get(Some(&inner), sock(closed.gateway, 53)).unwrap(),
+        "internal dns"
+    );
+    assert!(tcp_get(Some(&inner), sock(closed.gateway, p)).is_err());
+    // The host still reaches the container (the answers come in from the bridge).
+    let _web = Server::tcp(&member, 80, "member");
+    assert_eq!(tcp_get(None, sock(m.address.addr(), 80)).unwrap(), "member");
+    // Once the network is gone, so are its rules: nothing of it left in the table.
+    env.net.remove_network(&net.name).unwrap();
+    let rules = sh("nft", &["list", "ruleset"]);
+    assert!(!rules.contains(&net.bridge), "{rules}");
+}
+
+#[test]
 fn a_container_cannot_reach_the_hosts_loopback_services() {
     let env = TestEnv::new(27);
     let net = env.network("lo", 0, false);

@@ -103,6 +103,25 @@ fn published_ports_fall_back_to_the_userspace_proxy() {
         udp_get(Some(&out), sock(host_ip, up)).unwrap(),
         "proxied udp"
     );
+    // A member of the network reaches it through the host as well (hairpin through the
+    // proxy, past the input chain that keeps other host services out of reach).
+    let sibling = env.netns("sibling");
+    env.track_netns(&sibling);
+    net.attach(
+        &sibling,
+        &[berth_networking::AttachRequest {
+            network: name.clone(),
+            ..Default::default()
+        }],
+    )
+    .unwrap();
+    let got = tcp_get(Some(&sibling), sock(info.gateway, tp)).unwrap();
+    assert!(got.starts_with("proxied hi"), "{got}");
+    assert_eq!(
+        udp_get(Some(&sibling), sock(info.gateway, up)).unwrap(),
+        "proxied udp"
+    );
+    net.detach(&sibling, None).unwrap();
     // No DNAT rule was made: this went through userspace.
     let rules = sh("nft", &["list", "table", "inet", &env.table]);
     assert!(!rules.contains("dnat ip to"), "{rules}");

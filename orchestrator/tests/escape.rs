@@ -22,17 +22,14 @@ mod common;
 
 use common::{sh, Stack};
 
-/// The escape stack (tests/escape/compose.yaml) in a project of its own, on a subnet of
-/// this suite's block (10.223.0.0/16), with the secret file it mounts.
-fn escape_stack(project: &str) -> Stack {
+/// The escape stack (tests/escape/compose.yaml) in a project of its own, on `subnet`,
+/// with the secret file it mounts.
+fn escape_stack(project: &str, subnet: &str) -> Stack {
     let compose = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/escape/compose.yaml"),
     )
     .unwrap()
-    .replace(
-        "${ESCAPE_SUBNET:?the test sets it}",
-        &format!("10.223.{}.0/24", std::process::id() % 250),
-    );
+    .replace("${ESCAPE_SUBNET:?the test sets it}", subnet);
     let s = Stack::new(project, &compose);
     // The secret: world-readable on the host, 0400 and read-only in the container.
     std::fs::write(s.dir.path().join("proj/token.txt"), "s3cr3t-value\n").unwrap();
@@ -85,7 +82,9 @@ const EROFS: &[&str] = &[
 
 #[test]
 fn a_default_container_cannot_escape_and_a_privileged_one_can() {
-    let s = escape_stack(&format!("esc{}", std::process::id()));
+    // A subnet of this suite's block (10.223.0.0/16).
+    let subnet = format!("10.223.{}.0/24", std::process::id() % 250);
+    let s = escape_stack(&format!("esc{}", std::process::id()), &subnet);
     s.ok(&["up", "-d"]);
 
     // Host-side targets: a file only the host's root has, a process only the host has,
@@ -288,16 +287,21 @@ fn a_default_container_cannot_escape_and_a_privileged_one_can() {
     s.assert_nothing_left();
 }
 
-/// A host service bound to the network's gateway address, on a port no service
-/// published, must be out of the containers' reach (Docker's bridge lets containers in
-/// here too). It is not yet: the host accepts what arrives from a Berth bridge on any
-/// port, as Docker does. Closing it needs an input-hook rule in the networking crate
-/// (allow DNS to the gateway, replies, published ports; drop the rest).
+/// A host service bound to the network's gateway address (the host's address the
+/// containers know best), on a port no service published, is out of the containers'
+/// reach; only DNS to the gateway, replies and published ports get through (the
+/// networking crate's input chain; Docker's bridge lets containers in here). The same
+/// holds for a `privileged` container: privilege lifts the limits on the container's own
+/// kernel objects, not on the host's network, as with Docker. The counterpart that shows
+/// the service does answer is `hostpid`, on the host's network.
 #[test]
-#[ignore = "known gap (issue 8): the host takes connections from containers on its gateway address"]
 fn an_unpublished_host_port_on_the_gateway_is_out_of_reach() {
-    let s = escape_stack(&format!("esg{}", std::process::id()));
-    s.ok(&["up", "-d", "confined"]);
+    // The hardening tests' block, 10.228.0.0/16.
+    let s = escape_stack(
+        &format!("esg{}", std::process::id()),
+        &common::subnet_in(228, 1),
+    );
+    s.ok(&["up", "-d"]);
     let (_, conf) = sh(&s, "confined", "cat /etc/resolv.conf");
     let gateway: Ipv4Addr = conf
         .lines()
@@ -305,13 +309,22 @@ fn an_unpublished_host_port_on_the_gateway_is_out_of_reach() {
         .and_then(|a| a.trim().parse().ok())
         .unwrap_or_else(|| panic!("no gateway in the container's resolv.conf:\n{conf}"));
     let port = greeter(gateway);
-    let (code, out) = sh(
-        &s,
-        "confined",
-        &format!("timeout 5 nc -w 2 {gateway} {port} </dev/null | grep -q hello"),
-    );
-    assert_ne!(
+    let reach = format!("timeout 5 nc -w 2 {gateway} {port} </dev/null | grep -q hello");
+    for svc in ["confined", "privileged"] {
+        let (code, out) = sh(&s, svc, &reach);
+        assert_ne!(
+            code, 0,
+            "`{svc}` reached {gateway}:{port} on the host:\n{out}"
+        );
+    }
+    let (code, out) = sh(&s, "hostpid", &reach);
+    assert_eq!(
         code, 0,
-        "the container reached {gateway}:{port} on the host:\n{out}"
+        "the host service does not answer on the host's network either, so the check proves nothing:\n{out}"
     );
+    // What must still get through: the network's DNS responder on the same address.
+    let (code, out) = sh(&s, "confined", "nslookup privileged");
+    assert_eq!(code, 0, "service DNS on the gateway broke:\n{out}");
+    s.ok(&["down", "-v", "-t", "0"]);
+    s.assert_nothing_left();
 }

@@ -339,3 +339,30 @@ fn userns_mode_with_the_hosts_namespaces_or_privileged_is_refused() {
     )]);
     assert!(stack::load(&ok.options()).is_ok());
 }
+
+/// The fuzzer's slow alias bombs (fuzz/regressions/stack_loader/alias-bomb-slow-*.yaml,
+/// 422 bytes): refused at once, at the alias that goes over the budget, with the line
+/// under it. They took seconds and hundreds of MB before the budget was charged before
+/// building (`stack::yaml`; its unit test shows no node of them is built).
+#[test]
+fn fuzzed_alias_bombs_are_refused_in_milliseconds() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/stack_loader");
+    for (name, at) in [
+        ("alias-bomb-slow-1.yaml", ":10:10: "),
+        ("alias-bomb-slow-2.yaml", ":9:34: "),
+    ] {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        let started = std::time::Instant::now();
+        let e = refused(&text);
+        let took = started.elapsed();
+        assert!(
+            e.starts_with(&format!("DIR/compose.yaml{at}excessive aliasing")),
+            "{name}: {e}"
+        );
+        // A generous bound for a debug build on a busy machine; it was 2.3 s.
+        assert!(
+            took < std::time::Duration::from_millis(200),
+            "{name}: refused after {took:?}"
+        );
+    }
+}

@@ -16,6 +16,13 @@
 //!                               not internal, IPv6: ip6 saddr SUBNET6 oifname != BR masquerade
 //!                               not internal: ct status dnat ip saddr SUBNET oifname BR masquerade (hairpin)
 //!                               ip saddr 127.0.0.0/8 oifname BR masquerade  (published ports via 127.0.0.1)
+//! BR-in    filter input    0    iifname != BR return         (only what comes from this network)
+//!                               ct state established,related accept  (replies to the host)
+//!                               ct status dnat accept                (published ports)
+//!                               meta l4proto icmp / ipv6-icmp accept (errors, ping, IPv6 ND)
+//!                               ip daddr GATEWAY udp/tcp dport 53 accept (the DNS responder)
+//!                               socket mark PROXY accept             (the userspace proxy's ports)
+//!                               drop                                 (every other host service)
 //! BR-KEY-pre  nat prerouting -100  [ip daddr HOST_IP | fib daddr type local] tcp dport P dnat to C:P'
 //! BR-KEY-out  nat output     -100  same, for connections made on the host itself
 //! ```
@@ -28,7 +35,7 @@ use std::net::IpAddr;
 use nftables::batch::Batch;
 use nftables::expr::{
     Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload, PayloadField,
-    Prefix, CT,
+    Prefix, Socket, SocketAttr, CT,
 };
 use nftables::helper::{self, NftablesError};
 use nftables::schema::{Chain, FlushObject, NfCmd, NfListObject, Nftables as NftDoc, Rule, Table};
@@ -38,6 +45,7 @@ use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use super::{FirewallDriver, FirewallNetwork, PublishTarget};
 use crate::error::{NetError, Result};
 use crate::ports::{PortMapping, Protocol};
+use crate::proxy::PROXY_SOCKET_MARK;
 
 /// Rules in the nftables table `table` (family `inet`: one table for IPv4 and IPv6).
 #[derive(Debug, Clone)]
@@ -425,6 +433,55 @@ fn network_rules(
     (fwd, post)
 }
 
+/// What a member of the network may send to the host itself: replies, ICMP, DNS
+/// queries to its gateway (the network's responder), published ports (DNATed, or served
+/// by the userspace proxy, whose listening sockets carry [`PROXY_SOCKET_MARK`]). Any
+/// other host service, on the gateway address or any other address of the host, is out
+/// of reach, as if not published (Docker's bridge lets containers in there; a container
+/// is not to reach what the host did not publish). Same for `internal` networks and for
+/// privileged containers: privilege is about the container's own kernel objects, not
+/// the host's network.
+fn input_rules(net: &FirewallNetwork<'_>) -> Vec<Vec<Statement<'static>>> {
+    let br = net.bridge.to_string();
+    let gw = net.gateway.to_string();
+    let in_set = |key, items: &[&str]| {
+        Statement::Match(Match {
+            left: ct(key),
+            right: Expression::List(items.iter().map(|i| s(*i)).collect()),
+            op: Operator::IN,
+        })
+    };
+    let accept = || Statement::Accept(None);
+    let mut rules = vec![
+        vec![
+            is_not(meta(MetaKey::Iifname), s(&br)),
+            Statement::Return(None),
+        ],
+        vec![in_set("state", &["established", "related"]), accept()],
+        vec![in_set("status", &["dnat"]), accept()],
+        vec![is(meta(MetaKey::L4proto), s("icmp")), accept()],
+        vec![is(meta(MetaKey::L4proto), s("ipv6-icmp")), accept()],
+    ];
+    for proto in ["udp", "tcp"] {
+        rules.push(vec![
+            is(field("ip", "daddr"), s(&gw)),
+            is(field(proto, "dport"), Expression::Number(53)),
+            accept(),
+        ]);
+    }
+    rules.push(vec![
+        is(
+            Expression::Named(NamedExpression::Socket(Socket {
+                key: Cow::Borrowed(&SocketAttr::Mark),
+            })),
+            Expression::Number(PROXY_SOCKET_MARK),
+        ),
+        accept(),
+    ]);
+    rules.push(vec![drop()]);
+    rules
+}
+
 fn dnat_rules(target: &PublishTarget, ports: &[PortMapping]) -> Vec<Vec<Statement<'static>>> {
     let mut rules = Vec::new();
     for p in ports {
@@ -526,6 +583,11 @@ impl FirewallDriver for Nftables {
                 0,
             ),
             fwd,
+        );
+        self.replace_chain(
+            &mut batch,
+            self.base_chain(&format!("{br}-in"), NfChainType::Filter, NfHook::Input, 0),
+            input_rules(net),
         );
         self.replace_chain(
             &mut batch,

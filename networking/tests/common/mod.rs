@@ -384,7 +384,23 @@ impl Server {
     }
 
     fn tcp_on(ns: &Netns, addr: SocketAddr, greeting: &str) -> Server {
-        let listener = ns.run(move || TcpListener::bind(addr)).unwrap().unwrap();
+        Self::serve_tcp(
+            ns.run(move || TcpListener::bind(addr)).unwrap().unwrap(),
+            greeting,
+        )
+    }
+
+    /// A service of the host itself (not in a namespace of the test's) on `addr`.
+    pub fn host_tcp(addr: SocketAddr, greeting: &str) -> Server {
+        Self::serve_tcp(TcpListener::bind(addr).unwrap(), greeting)
+    }
+
+    /// The same over UDP.
+    pub fn host_udp(addr: SocketAddr, greeting: &str) -> Server {
+        Self::serve_udp(UdpSocket::bind(addr).unwrap(), greeting)
+    }
+
+    fn serve_tcp(listener: TcpListener, greeting: &str) -> Server {
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
@@ -410,10 +426,15 @@ impl Server {
     /// (`{peer}` in the greeting is replaced by the client's address as the server saw it.)
     /// A UDP echo server that answers `greeting` to every datagram.
     pub fn udp(ns: &Netns, port: u16, greeting: &str) -> Server {
-        let sock = ns
-            .run(move || UdpSocket::bind(("0.0.0.0", port)))
-            .unwrap()
-            .unwrap();
+        Self::serve_udp(
+            ns.run(move || UdpSocket::bind(("0.0.0.0", port)))
+                .unwrap()
+                .unwrap(),
+            greeting,
+        )
+    }
+
+    fn serve_udp(sock: UdpSocket, greeting: &str) -> Server {
         sock.set_read_timeout(Some(Duration::from_millis(20)))
             .unwrap();
         let stop = Arc::new(AtomicBool::new(false));

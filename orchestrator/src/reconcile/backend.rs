@@ -17,6 +17,7 @@ use berth_networking::{
 };
 
 use super::execute::{Backend, Health};
+use super::inline_files::InlineFiles;
 use super::plan::{container_name, Action, ContainerState, Observed, ObservedContainer};
 use super::translate::{
     anonymous_prefix, container_config, volume_dir, Placement, LABEL_HASH, LABEL_IMAGE_DIGEST,
@@ -453,6 +454,7 @@ impl EngineBackend {
             crate::fault::point("up.after-etc");
         }
         let hash = service_hash(&self.loaded, service).unwrap_or_default();
+        let inline = InlineFiles::write(svc, &self.loaded, &self.paths.etc(&name).join("inline"))?;
         let placement = Placement {
             project: self.project().to_string(),
             service: service.to_string(),
@@ -468,6 +470,7 @@ impl EngineBackend {
             volumes_dir: self.paths.volumes(),
             etc_files,
             userns,
+            inline_files: inline.files.clone(),
         };
         for v in &svc.volumes {
             if let (crate::stack::model::VolumeType::Bind, Some(src)) = (v.kind, &v.source) {
@@ -478,8 +481,21 @@ impl EngineBackend {
                 }
             }
         }
-        let mut cfg = container_config(svc, &self.loaded.project, &placement)?;
-        if oneoff.is_some() {
+        let created = self.create_with(svc, &placement, oneoff.is_some());
+        // The engine keeps its own copy of each secret (or failed): ours goes either way.
+        inline.drop_secrets();
+        created
+    }
+
+    /// The engine's container for `placement` (volumes made and seeded first).
+    fn create_with(
+        &self,
+        svc: &Service,
+        placement: &Placement,
+        oneoff: bool,
+    ) -> Result<String, String> {
+        let mut cfg = container_config(svc, &self.loaded.project, placement)?;
+        if oneoff {
             cfg.labels
                 .insert(LABEL_ONEOFF.to_string(), "True".to_string());
         }
@@ -491,11 +507,11 @@ impl EngineBackend {
                     .iter()
                     .any(|v| &v.target == target && v.volume.as_ref().is_some_and(|o| o.nocopy));
                 let seeded = !nocopy
-                    && rootfs::seed_volume(&rootfs.path, target, source)
+                    && rootfs::seed_volume(&placement.rootfs, target, source)
                         .map_err(|e| format!("seeding the volume at {target}: {e}"))?;
                 // A new volume of a user-namespaced service belongs to its mapped root
                 // (seeded ones already carry the ids the idmapped image shows).
-                if let (Some(map), false) = (&userns, seeded) {
+                if let (Some(map), false) = (&placement.userns, seeded) {
                     let empty = std::fs::read_dir(source)
                         .map(|mut d| d.next().is_none())
                         .unwrap_or(false);

@@ -5,5 +5,6 @@
 pub mod backend;
 pub mod desired;
 pub mod execute;
+pub mod inline_files;
 pub mod plan;
 pub mod translate;

@@ -47,6 +47,9 @@ pub struct Placement {
     pub etc_files: Vec<(PathBuf, String)>,
     /// The id range allocated for `userns_mode: auto` (the rootfs was made for it).
     pub userns: Option<berth_engine::userns::IdMap>,
+    /// Secrets and configs given by `content:` or `environment:`, written to files (see
+    /// [`super::inline_files`]), by [`super::inline_files::key`].
+    pub inline_files: std::collections::BTreeMap<String, PathBuf>,
 }
 
 fn duration(d: &model::Duration) -> StdDuration {
@@ -186,11 +189,22 @@ fn mounts(svc: &Service, project: &Project, p: &Placement) -> Result<Vec<MountSp
         (&svc.configs, &project.configs, "/"),
     ] {
         let is_secret = default_dir == "/run/secrets/";
+        let kind = if is_secret { "secrets" } else { "configs" };
         for r in refs {
             let file = top
                 .get(&r.source)
                 .and_then(|s| s.file.clone())
-                .ok_or_else(|| format!("{:?} has no `file` Berth can mount", r.source))?;
+                .or_else(|| {
+                    p.inline_files
+                        .get(&super::inline_files::key(kind, &r.source))
+                        .map(|f| f.display().to_string())
+                })
+                .ok_or_else(|| {
+                    format!(
+                        "{kind}.{}: no `file`, `content` or `environment` Berth can mount (external ones are Swarm's)",
+                        r.source
+                    )
+                })?;
             let target = r
                 .target
                 .clone()

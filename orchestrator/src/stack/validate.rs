@@ -36,9 +36,32 @@ pub fn check(
 }
 
 /// What must hold before a stack is brought up, beyond loading: no two services bind the
-/// same host port.
+/// same host port; every secret or config taken from an environment variable has it.
 pub fn check_runnable(loaded: &super::Loaded) -> Result<(), StackError> {
-    check_ports(&loaded.project, &loaded.root)
+    check_ports(&loaded.project, &loaded.root)?;
+    check_environment_sources(loaded)
+}
+
+/// A secret or config a service uses with `environment: VAR` needs VAR set (in the
+/// environment or `.env`) before anything is made. The error names the variable, never
+/// a value.
+fn check_environment_sources(loaded: &super::Loaded) -> Result<(), StackError> {
+    let p = &loaded.project;
+    for svc in p.services.values() {
+        for (kind, name, top) in p.file_objects_of(svc) {
+            let Some(var) = top.and_then(|t| t.environment.as_ref()) else {
+                continue;
+            };
+            if !loaded.environment.contains_key(var) {
+                return Err(StackError::at(
+                    &span_at(&loaded.root, &[kind, name, "environment"]),
+                    format!("{kind}.{name}.environment"),
+                    super::model::unset_variable(kind, name, var),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn edges(project: &Project, name: &str, strict: bool) -> Vec<(String, EdgeKind)> {

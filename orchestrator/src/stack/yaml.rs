@@ -17,7 +17,9 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 
 use super::de::{resolve_plain, Resolved};
-use saphyr_parser::{Event, Parser, ScalarStyle, Span as RawSpan};
+use saphyr_parser::{Event, ScalarStyle, Span as RawSpan};
+
+mod budget;
 
 /// Refuse files larger than this before parsing (a stack file is a few KiB; 16 MiB
 /// leaves room for generated stacks of many thousand services).
@@ -270,23 +272,24 @@ pub fn parse(file: Arc<SourceFile>) -> Result<Vec<Node>, YamlError> {
         });
     }
     let text = file.text.strip_prefix('\u{feff}').unwrap_or(&file.text);
+    // Pass one: the alias budget, before any node is built.
+    let recorded = budget::record(&file, text)?;
     let mut builder = Builder {
         file: Arc::clone(&file),
         anchors: HashMap::new(),
-        alias_nodes: 0,
+        events: recorded.events.into_iter(),
+        tail: recorded.tail,
     };
-    let mut parser = Parser::new_from_str(text);
     let mut docs = Vec::new();
     loop {
-        let (event, span) = builder.next(&mut parser, &at_start)?;
+        let (event, span) = builder.next(&at_start)?;
         match event {
             Event::StreamStart | Event::DocumentEnd | Event::Nothing => {}
             Event::StreamEnd => break,
             Event::DocumentStart(_) => {
                 builder.anchors.clear();
-                builder.alias_nodes = 0;
-                let (first, first_span) = builder.next(&mut parser, &at_start)?;
-                let node = builder.node(&mut parser, first, first_span, 0)?;
+                let (first, first_span) = builder.next(&at_start)?;
+                let node = builder.node(first, first_span, 0)?;
                 docs.push(node);
             }
             other => {
@@ -297,20 +300,28 @@ pub fn parse(file: Arc<SourceFile>) -> Result<Vec<Node>, YamlError> {
     Ok(docs)
 }
 
-struct Builder {
-    file: Arc<SourceFile>,
-    /// Finished anchored nodes and their sizes in nodes. An anchor still being built is
-    /// absent, so an alias to it (a self-reference) is refused.
-    anchors: HashMap<usize, (Node, usize)>,
-    alias_nodes: usize,
+/// The parser's error, at its place.
+fn parser_error(file: &Arc<SourceFile>, e: &saphyr_parser::ScanError) -> YamlError {
+    YamlError {
+        span: Span {
+            file: Arc::clone(file),
+            line: e.marker().line() as u32,
+            col: e.marker().col() as u32 + 1,
+        },
+        message: e.info().to_string(),
+    }
 }
 
-fn count_nodes(node: &Node) -> usize {
-    match &node.value {
-        Value::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
-        Value::Map(map) => 1 + map.values().map(count_nodes).sum::<usize>(),
-        _ => 1,
-    }
+/// Pass two: the tree, from the events pass one recorded (and found within budget).
+struct Builder<'i> {
+    file: Arc<SourceFile>,
+    /// Finished anchored nodes. An anchor still being built is absent, so an alias to
+    /// it (a self-reference) is refused.
+    anchors: HashMap<usize, Node>,
+    events: std::vec::IntoIter<(Event<'i>, RawSpan)>,
+    /// Where pass one stopped (the parser's error), reported once the events before
+    /// it are built.
+    tail: Option<YamlError>,
 }
 
 fn tag_of(tag: Option<std::borrow::Cow<'_, saphyr_parser::Tag>>) -> Option<Tag> {
@@ -327,7 +338,7 @@ pub fn is_null_text(s: &str) -> bool {
     matches!(s, "" | "~" | "null" | "Null" | "NULL")
 }
 
-impl Builder {
+impl<'i> Builder<'i> {
     fn error(&self, span: &RawSpan, message: String) -> YamlError {
         YamlError {
             span: Span::from_raw(&self.file, span),
@@ -335,35 +346,17 @@ impl Builder {
         }
     }
 
-    fn next<'i>(
-        &self,
-        parser: &mut Parser<'i, saphyr_parser::StrInput<'i>>,
-        at_start: &Span,
-    ) -> Result<(Event<'i>, RawSpan), YamlError> {
-        match parser.next_event() {
-            Some(Ok(ev)) => Ok(ev),
-            Some(Err(e)) => Err(YamlError {
-                span: Span {
-                    file: Arc::clone(&self.file),
-                    line: e.marker().line() as u32,
-                    col: e.marker().col() as u32 + 1,
-                },
-                message: e.info().to_string(),
-            }),
-            None => Err(YamlError {
+    fn next(&mut self, at_start: &Span) -> Result<(Event<'i>, RawSpan), YamlError> {
+        match self.events.next() {
+            Some(ev) => Ok(ev),
+            None => Err(self.tail.take().unwrap_or_else(|| YamlError {
                 span: at_start.clone(),
                 message: "unexpected end of YAML stream".into(),
-            }),
+            })),
         }
     }
 
-    fn node<'i>(
-        &mut self,
-        parser: &mut Parser<'i, saphyr_parser::StrInput<'i>>,
-        event: Event<'i>,
-        raw: RawSpan,
-        depth: usize,
-    ) -> Result<Node, YamlError> {
+    fn node(&mut self, event: Event<'i>, raw: RawSpan, depth: usize) -> Result<Node, YamlError> {
         if depth > MAX_DEPTH {
             return Err(self.error(
                 &raw,
@@ -392,11 +385,11 @@ impl Builder {
             Event::SequenceStart(anchor, tag) => {
                 let mut items = Vec::new();
                 loop {
-                    let (ev, sp) = self.next(parser, &at_start)?;
+                    let (ev, sp) = self.next(&at_start)?;
                     if matches!(ev, Event::SequenceEnd) {
                         break;
                     }
-                    items.push(self.node(parser, ev, sp, depth + 1)?);
+                    items.push(self.node(ev, sp, depth + 1)?);
                 }
                 let node = Node {
                     value: Value::Seq(items),
@@ -408,27 +401,19 @@ impl Builder {
             }
             Event::MappingStart(anchor, tag) => {
                 let tag = tag_of(tag);
-                let node = self.mapping(parser, span, tag, depth)?;
+                let node = self.mapping(span, tag, depth)?;
                 self.remember(anchor, &node);
                 Ok(node)
             }
             Event::Alias(id) => {
-                let Some((target, size)) = self.anchors.get(&id) else {
+                // Pass one charged the copy to the alias budget.
+                let Some(target) = self.anchors.get(&id) else {
                     return Err(self.error(
                         &raw,
                         "alias refers to a node that contains it (a cycle) or to an unknown anchor"
                             .into(),
                     ));
                 };
-                self.alias_nodes += *size;
-                if self.alias_nodes > MAX_ALIAS_NODES {
-                    return Err(self.error(
-                        &raw,
-                        format!(
-                            "excessive aliasing: expanding aliases would create more than {MAX_ALIAS_NODES} nodes (an alias bomb?)"
-                        ),
-                    ));
-                }
                 let mut copy = target.clone();
                 // Errors about an alias's value point at the alias, where the user looks.
                 copy.span = span;
@@ -440,29 +425,22 @@ impl Builder {
 
     fn remember(&mut self, anchor: usize, node: &Node) {
         if anchor > 0 {
-            self.anchors
-                .insert(anchor, (node.clone(), count_nodes(node)));
+            self.anchors.insert(anchor, node.clone());
         }
     }
 
-    fn mapping<'i>(
-        &mut self,
-        parser: &mut Parser<'i, saphyr_parser::StrInput<'i>>,
-        span: Span,
-        tag: Option<Tag>,
-        depth: usize,
-    ) -> Result<Node, YamlError> {
+    fn mapping(&mut self, span: Span, tag: Option<Tag>, depth: usize) -> Result<Node, YamlError> {
         let mut map = Map::new();
         // `<<` entries, applied after the explicit keys: explicit keys always win.
         let mut merges: Vec<Node> = Vec::new();
         loop {
-            let (ev, key_raw) = self.next(parser, &span)?;
+            let (ev, key_raw) = self.next(&span)?;
             if matches!(ev, Event::MappingEnd) {
                 break;
             }
-            let key_node = self.node(parser, ev, key_raw, depth + 1)?;
-            let (vev, vraw) = self.next(parser, &span)?;
-            let value = self.node(parser, vev, vraw, depth + 1)?;
+            let key_node = self.node(ev, key_raw, depth + 1)?;
+            let (vev, vraw) = self.next(&span)?;
+            let value = self.node(vev, vraw, depth + 1)?;
             let name = match &key_node.value {
                 Value::Scalar(s, _) => s.clone(),
                 Value::Null => String::new(),
@@ -641,6 +619,75 @@ mod tests {
         let e = err(&text);
         assert!(e.message.contains("excessive aliasing"), "{}", e.message);
         assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    /// The fuzzer's slow alias bombs (fuzz/regressions/stack_loader/alias-bomb-slow-*,
+    /// 422 bytes each; seconds and hundreds of MB before the budget was charged up
+    /// front): refused by pass one, so no node of them is ever built, at the alias that
+    /// goes over the budget.
+    #[test]
+    fn fuzzed_alias_bombs_are_refused_before_any_node_is_built() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/stack_loader");
+        for (name, at) in [
+            ("alias-bomb-slow-1.yaml", (10, 10)),
+            ("alias-bomb-slow-2.yaml", (9, 34)),
+        ] {
+            let path = dir.join(name);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let file = Arc::new(SourceFile {
+                path,
+                text: text.clone(),
+            });
+            let Err(e) = budget::record(&file, &text) else {
+                panic!("{name}: pass one let it through to the tree builder");
+            };
+            assert!(
+                e.message.contains("excessive aliasing"),
+                "{name}: {}",
+                e.message
+            );
+            assert_eq!((e.span.line, e.span.col), at, "{name}");
+            let started = std::time::Instant::now();
+            let e = parse(file).unwrap_err();
+            let took = started.elapsed();
+            assert!(
+                e.message.contains("excessive aliasing"),
+                "{name}: {}",
+                e.message
+            );
+            assert!(
+                took < std::time::Duration::from_millis(200),
+                "{name}: refused after {took:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn anchors_used_within_the_budget_still_expand() {
+        // 9 * 9 * 9 aliases of a 2-node map: 1,458 nodes and then some, well within.
+        let text = "a: &a {k: v}\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n\
+                    c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n\
+                    d: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n";
+        let n = one(text);
+        let Value::Seq(d) = &n.get("d").unwrap().value else {
+            panic!("d is a sequence")
+        };
+        assert_eq!(d.len(), 9);
+        assert_eq!(
+            d[8].as_seq().unwrap()[8].as_seq().unwrap()[8]
+                .get("k")
+                .unwrap()
+                .as_str(),
+            Some("v")
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_after_a_semantic_one_does_not_hide_it() {
+        // Pass one stops at the parser's error; pass two still reports the duplicate key
+        // before it first, as the file reads.
+        let e = err("a: 1\na: 2\nb: [\n");
+        assert!(e.message.contains("already defined"), "{}", e.message);
     }
 
     #[test]

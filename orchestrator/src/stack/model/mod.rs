@@ -75,7 +75,9 @@ pub use resources::{
     BlkioBytesLimit, BlkioConfig, BlkioIopsLimit, BlkioWeight, DeviceMapping, Ulimit,
 };
 pub use service::{CgroupMode, Service};
-pub use top::{Config, FileObject, Ipam, IpamPool, Model, Network, Project, Secret, Volume};
+pub use top::{
+    unset_variable, Config, FileObject, Ipam, IpamPool, Model, Network, Project, Secret, Volume,
+};
 pub use units::{ByteSize, Duration, FileMode, Microseconds, SwapLimit};
 pub use volumes::{
     BindOptions, BindRecursive, ImageOptions, Propagation, SeLinux, ServiceVolume, TmpfsOptions,

@@ -373,8 +373,36 @@ pub struct FileObject {
 
 /// A top-level secret.
 pub type Secret = FileObject;
+
 /// A top-level config.
 pub type Config = FileObject;
+
+impl Project {
+    /// The secrets and configs `svc` refers to, as (`"secrets"` or `"configs"`, name,
+    /// the top-level definition when there is one).
+    pub fn file_objects_of<'a>(
+        &'a self,
+        svc: &'a Service,
+    ) -> impl Iterator<Item = (&'static str, &'a str, Option<&'a FileObject>)> + 'a {
+        let secrets = svc
+            .secrets
+            .iter()
+            .map(|r| ("secrets", r.source.as_str(), self.secrets.get(&r.source)));
+        let configs = svc
+            .configs
+            .iter()
+            .map(|r| ("configs", r.source.as_str(), self.configs.get(&r.source)));
+        secrets.chain(configs)
+    }
+}
+
+/// What to say when a secret or config's `environment:` variable is not set (the
+/// variable's name, as there is no value).
+pub fn unset_variable(kind: &str, name: &str, var: &str) -> String {
+    format!(
+        "{kind}.{name} takes its value from the environment variable {var}, which is not set: set it (or put it in .env) and run again"
+    )
+}
 
 #[derive(Deserialize)]
 #[serde(rename = "FileObject", deny_unknown_fields)]

@@ -283,6 +283,57 @@ fn teardown_leaves_nothing_behind() {
     assert!(!all_netns.contains(&env.id), "{all_netns}");
 }
 
+/// `release` (what `berth down` does for each container): the namespaces go, the
+/// kernel takes their veth pairs with them, and published ports, leases and files go too;
+/// several at once, as `down` does, and again without harm.
+#[test]
+fn release_takes_namespaces_their_pairs_ports_and_leases() {
+    let env = TestEnv::new(60);
+    let net = env.network("rel", 0, false);
+    let spaces: Vec<(Netns, String)> = (0..4)
+        .map(|i| {
+            let ns = env.netns(&format!("r{i}"));
+            let e = env.attach(&ns, &net);
+            (ns, e.host_interface)
+        })
+        .collect();
+    env.net
+        .publish(
+            &spaces[0].0,
+            &net.name,
+            &[berth_networking::PortMapping::tcp(env.port(0), 80)],
+        )
+        .unwrap();
+    let rules = || sh("nft", &["list", "table", "inet", &env.table]);
+    assert!(rules().contains("dnat ip to"), "{}", rules());
+    std::thread::scope(|s| {
+        for (ns, _) in &spaces {
+            let net = &env.net;
+            s.spawn(move || net.release(ns).unwrap());
+        }
+    });
+    let links = sh("ip", &["-o", "link"]);
+    let state = std::fs::read_to_string(env.net.state_file(&net.name)).unwrap();
+    for (ns, host_if) in &spaces {
+        assert!(
+            !links.contains(host_if.as_str()),
+            "{host_if} left:\n{links}"
+        );
+        assert!(
+            !state.contains(ns.name()),
+            "lease of {} left: {state}",
+            ns.name()
+        );
+        assert!(!ns.exists(), "{} still there", ns.path().display());
+        // Releasing again is fine.
+        env.net.release(ns).unwrap();
+    }
+    assert!(!rules().contains("dnat ip to"), "{}", rules());
+    env.net.remove_network(&net.name).unwrap();
+    let left = env.leftovers();
+    assert!(left.is_empty(), "left behind: {left:#?}");
+}
+
 /// The helper the crash test runs in a child process: makes a network and attaches a
 /// namespace until the crash point named in BERTH_NET_CRASH_AT kills it.
 #[test]
@@ -380,8 +431,7 @@ fn crash_half_way_then_remove_cleans_everything() {
         // What `berth down` does after a crash: remove the namespace and the networks on
         // record, with the same calls as always.
         let ns = Netns::at(&env.net.config().run, &nsname).unwrap();
-        env.net.detach(&ns, None).unwrap();
-        ns.remove().unwrap();
+        env.net.release(&ns).unwrap();
         for n in env.net.networks().unwrap() {
             env.net.remove_network(&n.name).unwrap();
         }

@@ -111,9 +111,73 @@ pub fn detect(mountinfo: &str) -> Result<Layout> {
 
 /// The layout of the host this process sees.
 pub fn host_layout() -> Result<Layout> {
+    if let Some(l) = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|c| conventional(&c, Path::new("/sys/fs/cgroup"), &statfs_kind))
+    {
+        return Ok(l);
+    }
     let path = std::path::Path::new("/proc/self/mountinfo");
     let s = super::fsutil::read(path)?;
     detect(&s)
+}
+
+/// What statfs says a path is: a v1 cgroup hierarchy, the cgroup2 tree, or neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FsKind {
+    V1,
+    V2,
+    Other,
+}
+
+fn statfs_kind(p: &Path) -> FsKind {
+    match nix::sys::statfs::statfs(p).map(|s| s.filesystem_type()) {
+        Ok(t) if t == nix::sys::statfs::CGROUP_SUPER_MAGIC => FsKind::V1,
+        Ok(t) if t == nix::sys::statfs::CGROUP2_SUPER_MAGIC => FsKind::V2,
+        _ => FsKind::Other,
+    }
+}
+
+/// The layout without reading mountinfo: the kernel writes out every mount of the
+/// namespace there (an overlay's line is hundreds of bytes), so each read costs as much as
+/// the host has mounts, and with one read per container start a stack paid for its size
+/// squared. Each hierarchy `/proc/self/cgroup` names is looked for where hosts mount it
+/// (`base/cpu,cpuacct`, `base/systemd` for `name=systemd`, the cgroup2 tree at `base` or
+/// `base/unified`) and taken only if statfs finds that kind of cgroup there; anything
+/// else gives `None`, and the caller reads mountinfo.
+fn conventional(proc_cgroup: &str, base: &Path, kind: &dyn Fn(&Path) -> FsKind) -> Option<Layout> {
+    let mut hierarchies = BTreeMap::new();
+    let mut unified = None;
+    for line in proc_cgroup.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, controllers) = (f.next()?, f.next()?);
+        if controllers.is_empty() {
+            unified = [base.to_path_buf(), base.join("unified")]
+                .into_iter()
+                .find(|p| kind(p) == FsKind::V2);
+            unified.as_ref()?;
+            continue;
+        }
+        let dir = base.join(controllers.strip_prefix("name=").unwrap_or(controllers));
+        if kind(&dir) != FsKind::V1 {
+            return None;
+        }
+        for c in controllers.split(',') {
+            if V1_CONTROLLERS.contains(&c) || c.starts_with("name=") {
+                hierarchies
+                    .entry(c.to_string())
+                    .or_insert_with(|| dir.clone());
+            }
+        }
+    }
+    if hierarchies.keys().any(|k| !k.starts_with("name=")) {
+        Some(Layout::V1 {
+            hierarchies,
+            unified,
+        })
+    } else {
+        unified.map(|root| Layout::Unified { root })
+    }
 }
 
 #[cfg(test)]
@@ -128,6 +192,67 @@ mod tests {
 34 30 0:30 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
 35 30 0:31 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
 ";
+
+    #[test]
+    fn conventional_places_are_taken_only_where_statfs_agrees() {
+        let base = Path::new("/sys/fs/cgroup");
+        let hybrid = "12:cpu,cpuacct:/\n3:memory:/x\n1:name=systemd:/init.scope\n0::/init.scope\n";
+        let kind = |p: &Path| match p.to_str().unwrap() {
+            "/sys/fs/cgroup/cpu,cpuacct" | "/sys/fs/cgroup/memory" | "/sys/fs/cgroup/systemd" => {
+                FsKind::V1
+            }
+            "/sys/fs/cgroup/unified" => FsKind::V2,
+            _ => FsKind::Other,
+        };
+        let l = conventional(hybrid, base, &kind).unwrap();
+        let Layout::V1 {
+            hierarchies,
+            unified,
+        } = l
+        else {
+            panic!("want v1: {l:?}")
+        };
+        assert_eq!(hierarchies["cpuacct"], base.join("cpu,cpuacct"));
+        assert_eq!(hierarchies["memory"], base.join("memory"));
+        assert_eq!(hierarchies["name=systemd"], base.join("systemd"));
+        assert_eq!(unified, Some(base.join("unified")));
+        // Pure v2.
+        let v2 = |p: &Path| {
+            if p == base {
+                FsKind::V2
+            } else {
+                FsKind::Other
+            }
+        };
+        assert_eq!(
+            conventional("0::/user.slice\n", base, &v2),
+            Some(Layout::Unified {
+                root: base.to_path_buf()
+            })
+        );
+        // A hierarchy mounted somewhere unusual: mountinfo decides.
+        let odd = |p: &Path| {
+            if p.ends_with("memory") {
+                FsKind::Other
+            } else {
+                kind(p)
+            }
+        };
+        assert_eq!(conventional(hybrid, base, &odd), None);
+    }
+
+    #[test]
+    fn the_fast_look_agrees_with_mountinfo_on_this_host() {
+        let slow = detect(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
+        let fast = conventional(
+            &std::fs::read_to_string("/proc/self/cgroup").unwrap(),
+            Path::new("/sys/fs/cgroup"),
+            &statfs_kind,
+        );
+        if let Some(fast) = fast {
+            assert_eq!(Some(fast), slow.ok());
+        }
+    }
 
     #[test]
     fn hybrid_is_v1_with_unified_beside() {

@@ -297,12 +297,16 @@ impl Monitor {
             stdio::pipe().map_err(|e| e.to_string())?,
         ];
         let me = std::process::id() as i32;
-        let restarts = rec.restart_count;
+        // Only `Engine::start` runs a monitor: a start wants the container running and
+        // counts its restarts from zero.
+        let restarts = 0;
         store
             .update(id, |r| {
                 r.monitor_pid = me;
                 r.monitor_start = crate::state::process_start(me).unwrap_or(0);
                 r.error = None;
+                r.desired_running = true;
+                r.restart_count = 0;
             })
             .map_err(|e| e.to_string())?;
         Ok(Monitor {

@@ -289,43 +289,72 @@ impl Networking {
     /// the veth pairs, the published ports and the leases. Keeps going past errors and
     /// reports them all. Detaching what is not attached is fine.
     pub fn detach(&self, ns: &Netns, networks: Option<&[&str]>) -> Result<(), TeardownError> {
+        self.take_off(ns, networks, false)
+    }
+
+    /// Takes namespace `ns` off every network and removes its file, for good (its
+    /// container is being removed): [`Self::detach`] and [`Netns::remove`] in one, but
+    /// faster for many namespaces at once. Instead of deleting each veth pair (a netlink
+    /// call that waits for an RCU grace period under the host-wide rtnl lock, ~20 ms each,
+    /// one after another), the namespace goes and the kernel destroys it with its veth
+    /// pairs, batching every namespace that died meanwhile into one unregister (50
+    /// namespaces: 0.2 s against 1.1 s). It waits until the host ends are gone, and
+    /// deletes what is still there after a while (a process still in the namespace).
+    /// Idempotent and crash-safe like `detach`: the leases go last.
+    pub fn release(&self, ns: &Netns) -> Result<(), TeardownError> {
+        self.take_off(ns, None, true)
+    }
+
+    fn take_off(
+        &self,
+        ns: &Netns,
+        networks: Option<&[&str]>,
+        remove_ns: bool,
+    ) -> Result<(), TeardownError> {
         let mut errors = Vec::new();
-        let lock = match self.store.lock() {
-            Ok(l) => l,
-            Err(e) => return Err(TeardownError(vec![e])),
-        };
-        let states: Vec<NetworkState> = match networks {
-            Some(names) => names
-                .iter()
-                .filter_map(|n| match self.store.load(&lock, n) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        errors.push(e);
-                        None
-                    }
-                })
-                .collect(),
-            None => match self.store.all(&lock) {
-                Ok(all) => all
-                    .into_iter()
-                    .filter(|s| s.leases.contains_key(ns.name()))
-                    .collect(),
+        // What `ns` holds, read under the store lock and let go at once: tearing down is
+        // slow and needs no lock, since the leases keep the addresses and names reserved
+        // until the end.
+        let held: Vec<(NetworkState, String)> = {
+            let lock = match self.store.lock() {
+                Ok(l) => l,
                 Err(e) => return Err(TeardownError(vec![e])),
-            },
+            };
+            let states: Vec<NetworkState> = match networks {
+                Some(names) => names
+                    .iter()
+                    .filter_map(|n| match self.store.load(&lock, n) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            errors.push(e);
+                            None
+                        }
+                    })
+                    .collect(),
+                None => match self.store.all(&lock) {
+                    Ok(all) => all
+                        .into_iter()
+                        .filter(|s| s.leases.contains_key(ns.name()))
+                        .collect(),
+                    Err(e) => return Err(TeardownError(vec![e])),
+                },
+            };
+            states
+                .into_iter()
+                .map(|state| {
+                    let host_if = state
+                        .leases
+                        .get(ns.name())
+                        .map(|l| l.host_interface.clone())
+                        .unwrap_or_else(|| {
+                            names::host_veth_name(&self.config.root, &state.name, ns.name())
+                        });
+                    (state, host_if)
+                })
+                .collect()
         };
-        let mut host = match host_netlink() {
-            Ok(h) => h,
-            Err(e) => return Err(TeardownError(vec![e])),
-        };
-        for mut state in states {
-            let host_if = state
-                .leases
-                .get(ns.name())
-                .map(|l| l.host_interface.clone())
-                .unwrap_or_else(|| {
-                    names::host_veth_name(&self.config.root, &state.name, ns.name())
-                });
-            let mut ok = true;
+        let mut done = Vec::new();
+        for (state, host_if) in &held {
             // Ports are recorded before their rules are made, so a lease without ports
             // has no rules to remove (and the `nft` round trips are skipped). Without a
             // lease (a crash before it was written) look anyway.
@@ -333,28 +362,87 @@ impl Networking {
                 .leases
                 .get(ns.name())
                 .is_none_or(|l| !l.ports.is_empty());
+            let mut ok = true;
             if has_ports {
-                if let Err(e) = self.firewall.unpublish(&fw_net(&state), &host_if) {
+                if let Err(e) = self.firewall.unpublish(&fw_net(state), host_if) {
                     errors.push(e);
                     ok = false;
                 }
-                if let Err(e) = proxy_helper(&self.config.run, &state.bridge, &host_if).stop() {
+                if let Err(e) = proxy_helper(&self.config.run, &state.bridge, host_if).stop() {
                     errors.push(e);
                     ok = false;
                 }
             }
-            // Deleting one end of a veth pair deletes the other, wherever it is.
-            if let Err(e) = host.delete_link(&host_if) {
-                errors.push(e.into());
-                ok = false;
+            done.push(ok);
+        }
+        if remove_ns {
+            if let Err(e) = ns.remove() {
+                errors.push(e);
             }
-            if ok && state.leases.remove(ns.name()).is_some() {
-                if let Err(e) = self.store.save(&lock, &state) {
-                    errors.push(e);
+            let host_ifs: Vec<&str> = held.iter().map(|(_, h)| h.as_str()).collect();
+            wait_links_gone(&host_ifs, LINKS_GONE_WITHIN);
+            crate::fault::point("release-after-netns");
+        }
+        if !held.is_empty() {
+            match host_netlink() {
+                Ok(mut host) => {
+                    for ((_, host_if), ok) in held.iter().zip(done.iter_mut()) {
+                        // Deleting one end of a veth pair deletes the other, wherever it
+                        // is; after `release` only what the kernel did not take is left.
+                        if let Err(e) = host.delete_link(host_if) {
+                            errors.push(e.into());
+                            *ok = false;
+                        }
+                    }
                 }
+                Err(e) => return Err(TeardownError(vec![e])),
+            }
+        }
+        if done.iter().any(|ok| *ok) {
+            match self.store.lock() {
+                Ok(lock) => {
+                    for ((state, _), ok) in held.iter().zip(&done) {
+                        if !ok {
+                            continue;
+                        }
+                        // Read again: other namespaces' leases changed meanwhile.
+                        match self.store.load(&lock, &state.name) {
+                            Ok(Some(mut now)) => {
+                                if now.leases.remove(ns.name()).is_some() {
+                                    if let Err(e) = self.store.save(&lock, &now) {
+                                        errors.push(e);
+                                    }
+                                }
+                            }
+                            Ok(None) => {}
+                            Err(e) => errors.push(e),
+                        }
+                    }
+                }
+                Err(e) => errors.push(e),
             }
         }
         TeardownError::check(errors)
+    }
+}
+
+/// How long [`Networking::release`] lets the kernel take a dead namespace's veth pairs
+/// before deleting them itself.
+const LINKS_GONE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits until none of `names` is a link in the host's namespace any more, or `within`
+/// passed. Looks in /sys/class/net (a stat, no netlink round trip); where that is not
+/// the host's, it does not wait (the caller deletes what is left).
+fn wait_links_gone(names: &[&str], within: std::time::Duration) {
+    let class = std::path::Path::new("/sys/class/net");
+    if names.is_empty() || !class.join("lo").exists() {
+        return;
+    }
+    let start = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(1);
+    while names.iter().any(|n| class.join(n).exists()) && start.elapsed() < within {
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(10));
     }
 }
 

@@ -592,17 +592,12 @@ impl EngineBackend {
             crate::fault::point("down.after-remove");
         }
         if let Ok(ns) = Netns::at(&self.paths.run, name) {
-            // Detach also finds what a crashed run left, namespace file or not.
-            if let Err(e) = self.net.detach(&ns, None) {
+            // Release also finds what a crashed run left, namespace file or not; the
+            // kernel takes the veth pairs with the namespace (see `Networking::release`).
+            if let Err(e) = self.net.release(&ns) {
                 problems.push(e.to_string());
             }
             crate::fault::point("down.after-detach");
-            if ns.exists() {
-                if let Err(e) = ns.remove() {
-                    problems.push(e.to_string());
-                }
-            }
-            crate::fault::point("down.after-netns");
         }
         if let Err(e) = rootfs::remove(&self.paths.root, name) {
             problems.push(e.to_string());

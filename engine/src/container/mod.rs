@@ -1021,6 +1021,40 @@ impl Engine {
     }
 }
 
+/// The exit of a process, as a pidfd to wait on (Linux 5.3+); where there is none (an old
+/// kernel, a pid already gone), waiting is a short sleep and the caller looks again.
+struct ProcessExit(Option<std::os::fd::OwnedFd>);
+
+impl ProcessExit {
+    fn watch(pid: i32) -> Self {
+        if pid <= 0 {
+            return Self(None);
+        }
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        Self((fd >= 0).then(|| {
+            // SAFETY: the kernel just gave us this fd, and nothing else owns it.
+            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) }
+        }))
+    }
+
+    /// Returns when the process exited or `max` passed, whichever comes first.
+    fn wait(&self, max: Duration) {
+        match &self.0 {
+            Some(fd) => {
+                use std::os::fd::AsFd;
+                let mut fds = [nix::poll::PollFd::new(
+                    fd.as_fd(),
+                    nix::poll::PollFlags::POLLIN,
+                )];
+                let ms = u16::try_from(max.as_millis()).unwrap_or(u16::MAX);
+                let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+            }
+            None => std::thread::sleep(Duration::from_millis(10).min(max)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1077,39 +1111,5 @@ mod tests {
         assert!(mon::read_report(&b""[..])
             .unwrap_err()
             .contains("monitor.log"));
-    }
-}
-
-/// The exit of a process, as a pidfd to wait on (Linux 5.3+); where there is none (an old
-/// kernel, a pid already gone), waiting is a short sleep and the caller looks again.
-struct ProcessExit(Option<std::os::fd::OwnedFd>);
-
-impl ProcessExit {
-    fn watch(pid: i32) -> Self {
-        if pid <= 0 {
-            return Self(None);
-        }
-        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        Self((fd >= 0).then(|| {
-            // SAFETY: the kernel just gave us this fd, and nothing else owns it.
-            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) }
-        }))
-    }
-
-    /// Returns when the process exited or `max` passed, whichever comes first.
-    fn wait(&self, max: Duration) {
-        match &self.0 {
-            Some(fd) => {
-                use std::os::fd::AsFd;
-                let mut fds = [nix::poll::PollFd::new(
-                    fd.as_fd(),
-                    nix::poll::PollFlags::POLLIN,
-                )];
-                let ms = u16::try_from(max.as_millis()).unwrap_or(u16::MAX);
-                let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
-            }
-            None => std::thread::sleep(Duration::from_millis(10).min(max)),
-        }
     }
 }

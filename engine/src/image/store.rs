@@ -341,7 +341,11 @@ mod tests {
             eprintln!("skipped: the file system under /var/tmp has no inode flags");
             return;
         };
-        assert_ne!(flags & FS_TOPDIR_FL, 0, "tmp/ lacks FS_TOPDIR_FL: {flags:#x}");
+        assert_ne!(
+            flags & FS_TOPDIR_FL,
+            0,
+            "tmp/ lacks FS_TOPDIR_FL: {flags:#x}"
+        );
         // Opening again leaves it as it is.
         Store::open(dir.path()).unwrap();
         assert_eq!(inode_flags(&tmp), Some(flags));

@@ -18,6 +18,7 @@
 pub mod cgroups;
 pub mod container;
 pub mod fault;
+pub mod fsalloc;
 pub mod image;
 pub mod init;
 pub mod logs;

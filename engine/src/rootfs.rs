@@ -129,6 +129,10 @@ pub fn prepare(images: &Images, image: &str, id: &str, opts: &Options) -> Result
     let _shared = images.store().lock_shared()?;
     let img = images.resolve(image)?;
     let lowers = images.unpack(&img)?;
+    if let Some(parent) = dir.parent() {
+        fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
+        crate::fsalloc::mark_top_dir(parent);
+    }
     fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
     let merged = dir.join("merged");
     fs::create_dir_all(&merged).map_err(io_err("creating", &merged))?;

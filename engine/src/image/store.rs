@@ -15,7 +15,6 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -43,35 +42,6 @@ struct Records {
     images: BTreeMap<String, ImageRecord>,
 }
 
-/// Marks `dir` as the top of unrelated directory trees for ext4's Orlov allocator
-/// (`chattr +T`): each layer unpacked under it then starts in a block group of its own
-/// choosing, with few directories and many free inodes, instead of its parent's group.
-/// Why it matters: ext4 without a journal skips, inode by inode, every inode of a group
-/// freed in the last minutes (`recently_deleted`, one buffer lookup each), so thousands
-/// of files made where thousands were just removed (a prune, then a pull) cost a scan
-/// per file; perf showed that scan as over half of a pull's CPU on such a host. Best
-/// effort: other file systems refuse the ioctl and nothing changes.
-fn mark_top_dir(dir: &Path) {
-    let Ok(f) = File::open(dir) else { return };
-    let Some(flags) = inode_flags(&f) else { return };
-    if flags & FS_TOPDIR_FL == 0 {
-        let flags = flags | FS_TOPDIR_FL;
-        // SAFETY: FS_IOC_SETFLAGS reads one int through a valid pointer.
-        unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags) };
-    }
-}
-
-/// `FS_TOPDIR_FL` from linux/fs.h (`chattr +T`); the libc crate does not name it.
-const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
-
-/// The inode flags of an open file (`lsattr`), where the file system has them.
-fn inode_flags(f: &File) -> Option<libc::c_int> {
-    let mut flags: libc::c_int = 0;
-    // SAFETY: FS_IOC_GETFLAGS writes one int through a valid pointer.
-    let rc = unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) };
-    (rc == 0).then_some(flags)
-}
-
 /// A held file lock; released on drop.
 pub struct LockGuard(#[allow(dead_code)] Flock<File>);
 
@@ -89,7 +59,7 @@ impl Store {
             let p = root.join(d);
             fs::create_dir_all(&p).map_err(io_err("creating", &p))?;
         }
-        mark_top_dir(&root.join("tmp"));
+        crate::fsalloc::mark_top_dir(&root.join("tmp"));
         Ok(Store { root })
     }
 
@@ -337,18 +307,18 @@ mod tests {
         let dir = tempfile::tempdir_in("/var/tmp").unwrap();
         let s = Store::open(dir.path()).unwrap();
         let tmp = File::open(s.tmp_dir()).unwrap();
-        let Some(flags) = inode_flags(&tmp) else {
+        let Some(flags) = crate::fsalloc::inode_flags(&tmp) else {
             eprintln!("skipped: the file system under /var/tmp has no inode flags");
             return;
         };
         assert_ne!(
-            flags & FS_TOPDIR_FL,
+            flags & crate::fsalloc::FS_TOPDIR_FL,
             0,
-            "tmp/ lacks FS_TOPDIR_FL: {flags:#x}"
+            "tmp/ lacks crate::fsalloc::FS_TOPDIR_FL: {flags:#x}"
         );
         // Opening again leaves it as it is.
         Store::open(dir.path()).unwrap();
-        assert_eq!(inode_flags(&tmp), Some(flags));
+        assert_eq!(crate::fsalloc::inode_flags(&tmp), Some(flags));
     }
 
     #[test]

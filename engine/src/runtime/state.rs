@@ -125,6 +125,7 @@ impl StateRoot {
     /// Claims the ID: mkdir is atomic, so two creators cannot both win.
     pub fn claim(&self, id: &str) -> Result<PathBuf> {
         std::fs::create_dir_all(&self.root).map_err(|e| Self::err(&self.root, e))?;
+        crate::fsalloc::mark_top_dir(&self.root);
         let d = self.dir(id);
         match std::fs::create_dir(&d) {
             Ok(()) => {

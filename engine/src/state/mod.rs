@@ -195,6 +195,12 @@ impl Store {
     pub fn make_dirs(&self, id: &str) -> Result<()> {
         let d = self.dir(id);
         std::fs::create_dir_all(&d).map_err(io(&d))?;
+        for parent in [d.parent(), self.run_dir(id).parent()]
+            .into_iter()
+            .flatten()
+        {
+            crate::fsalloc::mark_top_dir(parent);
+        }
         // The record holds the environment (secrets, often) and the log: root only.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).map_err(io(&d))?;

@@ -423,6 +423,9 @@ impl EngineBackend {
             crate::fault::point("up.after-publish");
             let dir = self.paths.etc(&name);
             std::fs::create_dir_all(&dir).map_err(err)?;
+            if let Some(parent) = dir.parent() {
+                berth_engine::fsalloc::mark_top_dir(parent);
+            }
             let gateways: Vec<std::net::IpAddr> =
                 attachments.iter().map(|a| a.gateway.into()).collect();
             let servers: Vec<std::net::IpAddr> =

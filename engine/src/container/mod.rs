@@ -37,6 +37,7 @@
 //! ```
 
 pub mod config;
+mod names;
 pub mod private_dirs;
 pub mod spec;
 mod types;
@@ -176,6 +177,19 @@ impl Engine {
     pub fn resolve(&self, id_or_name: &str) -> Result<ContainerId> {
         if id_or_name.len() == 32 && self.store.dir(id_or_name).join("record.json").exists() {
             return Ok(id_or_name.to_string());
+        }
+        let names = self.names();
+        if let Some(id) = names.get(id_or_name) {
+            if self
+                .store
+                .load(&id)
+                .is_ok_and(|r| r.config.name == id_or_name)
+            {
+                return Ok(id);
+            }
+        }
+        if names.built() {
+            return Err(EngineError::NotFound(id_or_name.to_string()));
         }
         for id in self.store.ids() {
             if let Ok(r) = self.store.load(&id) {
@@ -330,25 +344,41 @@ impl Engine {
         }
         // Names are claimed under a global lock so two creators cannot both win.
         let _g = self.global_lock()?;
-        for other in self.store.ids() {
-            if let Ok(r) = self.store.load(&other) {
-                if r.config.name == cfg.name {
-                    return Err(EngineError::NameInUse {
-                        name: cfg.name,
-                        id: other,
-                    });
-                }
+        let names = self.names();
+        names
+            .ensure_built(|| {
+                self.store
+                    .ids()
+                    .into_iter()
+                    .filter_map(|id| Some((self.store.load(&id).ok()?.config.name, id)))
+                    .collect()
+            })
+            .map_err(io_err("indexing container names"))?;
+        if let Some(other) = names.get(&cfg.name) {
+            if self
+                .store
+                .load(&other)
+                .is_ok_and(|r| r.config.name == cfg.name)
+            {
+                return Err(EngineError::NameInUse {
+                    name: cfg.name,
+                    id: other,
+                });
             }
         }
         self.sweep_locked();
-        self.store.make_dirs(&id)?;
-        let oci = match self.stage_secrets(&id, &cfg, oci) {
-            Ok(o) => o,
-            Err(e) => {
-                let _ = self.store.remove(&id);
-                return Err(e);
-            }
+        // The name first: a creator killed from here on leaves a stale link, no block.
+        names
+            .set(&cfg.name, &id)
+            .map_err(io_err("indexing the container's name"))?;
+        let name = cfg.name.clone();
+        let forget = |e: EngineError| {
+            let _ = self.store.remove(&id);
+            names.unset(&name, &id);
+            e
         };
+        self.store.make_dirs(&id).map_err(|e| forget(e.into()))?;
+        let oci = self.stage_secrets(&id, &cfg, oci).map_err(forget)?;
         let res = (|| {
             crate::state::write_atomic(
                 &self.store.dir(&id).join("config.json"),
@@ -357,10 +387,7 @@ impl Engine {
             )?;
             self.store.save(&Record::created(&id, cfg))
         })();
-        if let Err(e) = res {
-            let _ = self.store.remove(&id);
-            return Err(e.into());
-        }
+        res.map_err(|e| forget(e.into()))?;
         Ok(id)
     }
 
@@ -377,6 +404,10 @@ impl Engine {
         for half_made in self.store.incomplete_ids() {
             let _ = self.store.remove(&half_made);
         }
+    }
+
+    fn names(&self) -> names::Names {
+        names::Names::new(&self.store.root_dir().join(".names"))
     }
 
     fn global_lock(&self) -> Result<crate::state::Lock> {
@@ -657,6 +688,7 @@ impl Engine {
             rt.delete(&rec.id, true)?;
         }
         self.store.remove(&rec.id)?;
+        self.names().unset(&rec.config.name, &rec.id);
         Ok(())
     }
 

@@ -74,6 +74,7 @@
 
 pub mod dns;
 mod error;
+mod fastpath;
 mod fault;
 pub mod firewall;
 mod helper;
@@ -89,6 +90,7 @@ mod sysctl;
 
 pub use dns::DnsOptions;
 pub use error::{NetError, Result, TeardownError};
+pub use fastpath::FastPathError;
 pub use firewall::{FirewallDriver, FirewallNetwork, Nftables, NoFirewall, PublishTarget};
 pub use helper::HelperProgram;
 pub use ipam::{IpamConfig, Ipv6Config, Pool};

@@ -25,25 +25,17 @@ impl BridgeCounter {
     /// Counts frames forwarded by the bridge, per input port, for `ports`.
     fn new(env: &TestEnv, ports: &[&str]) -> Self {
         let table = format!("berth_fp_{}", env.id);
+        // One `nft` command line (statements separated by `;`), applied as one batch.
         let mut rules = format!(
-            "table bridge {table} {{\n chain counted {{\n  type filter hook forward priority 0; policy accept;\n"
+            "add table bridge {table}; add chain bridge {table} counted {{ type filter hook forward priority 0; policy accept; }}"
         );
         for p in ports {
-            rules.push_str(&format!("  iifname \"{p}\" counter\n"));
+            rules.push_str(&format!(
+                "; add rule bridge {table} counted iifname \"{p}\" counter"
+            ));
         }
-        rules.push_str(" }\n}\n");
-        let mut child = Command::new("nft")
-            .args(["-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(rules.as_bytes())
-            .unwrap();
-        assert!(child.wait().unwrap().success(), "nft -f: {rules}");
+        let out = Command::new("nft").arg(&rules).output().unwrap();
+        assert!(out.status.success(), "nft {rules}: {out:?}");
         BridgeCounter { table }
     }
 
@@ -123,7 +115,10 @@ fn members(env: &TestEnv, network: &str) -> Vec<u32> {
 fn qdiscs_on_block(block: u32) -> Vec<String> {
     sh("tc", &["qdisc", "show"])
         .lines()
-        .filter(|l| l.contains(&format!("ingress_block {block} ")) || l.ends_with(&format!("ingress_block {block}")))
+        .filter(|l| {
+            l.contains(&format!("ingress_block {block} "))
+                || l.ends_with(&format!("ingress_block {block}"))
+        })
         .map(str::to_string)
         .collect()
 }
@@ -189,12 +184,21 @@ fn members_talk_through_the_fast_path_not_the_bridge() {
     let block = ifindex(&fast.bridge).unwrap();
     for e in [&ea, &eb] {
         let q = sh("tc", &["qdisc", "show", "dev", &e.host_interface]);
-        assert!(q.contains("clsact") && q.contains(&format!("ingress_block {block}")), "{q}");
+        assert!(
+            q.contains("clsact") && q.contains(&format!("ingress_block {block}")),
+            "{q}"
+        );
     }
     let q = sh("tc", &["qdisc", "show", "dev", &ec.host_interface]);
-    assert!(!q.contains("clsact"), "no fast path on the other network: {q}");
+    assert!(
+        !q.contains("clsact"),
+        "no fast path on the other network: {q}"
+    );
     let f = block_filter(block);
-    assert!(f.contains("berth_fastpath") && f.contains("direct-action"), "{f}");
+    assert!(
+        f.contains("berth_fastpath") && f.contains("direct-action"),
+        "{f}"
+    );
     let mut want = vec![
         ifindex(&ea.host_interface).unwrap(),
         ifindex(&eb.host_interface).unwrap(),
@@ -206,7 +210,11 @@ fn members_talk_through_the_fast_path_not_the_bridge() {
     let hb = ifindex(&eb.host_interface).unwrap();
     let by_mac = env.net.fast_path_members(&fast.name).unwrap();
     let (mac, _) = by_mac.iter().find(|(_, i)| *i == hb).unwrap();
-    let mac = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+    let mac = mac
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
     assert_eq!(mac, mac_b);
     assert!(members(&env, &slow.name).is_empty());
 
@@ -217,7 +225,10 @@ fn members_talk_through_the_fast_path_not_the_bridge() {
     // Without the fast path the bridge forwards the whole transfer; with it, only what
     // is not member-to-member unicast (ARP requests are broadcast): next to nothing.
     let slow_bytes = counter.bytes(&ec.host_interface);
-    assert!(slow_bytes >= LEN as u64, "bridge forwarded {slow_bytes} bytes from c");
+    assert!(
+        slow_bytes >= LEN as u64,
+        "bridge forwarded {slow_bytes} bytes from c"
+    );
     let fast_bytes = counter.bytes(&ea.host_interface);
     assert!(
         fast_bytes < 4096,
@@ -255,11 +266,25 @@ fn the_fast_path_keeps_networks_apart() {
     // block of network one has no filter for it, and bridge one does not know it.
     let mac = eth0_mac(&b1);
     let ip = eb1.address.addr().to_string();
-    sh_in(&a1, "ip", &["route", "replace", &format!("{ip}/32"), "dev", "eth0"]);
     sh_in(
         &a1,
         "ip",
-        &["neigh", "replace", &ip, "lladdr", mac.as_str(), "dev", "eth0", "nud", "permanent"],
+        &["route", "replace", &format!("{ip}/32"), "dev", "eth0"],
+    );
+    sh_in(
+        &a1,
+        "ip",
+        &[
+            "neigh",
+            "replace",
+            &ip,
+            "lladdr",
+            mac.as_str(),
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ],
     );
     let neigh = sh_in(&a1, "ip", &["neigh", "show", &ip]);
     assert!(neigh.contains(mac.as_str()), "{neigh}");
@@ -287,7 +312,12 @@ fn detach_and_removal_leave_no_qdisc_filter_or_block() {
     let mut all = vec![ia, ib, ic];
     all.sort();
     assert_eq!(handles(()), all);
-    assert_eq!(qdiscs_on_block(block).len(), 3, "{:?}", qdiscs_on_block(block));
+    assert_eq!(
+        qdiscs_on_block(block).len(),
+        3,
+        "{:?}",
+        qdiscs_on_block(block)
+    );
 
     // Attaching again (a restarted container) changes nothing.
     env.attach(&b, &net);
@@ -304,7 +334,10 @@ fn detach_and_removal_leave_no_qdisc_filter_or_block() {
     c.remove().unwrap();
     let t = Instant::now();
     while ifindex(&ec.host_interface).is_some() {
-        assert!(t.elapsed() < Duration::from_secs(10), "veth of c never went");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "veth of c never went"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(handles(()), left, "the dead member's entry is still there");
@@ -315,8 +348,16 @@ fn detach_and_removal_leave_no_qdisc_filter_or_block() {
     // Removing the network removes the rest: no qdisc on the block, no block.
     env.net.detach(&a, None).unwrap();
     env.net.remove_network(&net.name).unwrap();
-    assert!(qdiscs_on_block(block).is_empty(), "{:?}", qdiscs_on_block(block));
-    assert!(block_filter(block).trim().is_empty(), "{}", block_filter(block));
+    assert!(
+        qdiscs_on_block(block).is_empty(),
+        "{:?}",
+        qdiscs_on_block(block)
+    );
+    assert!(
+        block_filter(block).trim().is_empty(),
+        "{}",
+        block_filter(block)
+    );
 }
 
 #[test]

@@ -349,8 +349,8 @@ impl Networking {
                     ok = false;
                 }
             }
-            // Its fast-path filter first (the veth's qdisc goes with the veth, the filter,
-            // in the network's shared block, does not).
+            // Its fast-path entry first (the veth's qdisc goes with the veth; its entry, in
+            // the network's shared map, does not).
             if let Err(e) = crate::fastpath::leave(&mut host, &state.bridge, &host_if) {
                 errors.push(e.into());
                 ok = false;
@@ -396,7 +396,7 @@ fn big_tcp_on_bridge(host: &mut Netlink, bridge: &crate::netlink::Link) {
 }
 
 /// Puts a member on its network's L2 fast path (see [`crate::fastpath`]). Only an
-/// optimization: where the kernel refuses (no `cls_flower`/`act_mirred`), the member's
+/// optimization: where the kernel refuses (no cls_bpf, no `bpf_redirect_peer`), the member's
 /// traffic keeps going through the bridge, so a refusal is logged, not returned.
 fn fast_path_join(
     host: &mut Netlink,

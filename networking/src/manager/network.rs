@@ -25,7 +25,9 @@ impl Networking {
                 problem: "gateway and ip_range need a subnet in the same ipam.config entry".into(),
             });
         }
-        let fast_path = spec.fast_path.unwrap_or_else(crate::fastpath::default_enabled);
+        let fast_path = spec
+            .fast_path
+            .unwrap_or_else(crate::fastpath::default_enabled);
         let lock = self.store.lock()?;
         let mut nl = host_netlink()?;
         let state = match self.store.load(&lock, &spec.name)? {

@@ -72,11 +72,10 @@ impl Netlink {
             msg.header.parent = TC_H_CLSACT;
             msg.header.handle = CLSACT_HANDLE;
             msg.attributes.push(TcAttribute::Kind("clsact".into()));
-            msg.attributes
-                .push(TcAttribute::Other(DefaultNla::new(
-                    TCA_INGRESS_BLOCK,
-                    block.to_ne_bytes().to_vec(),
-                )));
+            msg.attributes.push(TcAttribute::Other(DefaultNla::new(
+                TCA_INGRESS_BLOCK,
+                block.to_ne_bytes().to_vec(),
+            )));
             RouteNetlinkMessage::NewQueueDiscipline(msg)
         };
         let op = || format!("add clsact qdisc (ingress block {block}) to link #{index}");
@@ -186,7 +185,8 @@ impl Netlink {
             if (f.header.info >> 16) as u16 != prio || f.header.handle == TcHandle::UNSPEC {
                 continue;
             }
-            let handle = (u32::from(f.header.handle.major) << 16) | u32::from(f.header.handle.minor);
+            let handle =
+                (u32::from(f.header.handle.major) << 16) | u32::from(f.header.handle.minor);
             let id = f.attributes.iter().find_map(|a| match a {
                 TcAttribute::Options(opts) => opts.iter().find_map(|o| match o {
                     TcOption::Other(nla) => bpf_id(nla),
@@ -210,6 +210,7 @@ fn bpf_id(options: &DefaultNla) -> Option<u32> {
     NlasIterator::new(&nest[..]).find_map(|nla| {
         let nla = nla.ok()?;
         let v = nla.value();
-        (nla.kind() == TCA_BPF_ID && v.len() == 4).then(|| u32::from_ne_bytes([v[0], v[1], v[2], v[3]]))
+        (nla.kind() == TCA_BPF_ID && v.len() == 4)
+            .then(|| u32::from_ne_bytes([v[0], v[1], v[2], v[3]]))
     })
 }

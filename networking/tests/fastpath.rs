@@ -380,3 +380,86 @@ fn fast_path_off_by_environment() {
     );
     std::env::remove_var("BERTH_NET_FAST_PATH");
 }
+
+#[test]
+fn a_block_already_used_by_someone_else_is_left_alone() {
+    let env = TestEnv::new(43);
+    let net = env.network_with("foreign", 0, false, Some(true));
+    let block = ifindex(&net.bridge).unwrap();
+    // Another tool's veth, bound to the tc block whose index Berth would use, with a
+    // filter of its own (named with the test's id: the leftover check sees it).
+    let other = format!("berthx{}", env.id);
+    let peer = format!("berthy{}", env.id);
+    sh(
+        "ip",
+        &["link", "add", &other, "type", "veth", "peer", "name", &peer],
+    );
+    let _del = LinkGuard(other.clone());
+    sh(
+        "tc",
+        &[
+            "qdisc",
+            "add",
+            "dev",
+            &other,
+            "ingress_block",
+            &block.to_string(),
+            "clsact",
+        ],
+    );
+    sh(
+        "tc",
+        &[
+            "filter",
+            "add",
+            "block",
+            &block.to_string(),
+            "protocol",
+            "all",
+            "pref",
+            "7",
+            "u32",
+            "match",
+            "u32",
+            "0",
+            "0",
+            "classid",
+            "1:1",
+        ],
+    );
+    assert!(
+        block_filter(block).contains("u32"),
+        "{}",
+        block_filter(block)
+    );
+
+    let (a, b) = (env.netns("a"), env.netns("b"));
+    let ea = env.attach(&a, &net);
+    let eb = env.attach(&b, &net);
+    // Berth's members stay off that block (and on the bridge), and still talk.
+    for e in [&ea, &eb] {
+        let q = sh("tc", &["qdisc", "show", "dev", &e.host_interface]);
+        assert!(!q.contains("clsact"), "{q}");
+    }
+    assert!(!block_filter(block).contains("berth_fastpath"));
+    let _srv = Server::tcp(&b, 7401, "via the bridge");
+    assert_eq!(
+        tcp_get(Some(&a), SocketAddr::from((eb.address.addr(), 7401))).unwrap(),
+        "via the bridge"
+    );
+    // And detach does not touch it.
+    env.net.detach(&a, None).unwrap();
+    assert!(block_filter(block).contains("u32"));
+}
+
+/// Deletes a link the test made by hand (and with it its qdisc and the block binding).
+struct LinkGuard(String);
+
+impl Drop for LinkGuard {
+    fn drop(&mut self) {
+        let _ = Netlink::open().and_then(|mut nl| {
+            nl.delete_link(&self.0)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        });
+    }
+}

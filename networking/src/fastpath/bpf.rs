@@ -35,6 +35,9 @@ pub(crate) fn mac_key(mac: [u8; 6]) -> MacKey {
     k
 }
 
+/// The name the program is loaded with (at most 15 bytes), by which it is known again.
+pub(crate) const PROGRAM_NAME: &str = "berth_fastpath";
+
 /// Most members one network's map holds (a full map only means later members' traffic
 /// goes through the bridge).
 const MAX_MEMBERS: u32 = 4096;
@@ -94,7 +97,7 @@ struct InfoByFd {
     _rest: [u8; ATTR_SIZE - 16],
 }
 
-/// The head of `struct bpf_prog_info`, up to `map_ids`.
+/// The head of `struct bpf_prog_info`, up to `name`.
 #[repr(C)]
 #[derive(Default)]
 struct ProgInfoHead {
@@ -109,6 +112,7 @@ struct ProgInfoHead {
     created_by_uid: u32,
     nr_map_ids: u32,
     map_ids: u64,
+    name: [u8; 16],
 }
 
 /// Issues one bpf(2) command; `T` is one of the 128-byte attr structs above.
@@ -306,7 +310,7 @@ pub(crate) fn load_program(map: BorrowedFd<'_>) -> io::Result<OwnedFd> {
         log_buf: 0,
         kern_version: 0,
         prog_flags: 0,
-        prog_name: name16("berth_fastpath"),
+        prog_name: name16(PROGRAM_NAME),
         _rest: [0; ATTR_SIZE - 64],
     };
     let first = match bpf(BPF_PROG_LOAD, &mut attr) {
@@ -330,7 +334,8 @@ pub(crate) fn load_program(map: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     ))
 }
 
-/// The map the loaded program with id `prog_id` uses (its only one).
+/// The map the loaded program with id `prog_id` uses (its only one), if the program is
+/// Berth's (by its name).
 pub(crate) fn map_of_program(prog_id: u32) -> io::Result<OwnedFd> {
     let mut attr = GetFdById {
         id: prog_id,
@@ -352,6 +357,13 @@ pub(crate) fn map_of_program(prog_id: u32) -> io::Result<OwnedFd> {
         _rest: [0; ATTR_SIZE - 16],
     };
     bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    if info.name != name16(PROGRAM_NAME) {
+        let end = info.name.iter().position(|&b| b == 0).unwrap_or(16);
+        return Err(io::Error::other(format!(
+            "BPF program {prog_id} is not Berth's (it is named {:?})",
+            String::from_utf8_lossy(&info.name[..end])
+        )));
+    }
     if info.nr_map_ids != 1 || map_id == 0 {
         return Err(io::Error::other(format!(
             "BPF program {prog_id} uses {} maps, not Berth's one",

@@ -47,7 +47,6 @@ use crate::netlink::{Link, Netlink, NetlinkError};
 /// The priority and handle of the fast path's filter in its block.
 const PRIO: u16 = 1;
 const HANDLE: u32 = 1;
-const FILTER_NAME: &str = "berth_fastpath";
 
 /// Whether networks that do not say get the fast path: on, unless `BERTH_NET_FAST_PATH`
 /// is `0`, `false`, `off` or `no`.
@@ -66,6 +65,8 @@ pub(crate) fn default_enabled() -> bool {
 pub enum FastPathError {
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
+    #[error("fast path of bridge {bridge}: tc block {block} holds filters that are not Berth's; its members stay on the bridge")]
+    Foreign { bridge: String, block: u32 },
     #[error("fast path of bridge {bridge}: {op}: {source}")]
     Bpf {
         bridge: String,
@@ -81,15 +82,23 @@ fn bpf_err(bridge: &Link, op: &'static str) -> impl FnOnce(std::io::Error) -> Fa
 }
 
 /// The map of `bridge`'s network, found through its block's filter; `None` when the
-/// block has no filter (no member joined yet).
+/// block has no filter (no member joined yet). A block holding anything but Berth's one
+/// filter is not Berth's (another tool chose the same block index): an error.
 fn find_map(nl: &mut Netlink, bridge: &Link) -> Result<Option<OwnedFd>, FastPathError> {
-    let filters = nl.block_bpf_filters(bridge.index, PRIO)?;
-    match filters.iter().find(|(h, _)| *h == HANDLE) {
-        Some((_, prog)) => bpf::map_of_program(*prog)
-            .map(Some)
-            .map_err(bpf_err(bridge, "find the map of the block's program")),
-        None => Ok(None),
-    }
+    let filters = nl.block_filters(bridge.index)?;
+    let prog = match filters.as_slice() {
+        [] => return Ok(None),
+        [f] if f.prio == PRIO && f.handle == HANDLE && f.bpf_id.is_some() => f.bpf_id,
+        _ => None,
+    };
+    let foreign = || FastPathError::Foreign {
+        bridge: bridge.name.clone(),
+        block: bridge.index,
+    };
+    let prog = prog.ok_or_else(foreign)?;
+    bpf::map_of_program(prog)
+        .map(Some)
+        .map_err(bpf_err(bridge, "find the map of the block's program"))
 }
 
 /// Puts member `host_veth` (a port of `bridge`, the host end of the pair whose inner end
@@ -103,7 +112,16 @@ pub(crate) fn join(
     // The qdisc first: the block exists from its first qdisc on, and a filter can only be
     // added to an existing block.
     nl.add_clsact_with_ingress_block(host_veth.index, bridge.index)?;
-    let map = match find_map(nl, bridge)? {
+    let found = match find_map(nl, bridge) {
+        Ok(found) => found,
+        Err(e) => {
+            // Not our block (or not usable): off it again, so no filter of someone
+            // else's runs on our member's traffic.
+            let _ = nl.delete_clsact(host_veth.index);
+            return Err(e);
+        }
+    };
+    let map = match found {
         Some(map) => map,
         None => {
             let map = bpf::create_map().map_err(bpf_err(bridge, "create the map"))?;
@@ -111,7 +129,7 @@ pub(crate) fn join(
                 bpf::load_program(map.as_fd()).map_err(bpf_err(bridge, "load the program"))?;
             // The filter holds the program, which holds the map: both live as long as
             // the block has the filter, not as long as these fds.
-            nl.add_bpf_filter(bridge.index, PRIO, HANDLE, prog.as_fd(), FILTER_NAME)?;
+            nl.add_bpf_filter(bridge.index, PRIO, HANDLE, prog.as_fd(), bpf::PROGRAM_NAME)?;
             map
         }
     };
@@ -137,8 +155,12 @@ pub(crate) fn leave(
     {
         return Ok(()); // not a port of this bridge: not ours
     }
-    let Some(map) = find_map(nl, &bridge)? else {
-        return Ok(());
+    let map = match find_map(nl, &bridge) {
+        Ok(Some(map)) => map,
+        // No map, or a block that is not ours (join never put anyone on it): nothing of
+        // ours to remove.
+        Ok(None) | Err(FastPathError::Foreign { .. }) => return Ok(()),
+        Err(e) => return Err(e),
     };
     let entries =
         bpf::map_entries(map.as_fd()).map_err(bpf_err(&bridge, "list the map's entries"))?;

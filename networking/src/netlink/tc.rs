@@ -35,6 +35,15 @@ const TCA_BPF_ID: u16 = 11;
 /// `TCA_BPF_FLAG_ACT_DIRECT`: the program's return value is the verdict.
 const TCA_BPF_FLAG_ACT_DIRECT: u32 = 1;
 
+/// A filter of a shared block, as a dump lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockFilter {
+    pub prio: u16,
+    pub handle: u32,
+    /// For a cls_bpf filter, the id of the program it runs.
+    pub bpf_id: Option<u32>,
+}
+
 /// The header addressing a filter of shared block `block` with priority `prio`.
 fn block_filter_header(block: u32, prio: u16, handle: u32) -> TcHeader {
     TcHeader {
@@ -160,9 +169,8 @@ impl Netlink {
         }
     }
 
-    /// The BPF filters at priority `prio` of block `block`: (handle, id of the program
-    /// each runs). Empty when the block does not exist.
-    pub fn block_bpf_filters(&mut self, block: u32, prio: u16) -> Result<Vec<(u32, u32)>> {
+    /// Every filter of block `block`. Empty when the block does not exist.
+    pub fn block_filters(&mut self, block: u32) -> Result<Vec<BlockFilter>> {
         let mut msg = TcMessage::default();
         msg.header = block_filter_header(block, 0, 0);
         msg.header.info = 0; // every priority and protocol; filtered below
@@ -182,7 +190,7 @@ impl Netlink {
                 continue;
             };
             // A dump also lists each priority's classifier itself, with handle 0.
-            if (f.header.info >> 16) as u16 != prio || f.header.handle == TcHandle::UNSPEC {
+            if f.header.handle == TcHandle::UNSPEC {
                 continue;
             }
             let handle =
@@ -194,9 +202,11 @@ impl Netlink {
                 }),
                 _ => None,
             });
-            if let Some(id) = id {
-                out.push((handle, id));
-            }
+            out.push(BlockFilter {
+                prio: (f.header.info >> 16) as u16,
+                handle,
+                bpf_id: id,
+            });
         }
         Ok(out)
     }

@@ -577,25 +577,31 @@ fn main() {
     let dock_rounds = t_dock.len();
     drop(dock); // docker rm -f
 
-    // Attach and detach times, one namespace at a time, on a warm network.
-    let mut attach_ms = vec![];
-    let mut detach_ms = vec![];
-    for i in 0..30 {
+    // Attach and detach times, one namespace at a time, on a warm network; alternately
+    // on the network with the fast path and on the one without, to show its cost.
+    let (mut attach_ms, mut detach_ms) = (vec![], vec![]);
+    let (mut attach_slow_ms, mut detach_slow_ms) = (vec![], vec![]);
+    for i in 0..60 {
         let ns = Netns::create(&env.net.config().run, &env.name(&format!("a{i}"))).unwrap();
+        let (to, a_ms, d_ms) = if i % 2 == 0 {
+            (&net, &mut attach_ms, &mut detach_ms)
+        } else {
+            (&netslow, &mut attach_slow_ms, &mut detach_slow_ms)
+        };
         let t = Instant::now();
         env.net
             .attach(
                 &ns,
                 &[AttachRequest {
-                    network: net.name.clone(),
+                    network: to.name.clone(),
                     ..Default::default()
                 }],
             )
             .unwrap();
-        attach_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        a_ms.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
         env.net.detach(&ns, None).unwrap();
-        detach_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        d_ms.push(t.elapsed().as_secs_f64() * 1e3);
         ns.remove().unwrap();
     }
 
@@ -643,6 +649,7 @@ fn main() {
     let cp = median(c_pub);
     let tx = median(t_proxy);
     let (am, dm) = (median(attach_ms), median(detach_ms));
+    let (ams, dms) = (median(attach_slow_ms), median(detach_slow_ms));
     println!(
         "berth-networking bench ({ROUNDS} rounds, iperf3 -t {IPERF_SECONDS}; medians; ratios are medians of per-round ratios)"
     );
@@ -684,6 +691,7 @@ fn main() {
     );
     println!("attach one namespace                : {am:8.2} ms  (target < 5 ms)");
     println!("detach one namespace                : {dm:8.2} ms  (mostly the kernel's veth unregistration)");
+    println!("  the same without the fast path: attach {ams:.2} ms, detach {dms:.2} ms");
     if dock_rounds > 0 {
         // Ratios: Docker's userland proxy over Berth's DNAT, per round, then the median.
         let r_t = ratio(&t_dock, &t_pub_d);

@@ -4,9 +4,11 @@
 //!
 //! - TCP throughput (iperf3, Debian's) between two namespaces over a Berth network,
 //!   against two namespaces joined by a bare veth pair (the kernel's limit) made by the
-//!   same call with the same link settings (Berth's BIG TCP GSO size); and the same two
-//!   with the kernel's default 64 KiB GSO size, to show what that size brings;
-//! - TCP connection rate, same two setups;
+//!   same call with the same link settings (Berth's BIG TCP GSO size); the same over a
+//!   Berth network without the L2 fast path (members' unicast through the bridge, as
+//!   before it); and a bare pair and a Berth network (no fast path) with the kernel's
+//!   default 64 KiB GSO size, to show what that size brings;
+//! - TCP connection rate, bare pair and Berth network with and without the fast path;
 //! - throughput through a published port (127.0.0.1 -> DNAT -> container) against the
 //!   container's address directly, and through Berth's userspace proxy (the fallback,
 //!   which does what Docker's userland proxy does);
@@ -376,6 +378,14 @@ fn main() {
     env.attach(&b1, &net);
     let e2 = env.attach(&b2, &net);
 
+    // Two namespaces on a Berth network without the L2 fast path: member-to-member
+    // unicast through the bridge (and, on this host, br_netfilter), as before it.
+    let netslow = env.network_with("benchslow", 2, false, Some(false));
+    let s1 = env.netns("s1");
+    let s2 = env.netns("s2");
+    env.attach(&s1, &netslow);
+    let es2 = env.attach(&s2, &netslow);
+
     // Two namespaces joined by a bare veth pair: eth0 in v1 <-> eth0 in v2.
     let v1 = env.netns("v1");
     let v2 = env.netns("v2");
@@ -394,7 +404,7 @@ fn main() {
     let dip1 = Ipv4Net::new(Ipv4Addr::from(u32::from(bare.network()) + 129), 25).unwrap();
     let dip2 = Ipv4Net::new(Ipv4Addr::from(u32::from(bare.network()) + 130), 25).unwrap();
     bare_pair(&d1, &d2, dip1, dip2, Some(DEFAULT_GSO));
-    let net64 = env.network("bench64", 1, false);
+    let net64 = env.network_with("bench64", 1, false, Some(false));
     let c1 = env.netns("c1");
     let c2 = env.netns("c2");
     let ec1 = env.attach(&c1, &net64);
@@ -449,7 +459,8 @@ fn main() {
 
     let mut t_proxy = vec![];
     let (mut t_bare, mut t_berth, mut t_pub, mut t_direct) = (vec![], vec![], vec![], vec![]);
-    let (mut c_bare, mut c_berth) = (vec![], vec![]);
+    let (mut c_bare, mut c_berth, mut c_slow) = (vec![], vec![], vec![]);
+    let mut t_slow = vec![];
     let (mut t_bare64, mut t_berth64) = (vec![], vec![]);
     for _ in 0..ROUNDS {
         t_bare64.push(iperf(
@@ -475,6 +486,12 @@ fn main() {
             5201,
             Some(&b1),
             SocketAddr::from((e2.address.addr(), 5201)),
+        ));
+        t_slow.push(iperf(
+            &s2,
+            5201,
+            Some(&s1),
+            SocketAddr::from((es2.address.addr(), 5201)),
         ));
         t_direct.push(iperf(&b2, 5301, None, SocketAddr::from((e2.address.addr(), 5301))).gbps);
         t_pub.push(
@@ -509,6 +526,15 @@ fn main() {
                 listen_in(&b2, 6000),
                 Some(&b1),
                 SocketAddr::from((e2.address.addr(), 6000)),
+                1.0,
+            )
+            .unwrap(),
+        );
+        c_slow.push(
+            conn_rate(
+                listen_in(&s2, 6000),
+                Some(&s1),
+                SocketAddr::from((es2.address.addr(), 6000)),
                 1.0,
             )
             .unwrap(),
@@ -551,25 +577,31 @@ fn main() {
     let dock_rounds = t_dock.len();
     drop(dock); // docker rm -f
 
-    // Attach and detach times, one namespace at a time, on a warm network.
-    let mut attach_ms = vec![];
-    let mut detach_ms = vec![];
-    for i in 0..30 {
+    // Attach and detach times, one namespace at a time, on a warm network; alternately
+    // on the network with the fast path and on the one without, to show its cost.
+    let (mut attach_ms, mut detach_ms) = (vec![], vec![]);
+    let (mut attach_slow_ms, mut detach_slow_ms) = (vec![], vec![]);
+    for i in 0..60 {
         let ns = Netns::create(&env.net.config().run, &env.name(&format!("a{i}"))).unwrap();
+        let (to, a_ms, d_ms) = if i % 2 == 0 {
+            (&net, &mut attach_ms, &mut detach_ms)
+        } else {
+            (&netslow, &mut attach_slow_ms, &mut detach_slow_ms)
+        };
         let t = Instant::now();
         env.net
             .attach(
                 &ns,
                 &[AttachRequest {
-                    network: net.name.clone(),
+                    network: to.name.clone(),
                     ..Default::default()
                 }],
             )
             .unwrap();
-        attach_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        a_ms.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
         env.net.detach(&ns, None).unwrap();
-        detach_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        d_ms.push(t.elapsed().as_secs_f64() * 1e3);
         ns.remove().unwrap();
     }
 
@@ -580,6 +612,8 @@ fn main() {
     // Gbit/s and CPU per GB of the four Run series.
     let gbps = |v: &[Run]| v.iter().map(|r| r.gbps).collect::<Vec<_>>();
     let cost = |v: &[Run]| median(v.iter().map(|r| r.cpu_ms_per_gb).collect());
+    let k_slow = cost(&t_slow);
+    let t_slow = gbps(&t_slow);
     let (k_bare, k_berth, k_bare64, k_berth64) = (
         cost(&t_bare),
         cost(&t_berth),
@@ -596,6 +630,10 @@ fn main() {
     let r_pub = ratio(&t_pub, &t_direct);
     let r_proxy = ratio(&t_proxy, &t_pub);
     let r_conn = ratio(&c_berth, &c_bare);
+    let r_slow = ratio(&t_slow, &t_bare);
+    let r_cslow = ratio(&c_slow, &c_bare);
+    let r_fast_over_slow = ratio(&t_berth, &t_slow);
+    let (ts, cs) = (median(t_slow), median(c_slow));
     let r_berth64 = ratio(&t_berth64, &t_bare64);
     let r_bare_big = ratio(&t_bare, &t_bare64);
     let r_berth_big = ratio(&t_berth, &t_berth64);
@@ -611,18 +649,26 @@ fn main() {
     let cp = median(c_pub);
     let tx = median(t_proxy);
     let (am, dm) = (median(attach_ms), median(detach_ms));
+    let (ams, dms) = (median(attach_slow_ms), median(detach_slow_ms));
     println!(
         "berth-networking bench ({ROUNDS} rounds, iperf3 -t {IPERF_SECONDS}; medians; ratios are medians of per-round ratios)"
     );
     println!("tcp throughput, bare veth pair      : {tb:8.2} Gbit/s");
     println!(
-        "tcp throughput, Berth network       : {tn:8.2} Gbit/s  ({r_berth:.1}% of bare veth; target >= 90%)"
+        "tcp throughput, Berth network       : {tn:8.2} Gbit/s  ({r_berth:.1}% of bare veth; target >= 90%; L2 fast path on)"
     );
     println!(
         "  CPU per GB received (both iperf3 ends, packet path included): bare veth {k_bare:.0} ms, Berth {k_berth:.0} ms ({:.1}% of bare veth's throughput at equal CPU)",
         100.0 * k_bare / k_berth
     );
-    println!("  same, both with 64 KiB IPv4 GSO (the kernel's default; Berth before BIG TCP):");
+    println!(
+        "tcp throughput, Berth, no fast path : {ts:8.2} Gbit/s  ({r_slow:.1}% of bare veth; the fast path carries {r_fast_over_slow:.1}% of this)"
+    );
+    println!(
+        "  CPU per GB received: bare veth {k_bare:.0} ms, Berth without the fast path {k_slow:.0} ms ({:.1}%)",
+        100.0 * k_bare / k_slow
+    );
+    println!("  same, both with 64 KiB IPv4 GSO (the kernel's default; Berth before BIG TCP, no fast path):");
     println!("  tcp throughput, bare veth pair    : {tb64:8.2} Gbit/s");
     println!(
         "  tcp throughput, Berth network     : {tn64:8.2} Gbit/s  ({r_berth64:.1}% of bare veth)"
@@ -639,11 +685,13 @@ fn main() {
     println!("tcp throughput, userspace proxy     : {tx:8.2} Gbit/s  ({r_proxy:.1}% of DNAT)");
     println!("tcp connections/s, bare veth pair   : {cb:8.0}");
     println!("tcp connections/s, Berth network    : {cn:8.0}  ({r_conn:.1}% of bare veth)");
+    println!("tcp connections/s, Berth, no fast path: {cs:6.0}  ({r_cslow:.1}% of bare veth)");
     println!(
         "tcp connections/s, published port   : {cp:8.0}  (host -> 127.0.0.1 -> DNAT; {r_cpub:.1}% of Berth network)"
     );
     println!("attach one namespace                : {am:8.2} ms  (target < 5 ms)");
     println!("detach one namespace                : {dm:8.2} ms  (mostly the kernel's veth unregistration)");
+    println!("  the same without the fast path: attach {ams:.2} ms, detach {dms:.2} ms");
     if dock_rounds > 0 {
         // Ratios: Docker's userland proxy over Berth's DNAT, per round, then the median.
         let r_t = ratio(&t_dock, &t_pub_d);

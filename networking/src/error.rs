@@ -98,6 +98,10 @@ pub enum NetError {
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
 
+    /// The L2 fast path between members could not be set up or taken down.
+    #[error(transparent)]
+    FastPath(#[from] crate::fastpath::FastPathError),
+
     /// `nft` refused a change or could not be run.
     #[error(
         "nftables: {0}; is the `nft` binary installed (Debian package nftables) and are we root?"

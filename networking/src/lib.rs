@@ -59,6 +59,10 @@
 //! - Every record is written before the object it describes is made, so a crash at any
 //!   point leaves something [`Networking::remove_network`] finds; every call is
 //!   idempotent, and calling it again after a crash converges.
+//! - Unicast between two members of a network skips the bridge (and the host's
+//!   netfilter hooks that `br_netfilter` adds to it): a tc BPF program on each member's
+//!   host-side veth hands it to the other member with `bpf_redirect_peer` (the L2 fast
+//!   path, `NetworkSpec::fast_path`; networking/README.md says why and how).
 //! - Every interface name contains `berth` and fits in 15 bytes.
 //! - Host settings changed: `net.ipv4.ip_forward=1` for non-internal networks (as
 //!   Docker does) and `route_localnet=1` on Berth's bridges (for published ports reached
@@ -74,6 +78,7 @@
 
 pub mod dns;
 mod error;
+mod fastpath;
 mod fault;
 pub mod firewall;
 mod helper;
@@ -89,6 +94,7 @@ mod sysctl;
 
 pub use dns::DnsOptions;
 pub use error::{NetError, Result, TeardownError};
+pub use fastpath::FastPathError;
 pub use firewall::{FirewallDriver, FirewallNetwork, Nftables, NoFirewall, PublishTarget};
 pub use helper::HelperProgram;
 pub use ipam::{IpamConfig, Ipv6Config, Pool};

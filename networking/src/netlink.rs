@@ -28,6 +28,8 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
+mod tc;
+
 /// What the kernel said no to, with the request that it refused.
 #[derive(Debug, thiserror::Error)]
 #[error("netlink {op}: {source}")]
@@ -58,6 +60,8 @@ pub struct Link {
     /// The largest IPv4 GSO packet the stack builds for this link (`gso_ipv4_max_size`);
     /// None on kernels before 6.3, which have no such setting.
     pub gso_ipv4_max_size: Option<u32>,
+    /// The link's MAC address (None for links without one, e.g. `lo` on some kernels).
+    pub mac: Option<[u8; 6]>,
 }
 
 /// `IFLA_GSO_IPV4_MAX_SIZE` and `IFLA_GRO_IPV4_MAX_SIZE` (linux/if_link.h, kernel 6.3+),
@@ -556,9 +560,11 @@ fn to_link(l: &LinkMessage) -> Link {
     let mut name = String::new();
     let mut controller = None;
     let mut gso_ipv4_max_size = None;
+    let mut mac = None;
     for a in &l.attributes {
         match a {
             LinkAttribute::IfName(n) => name = n.clone(),
+            LinkAttribute::Address(a) => mac = <[u8; 6]>::try_from(a.as_slice()).ok(),
             LinkAttribute::Controller(c) => controller = Some(*c),
             LinkAttribute::Other(nla) if nla.kind() == IFLA_GSO_IPV4_MAX_SIZE => {
                 let mut v = [0u8; 4];
@@ -576,5 +582,6 @@ fn to_link(l: &LinkMessage) -> Link {
         controller,
         up: l.header.flags.contains(LinkFlags::Up),
         gso_ipv4_max_size,
+        mac,
     }
 }

@@ -31,6 +31,10 @@ pub struct NetworkState {
     pub subnet6: Option<Ipv6Net>,
     #[serde(default)]
     pub gateway6: Option<Ipv6Addr>,
+    /// Whether members join the L2 fast path (`crate::fastpath`) when attached. Records
+    /// written before it existed read as off.
+    #[serde(default)]
+    pub fast_path: bool,
     /// Keyed by namespace name: one lease per namespace per network.
     pub leases: BTreeMap<String, Lease>,
 }

@@ -544,6 +544,7 @@ mod tests {
 
     fn state(name: &str, leases: &[(&str, &str, &[&str])]) -> NetworkState {
         NetworkState {
+            fast_path: false,
             name: name.into(),
             bridge: "berthbr00000000".into(),
             subnet: "10.0.0.0/8".parse().unwrap(),

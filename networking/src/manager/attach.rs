@@ -252,6 +252,9 @@ impl Networking {
                     }
                     _ => None,
                 };
+                if state.fast_path {
+                    fast_path_join(&mut host, state, &host_if, &link);
+                }
                 if default_idx == Some(i) {
                     inner.add_default_route(state.gateway)?;
                     if let (Some(g6), Some(_)) = (state.gateway6, addr6) {
@@ -274,6 +277,9 @@ impl Networking {
         if let Err(e) = result {
             // Undo what this call made; the error that stopped it is the one reported.
             for (network, host_if) in made {
+                if let Some(s) = states.iter().find(|s| s.name == network) {
+                    let _ = crate::fastpath::leave(&mut host, &s.bridge, &host_if);
+                }
                 let _ = host.delete_link(&host_if);
                 if let Ok(Some(mut s)) = self.store.load(&lock, &network) {
                     s.leases.remove(ns.name());
@@ -353,6 +359,14 @@ impl Networking {
                 })
                 .collect()
         };
+        let mut host = if held.is_empty() {
+            None
+        } else {
+            match host_netlink() {
+                Ok(h) => Some(h),
+                Err(e) => return Err(TeardownError(vec![e])),
+            }
+        };
         let mut done = Vec::new();
         for (state, host_if) in &held {
             // Ports are recorded before their rules are made, so a lease without ports
@@ -373,6 +387,14 @@ impl Networking {
                     ok = false;
                 }
             }
+            // Its fast-path entry first (the veth's qdisc goes with the veth; its entry, in
+            // the network's shared map, does not).
+            if let Some(host) = host.as_mut() {
+                if let Err(e) = crate::fastpath::leave(host, &state.bridge, host_if) {
+                    errors.push(e.into());
+                    ok = false;
+                }
+            }
             done.push(ok);
         }
         if remove_ns {
@@ -383,19 +405,14 @@ impl Networking {
             wait_links_gone(&host_ifs, LINKS_GONE_WITHIN);
             crate::fault::point("release-after-netns");
         }
-        if !held.is_empty() {
-            match host_netlink() {
-                Ok(mut host) => {
-                    for ((_, host_if), ok) in held.iter().zip(done.iter_mut()) {
-                        // Deleting one end of a veth pair deletes the other, wherever it
-                        // is; after `release` only what the kernel did not take is left.
-                        if let Err(e) = host.delete_link(host_if) {
-                            errors.push(e.into());
-                            *ok = false;
-                        }
-                    }
+        if let Some(host) = host.as_mut() {
+            for ((_, host_if), ok) in held.iter().zip(done.iter_mut()) {
+                // Deleting one end of a veth pair deletes the other, wherever it is;
+                // after `release` only what the kernel did not take is left.
+                if let Err(e) = host.delete_link(host_if) {
+                    errors.push(e.into());
+                    *ok = false;
                 }
-                Err(e) => return Err(TeardownError(vec![e])),
             }
         }
         if done.iter().any(|ok| *ok) {
@@ -468,5 +485,32 @@ fn big_tcp_on_bridge(host: &mut Netlink, bridge: &crate::netlink::Link) {
         if let Err(e) = host.set_ipv4_gso_max_size(bridge.index, BIG_TCP_IPV4_SIZE) {
             tracing::debug!("bridge {} keeps its GSO size: {e}", bridge.name);
         }
+    }
+}
+
+/// Puts a member on its network's L2 fast path (see [`crate::fastpath`]). Only an
+/// optimization: where the kernel refuses (no cls_bpf, no `bpf_redirect_peer`), the member's
+/// traffic keeps going through the bridge, so a refusal is logged, not returned.
+fn fast_path_join(
+    host: &mut Netlink,
+    state: &NetworkState,
+    host_if: &str,
+    inner: &crate::netlink::Link,
+) {
+    let joined = (|| {
+        let bridge = host.link_by_name(&state.bridge)?;
+        let veth = host.link_by_name(host_if)?;
+        match (bridge, veth, inner.mac) {
+            (Some(bridge), Some(veth), Some(mac)) if veth.controller == Some(bridge.index) => {
+                crate::fastpath::join(host, &bridge, &veth, mac)
+            }
+            _ => Ok(()),
+        }
+    })();
+    if let Err(e) = joined {
+        tracing::warn!(
+            "{host_if} stays off the fast path of network {} (its traffic goes through the bridge): {e}",
+            state.name
+        );
     }
 }

@@ -69,6 +69,10 @@ pub struct NetworkSpec {
     pub ipam: IpamConfig,
     /// `enable_ipv6: true`, with the IPv6 `ipam.config` entry if any.
     pub ipv6: Option<Ipv6Config>,
+    /// Whether unicast between two members skips the bridge (see networking/README.md,
+    /// "Throughput between containers"); `None`: on unless `BERTH_NET_FAST_PATH=0`.
+    /// Changing it on an existing network applies to members attached from then on.
+    pub fast_path: Option<bool>,
 }
 
 /// What `ensure_network` made or found.
@@ -81,6 +85,8 @@ pub struct NetworkInfo {
     pub internal: bool,
     pub subnet6: Option<Ipv6Net>,
     pub gateway6: Option<Ipv6Addr>,
+    /// Whether members attached from now on join the L2 fast path.
+    pub fast_path: bool,
 }
 
 /// One network a namespace joins (from the service's `networks:`).
@@ -246,6 +252,7 @@ impl NetworkInfo {
             internal: state.internal,
             subnet6: state.subnet6,
             gateway6: state.gateway6,
+            fast_path: state.fast_path,
         }
     }
 }

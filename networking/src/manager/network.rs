@@ -25,10 +25,13 @@ impl Networking {
                 problem: "gateway and ip_range need a subnet in the same ipam.config entry".into(),
             });
         }
+        let fast_path = spec
+            .fast_path
+            .unwrap_or_else(crate::fastpath::default_enabled);
         let lock = self.store.lock()?;
         let mut nl = host_netlink()?;
         let state = match self.store.load(&lock, &spec.name)? {
-            Some(state) => {
+            Some(mut state) => {
                 if let Some(want) = spec.ipam.subnet {
                     if want.trunc() != state.subnet {
                         return Err(NetError::InvalidNetwork {
@@ -73,6 +76,10 @@ impl Networking {
                             state.internal
                         ),
                     });
+                }
+                if state.fast_path != fast_path {
+                    state.fast_path = fast_path;
+                    self.store.save(&lock, &state)?;
                 }
                 state
             }
@@ -121,6 +128,7 @@ impl Networking {
                     ip_range,
                     internal: spec.internal,
                     mtu: spec.mtu,
+                    fast_path,
                     leases: Default::default(),
                 };
                 // Recorded before the bridge exists: a crash from here on is found by
@@ -272,6 +280,14 @@ impl Networking {
             }
         }
         TeardownError::check(errors)
+    }
+
+    /// The members on the L2 fast path of `network` (see networking/README.md,
+    /// "Throughput between containers"): per member, the MAC of its interface and the
+    /// ifindex of the host end of its veth pair. Empty when none (or no such network).
+    pub fn fast_path_members(&self, network: &str) -> Result<Vec<([u8; 6], u32)>> {
+        let bridge = names::bridge_name(&self.config.root, network);
+        Ok(crate::fastpath::members(&mut host_netlink()?, &bridge)?)
     }
 
     /// The networks on record (including ones a crashed run left), for `down` to remove.

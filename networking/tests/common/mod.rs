@@ -103,8 +103,21 @@ impl TestEnv {
         format!("berth-{}-{what}", self.id)
     }
 
-    /// Makes a network on subnet `i` of this test.
+    /// Makes a network on subnet `i` of this test (the L2 fast path as the crate's
+    /// default says).
     pub fn network(&self, what: &str, i: u8, internal: bool) -> NetworkInfo {
+        self.network_with(what, i, internal, None)
+    }
+
+    /// Makes a network on subnet `i` of this test, the L2 fast path on or off as
+    /// `fast_path` says (`None`: the crate's default).
+    pub fn network_with(
+        &self,
+        what: &str,
+        i: u8,
+        internal: bool,
+        fast_path: Option<bool>,
+    ) -> NetworkInfo {
         let name = self.name(what);
         self.networks.borrow_mut().push(name.clone());
         self.net
@@ -117,6 +130,7 @@ impl TestEnv {
                     ..Default::default()
                 },
                 ipv6: None,
+                fast_path,
             })
             .unwrap()
     }
@@ -157,6 +171,7 @@ impl TestEnv {
                     subnet: Some(self.subnet6(i)),
                     gateway: None,
                 }),
+                fast_path: None,
             })
             .unwrap()
     }

@@ -226,6 +226,9 @@ impl EngineBackend {
                 subnet: parsed(v6.and_then(|p| p.subnet.as_ref())),
                 gateway: parsed(v6.and_then(|p| p.gateway.as_ref())),
             }),
+            // The L2 fast path between members: the networking crate's default
+            // (`BERTH_NET_FAST_PATH`).
+            fast_path: None,
         })
     }
 

@@ -391,6 +391,33 @@ impl Engine {
     /// Starts the container under a new monitor; returns once its process runs (or
     /// with the reason it could not start).
     pub fn start(&self, id_or_name: &str) -> Result<()> {
+        self.start_monitor(id_or_name, false)
+    }
+
+    /// Starts the container with the caller attached, as `docker run` without `-d`
+    /// does: the container's program starts only once the attach is in place, so its
+    /// first byte of output reaches our stdout/stderr and it reads our stdin (with
+    /// `stdin_open`; our end closes it). With `tty` it has a terminal relayed to ours
+    /// (raw mode while it runs, its size following ours). Returns when the container
+    /// exited, with its exit code (125 when the attach itself failed).
+    pub fn start_attached(&self, id_or_name: &str) -> Result<i32> {
+        let id = self.resolve(id_or_name)?;
+        self.start_monitor(&id, true)?;
+        let status = self
+            .monitor_command()
+            .arg("attach")
+            .arg(&self.root)
+            .arg(&self.run)
+            .arg(&id)
+            .status()
+            .map_err(io_err(format!(
+                "running {}",
+                self.monitor_program.display()
+            )))?;
+        Ok(status.code().unwrap_or(-1))
+    }
+
+    fn start_monitor(&self, id_or_name: &str, wait_attach: bool) -> Result<()> {
         let id = self.resolve(id_or_name)?;
         let _one_at_a_time = self.store.start_lock(&id)?;
         let rec = self.load(&id)?;
@@ -417,12 +444,12 @@ impl Engine {
             r.restart_count = 0;
             r.error = None;
         })?;
-        let mut child = self
-            .monitor_command()
-            .arg("run")
-            .arg(&self.root)
-            .arg(&self.run)
-            .arg(&rec.id)
+        let mut cmd = self.monitor_command();
+        cmd.arg("run").arg(&self.root).arg(&self.run).arg(&rec.id);
+        if wait_attach {
+            cmd.arg("attach");
+        }
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -804,11 +831,18 @@ impl Engine {
             });
         }
         let sock = self.store.run_dir(&rec.id).join(CONTROL_SOCK);
-        let (resp, conn) =
-            control::call(&sock, &Request::Attach).map_err(|e| EngineError::Monitor {
-                name: rec.config.name.clone(),
-                message: format!("cannot be reached at {}: {e}", sock.display()),
-            })?;
+        let (resp, conn) = control::call(
+            &sock,
+            &Request::Attach {
+                raw: false,
+                stdin_once: false,
+                size: None,
+            },
+        )
+        .map_err(|e| EngineError::Monitor {
+            name: rec.config.name.clone(),
+            message: format!("cannot be reached at {}: {e}", sock.display()),
+        })?;
         if !resp.ok {
             return Err(EngineError::Monitor {
                 name: rec.config.name,

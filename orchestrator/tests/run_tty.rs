@@ -91,7 +91,15 @@ fn run_under_a_terminal_relays_keys_size_and_exit_code() {
     let slave: OwnedFd = pty.slave;
     let before = tcgetattr(slave.as_fd()).unwrap();
     assert!(before.local_flags.contains(LocalFlags::ICANON));
-    let mut cmd = s.command(&["run", "--rm", "svc", "sh"]);
+    // What the command writes first is not lost to the attach.
+    let mut cmd = s.command(&[
+        "run",
+        "--rm",
+        "svc",
+        "sh",
+        "-c",
+        "echo early-$((1+1)); exec sh",
+    ]);
     cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
         .stdout(Stdio::from(slave.try_clone().unwrap()))
         .stderr(Stdio::from(slave.try_clone().unwrap()));
@@ -126,6 +134,7 @@ fn run_under_a_terminal_relays_keys_size_and_exit_code() {
         .write_all(b"stty size; echo hello-$((6*7)); tty\n")
         .unwrap();
     let out = read_until(&mut master, &mut seen, "/dev/pts/");
+    assert!(out.contains("early-2"), "{out}");
     assert!(out.contains("hello-42"), "{out}");
     assert!(out.contains("33 77"), "the terminal's size at start: {out}");
 

@@ -96,7 +96,7 @@ impl Monitor {
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => return true,
-                Err(()) => return false,
+                Err(_) => return false,
             }
         }
     }

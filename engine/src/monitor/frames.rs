@@ -33,6 +33,11 @@ pub fn put_resize(out: &mut Vec<u8>, rows: u16, cols: u16) {
     put(out, RESIZE, &p);
 }
 
+/// A frame announced larger than either side ever sends.
+#[derive(Debug, thiserror::Error)]
+#[error("a frame of {0} bytes (at most {MAX_PAYLOAD})")]
+pub struct FrameTooLarge(pub usize);
+
 /// Reassembles frames from bytes as they arrive.
 #[derive(Default)]
 pub struct Decoder {
@@ -46,13 +51,13 @@ impl Decoder {
 
     /// The next whole frame, `Ok(None)` until one is complete; `Err` on a frame
     /// larger than any side sends (a confused or hostile peer).
-    pub fn next_frame(&mut self) -> Result<Option<(u8, Vec<u8>)>, ()> {
+    pub fn next_frame(&mut self) -> Result<Option<(u8, Vec<u8>)>, FrameTooLarge> {
         if self.buf.len() < 8 {
             return Ok(None);
         }
         let len = u32::from_be_bytes([self.buf[4], self.buf[5], self.buf[6], self.buf[7]]) as usize;
         if len > MAX_PAYLOAD {
-            return Err(());
+            return Err(FrameTooLarge(len));
         }
         if self.buf.len() < 8 + len {
             return Ok(None);

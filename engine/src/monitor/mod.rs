@@ -710,7 +710,7 @@ impl Monitor {
                             match c.frames.next_frame() {
                                 Ok(Some(f)) => input.push(f),
                                 Ok(None) => break,
-                                Err(()) => {
+                                Err(_) => {
                                     alive = false;
                                     break;
                                 }

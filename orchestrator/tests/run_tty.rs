@@ -8,13 +8,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{subnet_in, wait_for, Stack};
+use common::{pty_read_until, pty_wait_exit, subnet_in, wait_for, Stack};
 use nix::sys::termios::{tcgetattr, LocalFlags};
 
 fn stack(project: &str, seed: u32, services: &str) -> Stack {
@@ -28,41 +28,6 @@ fn stack(project: &str, seed: u32, services: &str) -> Stack {
 }
 
 const SVC: &str = "  svc:\n    image: busybox:latest\n    command: [sleep, '3600']\n";
-
-/// Reads from a (non-blocking) pty master until `want` shows up; returns all read.
-fn read_until(master: &mut std::fs::File, seen: &mut Vec<u8>, want: &str) -> String {
-    let started = Instant::now();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(seen).contains(want) {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no {want:?} on the terminal; read: {:?}",
-            String::from_utf8_lossy(seen)
-        );
-        match master.read(&mut buf) {
-            Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
-            _ => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
-    String::from_utf8_lossy(seen).into_owned()
-}
-
-fn wait_exit(child: &mut Child, master: &mut std::fs::File) -> i32 {
-    let started = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st.code().unwrap_or(-1);
-        }
-        // Keep the master drained so the relay never blocks on a full terminal.
-        let mut buf = [0u8; 4096];
-        let _ = master.read(&mut buf);
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "berth run did not end"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn set_size(fd: &impl AsRawFd, rows: u16, cols: u16) {
     let ws = nix::libc::winsize {
@@ -129,34 +94,31 @@ fn run_under_a_terminal_relays_keys_size_and_exit_code() {
             .local_flags
             .contains(LocalFlags::ICANON)
     });
-    let mut seen = Vec::new();
     master
         .write_all(b"stty size; echo hello-$((6*7)); tty\n")
         .unwrap();
-    let out = read_until(&mut master, &mut seen, "/dev/pts/");
+    let out = pty_read_until(&mut master, "/dev/pts/");
     assert!(out.contains("early-2"), "{out}");
     assert!(out.contains("hello-42"), "{out}");
     assert!(out.contains("33 77"), "the terminal's size at start: {out}");
 
     // A resize reaches the container's terminal.
-    seen.clear();
     set_size(&master, 40, 100);
     std::thread::sleep(Duration::from_millis(300));
     master.write_all(b"stty size\n").unwrap();
-    read_until(&mut master, &mut seen, "40 100");
+    pty_read_until(&mut master, "40 100");
 
     // Ctrl-C is a byte for the container's terminal: it interrupts the foreground
     // command there, and the shell (and berth) go on.
-    seen.clear();
     master.write_all(b"sleep 60\n").unwrap();
     std::thread::sleep(Duration::from_millis(500));
     master.write_all(b"\x03").unwrap();
     master.write_all(b"echo after-$((2+3))\n").unwrap();
-    read_until(&mut master, &mut seen, "after-5");
+    pty_read_until(&mut master, "after-5");
     assert!(child.try_wait().unwrap().is_none(), "berth ended on Ctrl-C");
 
     master.write_all(b"exit 3\n").unwrap();
-    assert_eq!(wait_exit(&mut child, &mut master), 3);
+    assert_eq!(pty_wait_exit(&mut child, &mut master), 3);
     // Our terminal is as it was.
     let after = tcgetattr(slave.as_fd()).unwrap();
     assert_eq!(after.local_flags, before.local_flags);
@@ -175,7 +137,7 @@ fn run_under_a_terminal_relays_keys_size_and_exit_code() {
             .contains(LocalFlags::ICANON)
     });
     master.write_all(b"\x04").unwrap();
-    assert_eq!(wait_exit(&mut child, &mut master), 0);
+    assert_eq!(pty_wait_exit(&mut child, &mut master), 0);
 
     let ps = s.ok(&["ps", "-a"]);
     assert!(!ps.contains("-run-"), "run --rm left its container:\n{ps}");

@@ -32,11 +32,8 @@ impl Peer for Monitor {
     fn fd(&self) -> BorrowedFd<'_> {
         self.sock.as_fd()
     }
-    fn wants_write(&self) -> bool {
-        !self.pending.is_empty()
-    }
-    fn flush(&mut self) -> bool {
-        relay::write_some(self.sock.as_fd(), &mut self.pending)
+    fn pending(&mut self) -> (BorrowedFd<'_>, &mut Vec<u8>) {
+        (self.sock.as_fd(), &mut self.pending)
     }
     fn input(&mut self, data: &[u8]) {
         frames::put(&mut self.pending, frames::STDIN, data);

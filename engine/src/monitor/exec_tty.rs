@@ -42,11 +42,8 @@ impl Peer for Pty {
     fn fd(&self) -> BorrowedFd<'_> {
         self.master.as_fd()
     }
-    fn wants_write(&self) -> bool {
-        !self.pending.is_empty()
-    }
-    fn flush(&mut self) -> bool {
-        relay::write_some(self.master.as_fd(), &mut self.pending)
+    fn pending(&mut self) -> (BorrowedFd<'_>, &mut Vec<u8>) {
+        (self.master.as_fd(), &mut self.pending)
     }
     fn input(&mut self, data: &[u8]) {
         self.pending.extend_from_slice(data);

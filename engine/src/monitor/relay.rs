@@ -20,12 +20,19 @@ nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, libc::winsize);
 
 /// The other end of the relay.
 pub(super) trait Peer {
-    /// Polled for output, and for room while input is queued.
+    /// Polled for output, and for room while input is queued; non-blocking.
     fn fd(&self) -> BorrowedFd<'_>;
+    /// Input (in the peer's encoding) not yet written to [`Peer::fd`].
+    fn pending(&mut self) -> (BorrowedFd<'_>, &mut Vec<u8>);
     /// Input is queued that the peer has not taken yet.
-    fn wants_write(&self) -> bool;
+    fn wants_write(&mut self) -> bool {
+        !self.pending().1.is_empty()
+    }
     /// Writes queued input without blocking; on failure drops it and says false.
-    fn flush(&mut self) -> bool;
+    fn flush(&mut self) -> bool {
+        let (fd, pending) = self.pending();
+        write_some(fd, pending)
+    }
     fn input(&mut self, data: &[u8]);
     /// Our stdin ended.
     fn close_input(&mut self);

@@ -1172,7 +1172,9 @@ impl Monitor {
                 None => continue,
             }
             if self.start_pending.is_some() {
-                if let Err(e) = self.begin() {
+                let started = self.begin();
+                shed::shed_startup_pages();
+                if let Err(e) = started {
                     self.start_failed(e);
                 }
             }

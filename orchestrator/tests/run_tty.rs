@@ -29,6 +29,23 @@ fn stack(project: &str, seed: u32, services: &str) -> Stack {
 
 const SVC: &str = "  svc:\n    image: busybox:latest\n    command: [sleep, '3600']\n";
 
+/// The `berth-monitor attach` helper that berth `pid` runs.
+fn attach_helper(pid: u32) -> nix::unistd::Pid {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let kids = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for kid in kids.split_whitespace() {
+            let cmdline = std::fs::read(format!("/proc/{kid}/cmdline")).unwrap_or_default();
+            if cmdline.split(|&b| b == 0).any(|a| a == b"attach") {
+                return nix::unistd::Pid::from_raw(kid.parse().unwrap());
+            }
+        }
+    }
+    panic!("berth {pid} runs no attach helper");
+}
+
 fn set_size(fd: &impl AsRawFd, rows: u16, cols: u16) {
     let ws = nix::libc::winsize {
         ws_row: rows,
@@ -137,6 +154,29 @@ fn run_under_a_terminal_relays_keys_size_and_exit_code() {
             .contains(LocalFlags::ICANON)
     });
     master.write_all(b"\x04").unwrap();
+    assert_eq!(pty_wait_exit(&mut child, &mut master), 0);
+
+    // The relay told to end (SIGTERM, as SIGHUP when the terminal goes) puts our
+    // terminal back; the shell inside sees its input end, and berth ends with it.
+    let mut cmd = s.command(&["run", "--rm", "svc", "sh"]);
+    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave.try_clone().unwrap()));
+    let mut child = cmd.spawn().unwrap();
+    wait_for("raw mode a third time", || {
+        !tcgetattr(slave.as_fd())
+            .unwrap()
+            .local_flags
+            .contains(LocalFlags::ICANON)
+    });
+    let relay = attach_helper(child.id());
+    nix::sys::signal::kill(relay, nix::sys::signal::Signal::SIGTERM).unwrap();
+    wait_for("the terminal back in cooked mode", || {
+        tcgetattr(slave.as_fd())
+            .unwrap()
+            .local_flags
+            .contains(LocalFlags::ICANON)
+    });
     assert_eq!(pty_wait_exit(&mut child, &mut master), 0);
 
     let ps = s.ok(&["ps", "-a"]);

@@ -134,14 +134,17 @@ pub(super) fn write_some(fd: BorrowedFd<'_>, pending: &mut Vec<u8>) -> bool {
 
 /// Relays until the peer finishes; returns its exit code. `raw`: our terminal goes
 /// raw for the duration; `stdin`: our stdin is read and sent (its end closes the
-/// peer's input).
+/// peer's input). SIGTERM or SIGHUP (our terminal hung up) end the relay with
+/// 128+N, our terminal put back first.
 pub(super) fn relay(peer: &mut dyn Peer, raw: bool, stdin_wanted: bool) -> i32 {
-    let mut winch = SigSet::empty();
-    winch.add(Signal::SIGWINCH);
-    let resized = winch
+    let mut watched = SigSet::empty();
+    for s in [Signal::SIGWINCH, Signal::SIGTERM, Signal::SIGHUP] {
+        watched.add(s);
+    }
+    let resized = watched
         .thread_block()
         .ok()
-        .and_then(|_| SignalFd::with_flags(&winch, SfdFlags::SFD_NONBLOCK).ok());
+        .and_then(|_| SignalFd::with_flags(&watched, SfdFlags::SFD_NONBLOCK).ok());
     if let Some((rows, cols)) = our_size() {
         peer.resize(rows, cols);
     }
@@ -153,9 +156,12 @@ pub(super) fn relay(peer: &mut dyn Peer, raw: bool, stdin_wanted: bool) -> i32 {
             return code;
         }
         if let Some(sfd) = &resized {
-            // Drain pending SIGWINCHs, then pass the new size on.
+            // Drain pending signals, then pass the new size on.
             let mut any = false;
-            while let Ok(Some(_)) = sfd.read_signal() {
+            while let Ok(Some(si)) = sfd.read_signal() {
+                if si.ssi_signo as i32 != libc::SIGWINCH {
+                    return 128 + si.ssi_signo as i32;
+                }
                 any = true;
             }
             if let Some((rows, cols)) = our_size().filter(|_| any) {

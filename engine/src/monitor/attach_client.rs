@@ -26,6 +26,8 @@ struct Monitor {
     pending: Vec<u8>,
     frames: Decoder,
     exit: Option<i32>,
+    /// Our stdout closed (`berth run ... | head -1`): we end as a writer does on SIGPIPE.
+    stdout_gone: bool,
 }
 
 impl Peer for Monitor {
@@ -66,6 +68,9 @@ impl Peer for Monitor {
         self.exit
     }
     fn end(&mut self) -> i32 {
+        if self.stdout_gone {
+            return 128 + libc::SIGPIPE;
+        }
         eprintln!("berth: lost the connection to the container's monitor before it exited");
         125
     }
@@ -79,6 +84,7 @@ impl Monitor {
                 Ok(Some((frames::STDOUT, data))) => {
                     // SAFETY: fd 1 stays open for the life of the process.
                     if !relay::write_all(unsafe { BorrowedFd::borrow_raw(1) }, &data) {
+                        self.stdout_gone = true;
                         return false;
                     }
                 }
@@ -167,6 +173,7 @@ fn connect(path: &Path, tty: bool) -> Result<Monitor, String> {
         pending: vec![],
         frames,
         exit: None,
+        stdout_gone: false,
     };
     m.take_frames();
     Ok(m)

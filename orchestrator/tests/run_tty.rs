@@ -112,11 +112,11 @@ fn run_under_a_terminal_relays_keys_size_and_exit_code() {
             .contains(LocalFlags::ICANON)
     });
     master
-        .write_all(b"stty size; echo hello-$((6*7)); tty\n")
+        .write_all(b"stty size; echo hello-$((6*7)) $TERM; tty\n")
         .unwrap();
     let out = pty_read_until(&mut master, "/dev/pts/");
     assert!(out.contains("early-2"), "{out}");
-    assert!(out.contains("hello-42"), "{out}");
+    assert!(out.contains("hello-42 xterm"), "{out}");
     assert!(out.contains("33 77"), "the terminal's size at start: {out}");
 
     // A resize reaches the container's terminal.

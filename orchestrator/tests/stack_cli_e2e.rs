@@ -12,7 +12,7 @@ use std::os::fd::OwnedFd;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{cli_subnet, free_port, http_get, wait_for, Stack};
+use common::{cli_subnet, free_port, http_get, pty_read_until, pty_wait_exit, wait_for, Stack};
 
 fn network(subnet: &str) -> String {
     format!("networks:\n  default:\n    ipam:\n      config: [{{subnet: {subnet}}}]\n")
@@ -126,29 +126,6 @@ fn run_propagates_the_exit_code_and_rm_leaves_nothing() {
     s.assert_nothing_left();
 }
 
-/// Reads from a pty master until `want` shows up (or 20 s pass); returns all read.
-fn read_until(master: &mut std::fs::File, want: &str) -> String {
-    let mut seen = Vec::new();
-    let started = Instant::now();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&seen).contains(want) {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no {want:?} on the terminal; read: {:?}",
-            String::from_utf8_lossy(&seen)
-        );
-        match master.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => seen.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(_) => break,
-        }
-    }
-    String::from_utf8_lossy(&seen).into_owned()
-}
-
 #[test]
 fn exec_works_with_and_without_a_terminal() {
     let net = cli_subnet(2);
@@ -200,24 +177,10 @@ fn exec_works_with_and_without_a_terminal() {
         .write_all(b"[ -t 0 ] && echo inside-a-$((6*7))-tty; tty\n")
         .unwrap();
     // `tty` answers after the test line, so one read covers both.
-    let seen = read_until(&mut master, "/dev/pts/");
+    let seen = pty_read_until(&mut master, "/dev/pts/");
     assert!(seen.contains("inside-a-42-tty"), "{seen}");
     master.write_all(b"exit 5\n").unwrap();
-    let started = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        // Keep the master drained so the relay never blocks on a full terminal.
-        let mut buf = [0u8; 1024];
-        let _ = master.read(&mut buf);
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "exec did not end"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(status.code(), Some(5));
+    assert_eq!(pty_wait_exit(&mut child, &mut master), 5);
 
     // -d: started in the background.
     s.ok(&["exec", "-d", "web", "sh", "-c", "echo bg > /tmp/bg"]);

@@ -41,6 +41,10 @@ pub struct ContainerConfig {
     pub user: Option<String>,
     pub working_dir: Option<String>,
     pub tty: bool,
+    /// Keep the container's stdin open (a pipe the monitor holds, or the terminal with
+    /// `tty`) for attached clients to write to; without it stdin is /dev/null.
+    #[serde(default)]
+    pub stdin_open: bool,
     pub hostname: Option<String>,
     pub mounts: Vec<MountSpec>,
     pub namespaces: JoinNamespaces,

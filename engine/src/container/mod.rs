@@ -70,6 +70,9 @@ pub struct Engine {
     monitor_program: PathBuf,
     /// Arguments before the monitor's own (the embedded form's hidden argument).
     monitor_prefix: Vec<String>,
+    /// Whether this engine swept crashed creators' leftovers yet: once per process is
+    /// enough (it reads every container directory), not once per create.
+    swept: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn new_id() -> String {
@@ -138,6 +141,7 @@ impl Engine {
             store,
             monitor_program: default_monitor_program(),
             monitor_prefix: vec![],
+            swept: Default::default(),
         })
     }
 
@@ -366,7 +370,9 @@ impl Engine {
                 });
             }
         }
-        self.sweep_locked();
+        if !self.swept.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            self.sweep_locked();
+        }
         // The name first: a creator killed from here on leaves a stale link, no block.
         names
             .set(&cfg.name, &id)
@@ -422,6 +428,33 @@ impl Engine {
     /// Starts the container under a new monitor; returns once its process runs (or
     /// with the reason it could not start).
     pub fn start(&self, id_or_name: &str) -> Result<()> {
+        self.start_monitor(id_or_name, false)
+    }
+
+    /// Starts the container with the caller attached, as `docker run` without `-d`
+    /// does: the container's program starts only once the attach is in place, so its
+    /// first byte of output reaches our stdout/stderr and it reads our stdin (with
+    /// `stdin_open`; our end closes it). With `tty` it has a terminal relayed to ours
+    /// (raw mode while it runs, its size following ours). Returns when the container
+    /// exited, with its exit code (125 when the attach itself failed).
+    pub fn start_attached(&self, id_or_name: &str) -> Result<i32> {
+        let id = self.resolve(id_or_name)?;
+        self.start_monitor(&id, true)?;
+        let status = self
+            .monitor_command()
+            .arg("attach")
+            .arg(&self.root)
+            .arg(&self.run)
+            .arg(&id)
+            .status()
+            .map_err(io_err(format!(
+                "running {}",
+                self.monitor_program.display()
+            )))?;
+        Ok(status.code().unwrap_or(-1))
+    }
+
+    fn start_monitor(&self, id_or_name: &str, wait_attach: bool) -> Result<()> {
         let id = self.resolve(id_or_name)?;
         let _one_at_a_time = self.store.start_lock(&id)?;
         let rec = self.load(&id)?;
@@ -445,12 +478,12 @@ impl Engine {
         self.wait_monitor_gone(&rec, Duration::from_secs(15))?;
         // The monitor marks the record wanted-running (restart count and error reset) in
         // the same write that names it, one fsync'd record write fewer per start.
-        let mut child = self
-            .monitor_command()
-            .arg("run")
-            .arg(&self.root)
-            .arg(&self.run)
-            .arg(&rec.id)
+        let mut cmd = self.monitor_command();
+        cmd.arg("run").arg(&self.root).arg(&self.run).arg(&rec.id);
+        if wait_attach {
+            cmd.arg("attach");
+        }
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -836,11 +869,18 @@ impl Engine {
             });
         }
         let sock = self.store.run_dir(&rec.id).join(CONTROL_SOCK);
-        let (resp, conn) =
-            control::call(&sock, &Request::Attach).map_err(|e| EngineError::Monitor {
-                name: rec.config.name.clone(),
-                message: format!("cannot be reached at {}: {e}", sock.display()),
-            })?;
+        let (resp, conn) = control::call(
+            &sock,
+            &Request::Attach {
+                raw: false,
+                stdin_once: false,
+                size: None,
+            },
+        )
+        .map_err(|e| EngineError::Monitor {
+            name: rec.config.name.clone(),
+            message: format!("cannot be reached at {}: {e}", sock.display()),
+        })?;
         if !resp.ok {
             return Err(EngineError::Monitor {
                 name: rec.config.name,

@@ -262,7 +262,11 @@ fn seccomp(c: &ContainerConfig, caps: &[String]) -> Result<Option<Value>, Engine
 /// Builds the OCI spec of a container whose runtime ID is `id`.
 pub fn build(id: &str, c: &ContainerConfig) -> Result<Value, EngineError> {
     let args = argv(c)?;
-    let env = environment(&c.image.env, &c.env)?;
+    let mut env = environment(&c.image.env, &c.env)?;
+    // Programs read TERM to know what the terminal understands; Docker sets it.
+    if c.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
     let user = c.user.as_deref().or(c.image.user.as_deref());
     let (uid, gid, groups) = resolve_user(&c.rootfs, user)?;
     let cwd = c

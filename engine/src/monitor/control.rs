@@ -1,6 +1,7 @@
 //! The monitor's control socket (`BERTH_RUN/containers/<id>/control.sock`): one JSON
 //! request line, one JSON response line. `attach` then streams the container's output
-//! as log records until either side closes.
+//! as log records until either side closes; `attach` with `raw` streams frames both ways
+//! instead (output, stdin, resize, exit: see [`super::frames`]).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -26,8 +27,20 @@ pub enum Request {
     },
     Pause,
     Unpause,
-    /// Stream the live output.
-    Attach,
+    /// Stream the live output. A container started to wait for its client (`berth run`)
+    /// starts on the first attach, so that client sees its output from the first byte.
+    Attach {
+        /// Raw frames instead of log records; the client may send stdin (when the
+        /// container keeps it open) and terminal sizes.
+        #[serde(default)]
+        raw: bool,
+        /// The container's stdin closes when this client goes (`docker run -i`).
+        #[serde(default)]
+        stdin_once: bool,
+        /// The terminal's size (rows, cols), set before a waiting container starts.
+        #[serde(default)]
+        size: Option<(u16, u16)>,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

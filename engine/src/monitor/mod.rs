@@ -8,16 +8,23 @@
 //! * applies the restart policy with exponential back-off;
 //! * runs the healthcheck inside the container (runtime `exec`: its namespaces and
 //!   cgroup), killing a probe that overruns its timeout, never the container;
-//! * answers the control socket ([`control`]): status, stop, kill, pause, attach.
+//! * answers the control socket ([`control`]): status, stop, kill, pause, attach;
+//! * with `stdin_open`, holds the container's stdin (a pipe, or the terminal with
+//!   `tty`) for raw attach clients ([`frames`]) to write to, and with `run ... attach`
+//!   creates the container but starts it only once the first client attached
+//!   (`berth run`: nothing is read or written before it sees the stream).
 //!
 //! One `poll` loop over the output pipes, a signalfd (SIGCHLD, SIGTERM) and the
 //! socket; timers are poll timeouts. No threads: the runtime forks from here.
 //!
 //! Entry: the `berth-monitor` binary calls [`main`].
 
+mod attach_client;
 pub mod control;
 mod exec_tty;
+pub mod frames;
 pub mod health;
+mod relay;
 pub mod shed;
 pub mod stdio;
 
@@ -48,6 +55,15 @@ pub const CONTAINER_LOG: &str = "container.log";
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 const BACKOFF_RESET: Duration = Duration::from_secs(10);
+
+/// A container started to wait for its client starts anyway after this long (its
+/// client died before attaching): it runs, with stdin closed, its output in the log.
+const ATTACH_WAIT: Duration = Duration::from_secs(30);
+/// Output queued for a raw client beyond this stops reading the container's output
+/// until the client caught up (the container blocks, as under `docker attach`).
+const CLIENT_BACKLOG: usize = 256 * 1024;
+/// Stdin bytes held for the container at most; clients are not read beyond it.
+const STDIN_BACKLOG: usize = 64 * 1024;
 
 /// Runtime state of this engine's containers lives here (under BERTH_RUN).
 pub fn runtime_root(run: &Path) -> PathBuf {
@@ -89,7 +105,8 @@ pub fn parse_signal(s: &str) -> Option<Signal> {
 /// The argument that makes a program embedding the monitor (see [`dispatch`]) run as one.
 pub const EMBEDDED_ARG: &str = "__berth-monitor";
 
-/// `berth-monitor run ROOT RUN ID` / `berth-monitor exec ROOT RUN ID PROCESS_JSON`.
+/// `berth-monitor run ROOT RUN ID [attach]` / `berth-monitor exec ROOT RUN ID PROCESS_JSON` /
+/// `berth-monitor attach ROOT RUN ID`.
 pub fn main() -> ! {
     let args: Vec<String> = std::env::args().collect();
     std::process::exit(run_args(&args[1.min(args.len())..]))
@@ -108,7 +125,15 @@ pub fn dispatch() {
 
 fn run_args(args: &[String]) -> i32 {
     match args.first().map(String::as_str) {
-        Some("run") if args.len() == 4 => run(Path::new(&args[1]), Path::new(&args[2]), &args[3]),
+        Some("run") if args.len() == 4 || (args.len() == 5 && args[4] == "attach") => run(
+            Path::new(&args[1]),
+            Path::new(&args[2]),
+            &args[3],
+            args.len() == 5,
+        ),
+        Some("attach") if args.len() == 4 => {
+            attach_client::run(Path::new(&args[1]), Path::new(&args[2]), &args[3])
+        }
         Some("exec") if args.len() == 5 || args.len() == 6 => exec_helper(
             Path::new(&args[2]),
             &args[3],
@@ -116,7 +141,7 @@ fn run_args(args: &[String]) -> i32 {
             args.get(5).map(String::as_str).unwrap_or("wait"),
         ),
         _ => {
-            eprintln!("usage: berth-monitor run ROOT RUN ID | exec ROOT RUN ID PROCESS_JSON [wait|tty|detach] (started by the berth engine, not by hand)");
+            eprintln!("usage: berth-monitor run ROOT RUN ID [attach] | exec ROOT RUN ID PROCESS_JSON [wait|tty|detach] | attach ROOT RUN ID (started by the berth engine, not by hand)");
             2
         }
     }
@@ -151,7 +176,9 @@ fn exec_helper(run: &Path, id: &str, process_json: &str, mode: &str) -> i32 {
 
 /// The monitor proper. Reports `ok PID` or `error MESSAGE` on fd 1 once the
 /// container started (or failed to), then supervises until the container is gone.
-fn run(root: &Path, run: &Path, id: &str) -> i32 {
+/// With `wait_attach`, reports once the container is created; it starts when the
+/// first client attaches (or after [`ATTACH_WAIT`]).
+fn run(root: &Path, run: &Path, id: &str, wait_attach: bool) -> i32 {
     // Detach: the first process exits at once (the caller waits for it), the second
     // lives on in its own session.
     // SAFETY: single-threaded (main of a fresh process).
@@ -200,7 +227,15 @@ fn run(root: &Path, run: &Path, id: &str) -> i32 {
             return 1;
         }
     };
-    if let Err(e) = m.start_container() {
+    let started = if wait_attach {
+        m.create_container().and_then(|()| {
+            m.start_pending = Some(Instant::now() + ATTACH_WAIT);
+            m.mark_running()
+        })
+    } else {
+        m.start_container()
+    };
+    if let Err(e) = started {
         let _ = m.store.update(id, |r| {
             r.status = Status::Exited;
             r.error = Some(e.clone());
@@ -226,6 +261,15 @@ fn run(root: &Path, run: &Path, id: &str) -> i32 {
 struct Child {
     pid: i32,
     started: Instant,
+}
+
+/// A raw attach client (see [`frames`]).
+struct Client {
+    sock: UnixStream,
+    /// Frames not yet written to it.
+    out: Vec<u8>,
+    frames: frames::Decoder,
+    stdin_once: bool,
 }
 
 struct Probe {
@@ -258,6 +302,17 @@ struct Monitor {
     quick_restarts: u32,
     restarts: u32,
     attached: Vec<UnixStream>,
+    clients: Vec<Client>,
+    /// With `stdin_open` and no `tty`: the container's stdin (read end, kept for
+    /// restarts) and our side of it (non-blocking; dropped to close it).
+    stdin_r: Option<OwnedFd>,
+    stdin_w: Option<OwnedFd>,
+    /// Bytes from clients not yet taken by the container.
+    stdin_buf: Vec<u8>,
+    /// A client closed stdin: no more input; the pipe closes once `stdin_buf` is out.
+    stdin_closed: bool,
+    /// Created, waiting for the first attach until then.
+    start_pending: Option<Instant>,
     health: Option<health::HealthPlan>,
     next_probe: Option<Instant>,
     probe: Option<Probe>,
@@ -296,6 +351,12 @@ impl Monitor {
             stdio::pipe().map_err(|e| e.to_string())?,
             stdio::pipe().map_err(|e| e.to_string())?,
         ];
+        let (stdin_r, stdin_w) = if cfg.stdin_open && !cfg.tty {
+            let (r, w) = stdio::stdin_pipe().map_err(|e| e.to_string())?;
+            (Some(r), Some(w))
+        } else {
+            (None, None)
+        };
         let me = std::process::id() as i32;
         // Only `Engine::start` runs a monitor: a start wants the container running and
         // counts its restarts from zero.
@@ -328,6 +389,12 @@ impl Monitor {
             quick_restarts: 0,
             restarts,
             attached: vec![],
+            clients: vec![],
+            stdin_r,
+            stdin_w,
+            stdin_buf: vec![],
+            stdin_closed: false,
+            start_pending: None,
             next_probe: None,
             probe: None,
             paused: false,
@@ -346,6 +413,12 @@ impl Monitor {
 
     /// Runtime create + start with the log pipes as the container's stdio.
     fn start_container(&mut self) -> Result<(), String> {
+        self.create_container()?;
+        self.begin()
+    }
+
+    /// Runtime create: the container's process exists and waits for [`Self::begin`].
+    fn create_container(&mut self) -> Result<(), String> {
         // Leftovers of an earlier run (a restart, or a monitor that died) go first.
         let _ = self.rt.delete(&self.id, true);
         // With a terminal, the runtime hands the pty master over a console socket.
@@ -365,7 +438,7 @@ impl Monitor {
             ..Default::default()
         };
         let fds = [
-            self.null.as_raw_fd(),
+            self.stdin_r.as_ref().unwrap_or(&self.null).as_raw_fd(),
             self.pipes[0].1.as_raw_fd(),
             self.pipes[1].1.as_raw_fd(),
         ];
@@ -386,28 +459,24 @@ impl Monitor {
                 }
             }
         }
-        if let Err(e) = self.rt.start(&self.id) {
-            let _ = self.rt.delete(&self.id, true);
-            return Err(e.to_string());
-        }
-        let now = SystemTime::now();
         self.child = Some(Child {
             pid: rec.pid,
             started: Instant::now(),
         });
-        let restarts = self.restarts;
-        let has_health = self.health.is_some();
-        self.store
-            .update(&self.id, |r| {
-                r.status = Status::Running;
-                r.pid = rec.pid;
-                r.started_at = Some(now);
-                r.exit_code = None;
-                r.error = None;
-                r.restart_count = restarts;
-                r.health = has_health.then(health::initial);
-            })
-            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Runtime start: the created container's program runs.
+    fn begin(&mut self) -> Result<(), String> {
+        self.start_pending = None;
+        if let Err(e) = self.rt.start(&self.id) {
+            let _ = self.rt.delete(&self.id, true);
+            return Err(e.to_string());
+        }
+        if let Some(c) = &mut self.child {
+            c.started = Instant::now();
+        }
+        self.mark_running()?;
         self.next_probe = self.health.as_ref().map(|h| {
             Instant::now()
                 + if h.start_period.is_zero() {
@@ -419,12 +488,33 @@ impl Monitor {
         Ok(())
     }
 
+    /// The record says running, with the container's pid.
+    fn mark_running(&mut self) -> Result<(), String> {
+        let now = SystemTime::now();
+        let pid = self.child.as_ref().map_or(0, |c| c.pid);
+        let restarts = self.restarts;
+        let has_health = self.health.is_some();
+        self.store
+            .update(&self.id, |r| {
+                r.status = Status::Running;
+                r.pid = pid;
+                r.started_at = Some(now);
+                r.exit_code = None;
+                r.error = None;
+                r.restart_count = restarts;
+                r.health = has_health.then(health::initial);
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
     fn run_loop(&mut self) {
         // Small: the loop drains until EAGAIN, and this stays resident all along.
         let mut buf = vec![0u8; 16 * 1024];
         while !self.done {
             let now = Instant::now();
             let deadline = [
+                self.start_pending,
                 self.kill_at,
                 self.restart_at,
                 self.next_probe
@@ -442,19 +532,42 @@ impl Monitor {
                 None => PollTimeout::NONE,
             };
             let (n_out, n_err, n_sig, n_lis) = (0, 1, 2, 3);
+            // A raw client far behind: leave the output in the pipe for now.
+            let output = if self.clients.iter().any(|c| c.out.len() > CLIENT_BACKLOG) {
+                PollFlags::empty()
+            } else {
+                PollFlags::POLLIN
+            };
             let mut fds = vec![
                 PollFd::new(
                     self.tty
                         .as_ref()
                         .map_or(self.pipes[0].0.as_fd(), |t| t.as_fd()),
-                    PollFlags::POLLIN,
+                    output,
                 ),
-                PollFd::new(self.pipes[1].0.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.pipes[1].0.as_fd(), output),
                 PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
             ];
+            let n_probe = fds.len();
             if let Some(p) = &self.probe {
                 fds.push(PollFd::new(p.out.as_fd(), PollFlags::POLLIN));
+            }
+            let n_stdin = fds.len();
+            if let Some(fd) = self.stdin_target().filter(|_| !self.stdin_buf.is_empty()) {
+                fds.push(PollFd::new(fd, PollFlags::POLLOUT));
+            }
+            let n_clients = fds.len();
+            let take_input = self.stdin_buf.len() < STDIN_BACKLOG;
+            for c in &self.clients {
+                let mut f = PollFlags::empty();
+                if take_input {
+                    f |= PollFlags::POLLIN;
+                }
+                if !c.out.is_empty() {
+                    f |= PollFlags::POLLOUT;
+                }
+                fds.push(PollFd::new(c.sock.as_fd(), f));
             }
             match poll(&mut fds, timeout) {
                 Ok(_) => {}
@@ -470,14 +583,21 @@ impl Monitor {
                     .and_then(|f| f.revents())
                     .is_some_and(|r| !r.is_empty())
             };
-            let (r_out, r_err, r_sig, r_lis, r_probe) = (
-                ready(n_out),
-                ready(n_err),
-                ready(n_sig),
-                ready(n_lis),
-                ready(4),
-            );
+            let (r_out, r_err, r_sig, r_lis) =
+                (ready(n_out), ready(n_err), ready(n_sig), ready(n_lis));
+            let r_probe = self.probe.is_some() && ready(n_probe);
+            let r_stdin = n_stdin < n_clients && ready(n_stdin);
+            let r_clients: Vec<PollFlags> = fds[n_clients..]
+                .iter()
+                .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+                .collect();
             drop(fds);
+            if r_stdin {
+                self.flush_stdin();
+            }
+            if r_clients.iter().any(|r| !r.is_empty()) {
+                self.serve_clients(&r_clients, take_input);
+            }
             if r_out {
                 self.drain(Stream::Stdout, &mut buf);
             }
@@ -514,10 +634,131 @@ impl Monitor {
                     break;
                 }
             };
+            self.send_frame(
+                if s == Stream::Stderr {
+                    frames::STDERR
+                } else {
+                    frames::STDOUT
+                },
+                &buf[..n],
+            );
             match self.log.write(s, &buf[..n]) {
                 Ok(recs) => self.broadcast(&recs),
                 Err(e) => eprintln!("berth-monitor: writing the log: {e}"),
             }
+        }
+    }
+
+    /// Queues a frame for every raw client and writes what they take now.
+    fn send_frame(&mut self, kind: u8, data: &[u8]) {
+        for c in &mut self.clients {
+            frames::put(&mut c.out, kind, data);
+        }
+        self.serve_clients(&vec![PollFlags::POLLOUT; self.clients.len()], false);
+    }
+
+    /// Where clients' stdin bytes go: the terminal, or our end of the stdin pipe.
+    fn stdin_target(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.tty
+            .as_ref()
+            .or(self.stdin_w.as_ref())
+            .map(|f| f.as_fd())
+    }
+
+    /// Writes what the container takes of the held stdin; closes the pipe after the
+    /// last byte once a client closed stdin.
+    fn flush_stdin(&mut self) {
+        match self.tty.as_ref().or(self.stdin_w.as_ref()) {
+            // A failed write means the terminal went with the container: nothing to keep.
+            Some(fd) => _ = relay::write_some(fd.as_fd(), &mut self.stdin_buf),
+            None => self.stdin_buf.clear(),
+        }
+        if self.stdin_closed && self.stdin_buf.is_empty() {
+            self.stdin_w = None;
+        }
+    }
+
+    /// No more stdin: EOF for a pipe (once what is held got out), Ctrl-D for a
+    /// terminal, as `exec` does when its stdin ends.
+    fn close_stdin(&mut self) {
+        if self.stdin_closed {
+            return;
+        }
+        self.stdin_closed = true;
+        if self.tty.is_some() {
+            self.stdin_buf.push(4);
+        }
+        self.flush_stdin();
+    }
+
+    /// Writes queued frames to the clients that can take them (`ready` per client,
+    /// from poll) and reads what they sent when `read` (stdin has room). A client that
+    /// hung up or broke the protocol is dropped.
+    fn serve_clients(&mut self, ready: &[PollFlags], read: bool) {
+        let mut buf = [0u8; 8192];
+        let mut gone = vec![];
+        let mut input = vec![];
+        for (i, c) in self.clients.iter_mut().enumerate() {
+            let r = ready.get(i).copied().unwrap_or(PollFlags::empty());
+            if r.is_empty() {
+                continue;
+            }
+            let mut alive = relay::write_some(c.sock.as_fd(), &mut c.out);
+            let hup = r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR);
+            if alive && (r.contains(PollFlags::POLLIN) && read || hup) {
+                match (&c.sock).read(&mut buf) {
+                    Ok(0) => alive = false,
+                    Ok(n) => {
+                        c.frames.push(&buf[..n]);
+                        loop {
+                            match c.frames.next_frame() {
+                                Ok(Some(f)) => input.push(f),
+                                Ok(None) => break,
+                                Err(_) => {
+                                    alive = false;
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(_) => alive = false,
+                }
+            }
+            if !alive {
+                gone.push(i);
+            }
+        }
+        for (kind, payload) in input {
+            match kind {
+                frames::STDIN if self.cfg.stdin_open && !self.stdin_closed => {
+                    self.stdin_buf.extend_from_slice(&payload);
+                    self.flush_stdin();
+                }
+                frames::CLOSE_STDIN => self.close_stdin(),
+                frames::RESIZE => {
+                    if let Some((rows, cols)) = frames::size_of(&payload) {
+                        self.resize(rows, cols);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for i in gone.into_iter().rev() {
+            let c = self.clients.remove(i);
+            if c.stdin_once {
+                self.close_stdin();
+            }
+        }
+    }
+
+    fn resize(&self, rows: u16, cols: u16) {
+        if let Some(t) = &self.tty {
+            relay::set_size(t.as_fd(), rows, cols);
         }
     }
 
@@ -625,6 +866,7 @@ impl Monitor {
             self.quick_restarts += 1;
         } else {
             self.done = true;
+            self.send_frame(frames::EXIT, &code.to_be_bytes());
         }
     }
 
@@ -649,20 +891,14 @@ impl Monitor {
             let started = self.start_container();
             shed::shed_startup_pages();
             if let Err(e) = started {
-                eprintln!("berth-monitor: restart failed: {e}");
-                let restarts = self.restarts;
-                let _ = self.store.update(&self.id, |r| {
-                    r.error = Some(e.clone());
-                    r.exit_code = Some(127);
-                    r.restart_count = restarts;
-                });
-                let mut b = [];
-                // Counts as an exit with 127 (command could not run).
-                self.child = Some(Child {
-                    pid: -2,
-                    started: Instant::now(),
-                });
-                self.reaped(-2, 127, &mut b);
+                self.start_failed(e);
+            }
+        }
+        if self.start_pending.is_some_and(|t| now >= t) {
+            // Nobody came: run it anyway, with nothing to read.
+            self.close_stdin();
+            if let Err(e) = self.begin() {
+                self.start_failed(e);
             }
         }
         if let Some(p) = &mut self.probe {
@@ -680,6 +916,23 @@ impl Monitor {
         {
             self.start_probe();
         }
+    }
+
+    /// A start that failed counts as an exit with 127 (the command could not run).
+    fn start_failed(&mut self, e: String) {
+        eprintln!("berth-monitor: start failed: {e}");
+        let restarts = self.restarts;
+        let _ = self.store.update(&self.id, |r| {
+            r.error = Some(e.clone());
+            r.exit_code = Some(127);
+            r.restart_count = restarts;
+        });
+        let mut b = [];
+        self.child = Some(Child {
+            pid: -2,
+            started: Instant::now(),
+        });
+        self.reaped(-2, 127, &mut b);
     }
 
     fn in_start_period(&self) -> bool {
@@ -795,7 +1048,9 @@ impl Monitor {
         if self.paused {
             let _ = self.set_paused(false);
         }
-        let sig = if timeout.is_zero() {
+        // A container still waiting to start is PID 1 with no handler yet: only
+        // SIGKILL ends it.
+        let sig = if timeout.is_zero() || self.start_pending.take().is_some() {
             Signal::SIGKILL
         } else {
             self.stop_signal()
@@ -836,7 +1091,7 @@ impl Monitor {
                 ok: true,
                 ..Default::default()
             };
-            let mut attach = false;
+            let mut attach = None;
             match req {
                 Err(e) => {
                     resp.ok = false;
@@ -878,7 +1133,11 @@ impl Monitor {
                         resp.error = Some(e);
                     }
                 }
-                Ok(Request::Attach) => attach = true,
+                Ok(Request::Attach {
+                    raw,
+                    stdin_once,
+                    size,
+                }) => attach = Some((raw, stdin_once, size)),
             }
             resp.pid = self.child.as_ref().map(|c| c.pid).unwrap_or(0);
             resp.status = Some(if self.paused {
@@ -892,15 +1151,48 @@ impl Monitor {
             });
             let mut out = serde_json::to_vec(&resp).expect("responses serialise");
             out.push(b'\n');
-            if (&s).write_all(&out).is_ok() && attach {
-                let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
-                self.attached.push(s);
+            if (&s).write_all(&out).is_err() {
+                continue;
+            }
+            match attach {
+                Some((true, stdin_once, size)) => {
+                    if s.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    self.clients.push(Client {
+                        sock: s,
+                        out: vec![],
+                        frames: frames::Decoder::default(),
+                        stdin_once,
+                    });
+                    if let Some((rows, cols)) = size {
+                        self.resize(rows, cols);
+                    }
+                }
+                Some((false, ..)) => {
+                    let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
+                    self.attached.push(s);
+                }
+                None => continue,
+            }
+            if self.start_pending.is_some() {
+                let started = self.begin();
+                shed::shed_startup_pages();
+                if let Err(e) = started {
+                    self.start_failed(e);
+                }
             }
         }
     }
 
-    /// The container is gone for good: socket away, runtime state away.
+    /// The container is gone for good: what raw clients are owed goes out (waiting
+    /// for a slow reader, within reason), socket away, runtime state away.
     fn cleanup(&mut self) {
+        for c in self.clients.drain(..) {
+            let _ = c.sock.set_nonblocking(false);
+            let _ = c.sock.set_write_timeout(Some(Duration::from_secs(30)));
+            let _ = (&c.sock).write_all(&c.out);
+        }
         let me = std::process::id() as i32;
         // All of it only while no newer monitor took the record over.
         let ours = self.store.load(&self.id).is_ok_and(|r| r.monitor_pid == me);

@@ -12,6 +12,14 @@ pub fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
+/// A container's stdin: (read end, blocking, for the container; write end, ours,
+/// non-blocking so a container that does not read never stalls the monitor).
+pub fn stdin_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    set_nonblocking(w.as_raw_fd())?;
+    Ok((r, w))
+}
+
 pub fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {
     // SAFETY: fcntl on an fd the caller owns.
     unsafe {

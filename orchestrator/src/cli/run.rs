@@ -1,15 +1,17 @@
 //! `berth run`: a one-off container of a service, `PROJECT-SERVICE-run-<id>`, on the
-//! service's networks, after what it depends on (unless --no-deps). Attached, it shows
-//! the output and exits with the command's exit code; `--rm` removes the container and
+//! service's networks, after what it depends on (unless --no-deps). Attached, it is
+//! connected to us as `docker compose run` is: a terminal when our stdin and stdout are
+//! terminals (not with `-T`), our stdin passed on (not with `-i=false`), its output from
+//! the first byte, and our exit code is the command's; `--rm` removes the container and
 //! everything made for it (rootfs, network namespace, anonymous volumes) afterwards.
 
-use std::io::Write;
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use berth_engine::container::{LogOptions, Stream, WaitCondition};
-use clap::Args;
+use berth_engine::container::WaitCondition;
+use clap::{ArgAction, Args};
 
 use super::up::{converge, waits, ConvergeArgs, ConvergeMode, Pull};
 use super::GlobalArgs;
@@ -51,9 +53,24 @@ pub struct RunArgs {
     /// Working directory inside the container
     #[arg(short, long)]
     pub workdir: Option<String>,
-    /// No terminal (output is never given a terminal yet; accepted for compatibility)
+    /// No terminal, even when stdin and stdout are terminals (they give one by default)
     #[arg(short = 'T', long = "no-TTY")]
     pub no_tty: bool,
+    /// A terminal when stdin and stdout are terminals (the default; for `-it`)
+    #[arg(short = 't', long = "tty", hide = true)]
+    pub tty: bool,
+    /// Keep stdin open and pass ours to the command (default true; `-i=false` to not)
+    #[arg(
+        short = 'i',
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value_t = true,
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub interactive: bool,
     /// The container's name (default: PROJECT-SERVICE-run-<id>)
     #[arg(long)]
     pub name: Option<String>,
@@ -146,6 +163,12 @@ fn short_id() -> String {
     hex::encode(b)
 }
 
+/// Whether the one-off gets a terminal: as compose decides, when not turned off and
+/// both our stdin and stdout are terminals (a pipe on either side wants plain bytes).
+fn wants_tty(args: &RunArgs) -> bool {
+    !args.no_tty && std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
+}
+
 /// The service as the command line changes it for this one container.
 fn one_off_service(backend: &EngineBackend, args: &RunArgs) -> anyhow::Result<Service> {
     let loaded = &backend.loaded;
@@ -192,8 +215,8 @@ fn one_off_service(backend: &EngineBackend, args: &RunArgs) -> anyhow::Result<Se
     // A one-off is never restarted, and has no fixed name to clash with its service's.
     svc.restart = None;
     svc.container_name = None;
-    svc.tty = Some(false);
-    svc.stdin_open = Some(false);
+    svc.tty = Some(wants_tty(args));
+    svc.stdin_open = Some(args.interactive);
     Ok(svc)
 }
 
@@ -265,17 +288,18 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<i32> {
             bail!("creating {name}: {e}");
         }
     };
-    if let Err(e) = backend.engine.start(&id) {
-        if args.rm {
-            remove(backend, &name);
-        }
-        return Err(anyhow!(e).context(format!("starting {name}")));
-    }
     if args.detach {
+        if let Err(e) = backend.engine.start(&id) {
+            if args.rm {
+                remove(backend, &name);
+            }
+            return Err(anyhow!(e).context(format!("starting {name}")));
+        }
         println!("{name}");
         return Ok(0);
     }
-    // Ctrl-C goes to the command (SIGINT); a second one kills it.
+    // Ctrl-C goes to the command (SIGINT); a second one kills it. (With a terminal our
+    // terminal is raw: Ctrl-C is a byte for the container and raises nothing here.)
     let b = Arc::clone(backend);
     let target = id.clone();
     c.runtime.spawn(async move {
@@ -290,24 +314,12 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<i32> {
             let _ = b.engine.kill(&target, sig);
         }
     });
-    let stream = backend
-        .engine
-        .logs(
-            &id,
-            LogOptions {
-                follow: true,
-                ..LogOptions::default()
-            },
-        )
-        .with_context(|| format!("reading the output of {name}"))?;
-    for line in stream {
-        let r = match line.stream {
-            Stream::Stderr => writeln!(std::io::stderr().lock(), "{}", line.message),
-            _ => writeln!(std::io::stdout().lock(), "{}", line.message),
-        };
-        if r.is_err() {
-            break;
+    // The container starts once attached: its output from the first byte, our stdin.
+    if let Err(e) = backend.engine.start_attached(&id) {
+        if args.rm {
+            remove(backend, &name);
         }
+        return Err(anyhow!(e).context(format!("starting {name}")));
     }
     let outcome = backend
         .engine

@@ -292,6 +292,7 @@ pub fn container_config(
         user: svc.user.clone(),
         working_dir: svc.working_dir.clone(),
         tty: svc.tty.unwrap_or(false),
+        stdin_open: svc.stdin_open.unwrap_or(false),
         hostname: svc.hostname.clone(),
         mounts: mounts(svc, project, p)?,
         namespaces: JoinNamespaces {

@@ -309,3 +309,43 @@ pub fn cli_subnet(seed: u32) -> String {
 pub fn fault_subnet(seed: u32) -> String {
     subnet_in(226, seed)
 }
+
+/// Reads a non-blocking pty master until `want` shows up (20 s at most); returns all
+/// that was read.
+pub fn pty_read_until(master: &mut std::fs::File, want: &str) -> String {
+    use std::io::Read;
+    let mut seen = Vec::new();
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(want) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no {want:?} on the terminal; read: {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+        match master.read(&mut buf) {
+            Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// Waits (30 s at most) for `child`, which has a pty, to end, keeping the master
+/// drained so its relay never blocks on a full terminal; returns its exit code.
+pub fn pty_wait_exit(child: &mut std::process::Child, master: &mut std::fs::File) -> i32 {
+    use std::io::Read;
+    let started = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st.code().unwrap_or(-1);
+        }
+        let mut buf = [0u8; 4096];
+        let _ = master.read(&mut buf);
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the command under the terminal did not end"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

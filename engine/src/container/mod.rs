@@ -347,7 +347,7 @@ impl Engine {
             });
         }
         // Names are claimed under a global lock so two creators cannot both win.
-        let _g = self.global_lock()?;
+        let names_lock = self.global_lock()?;
         let names = self.names();
         names
             .ensure_built(|| {
@@ -385,15 +385,21 @@ impl Engine {
         };
         self.store.make_dirs(&id).map_err(|e| forget(e.into()))?;
         let oci = self.stage_secrets(&id, &cfg, oci).map_err(forget)?;
+        // Written unsynced under the lock (every creator waits for it), then synced
+        // after it: a crash loses at worst what a crash before the call would.
+        let dir = self.store.dir(&id);
         let res = (|| {
             crate::state::write_atomic(
-                &self.store.dir(&id).join("config.json"),
+                &dir.join("config.json"),
                 &serde_json::to_vec_pretty(&oci).expect("spec serialises"),
-                true,
+                false,
             )?;
-            self.store.save(&Record::created(&id, cfg))
+            self.store.save_unsynced(&Record::created(&id, cfg))
         })();
         res.map_err(|e| forget(e.into()))?;
+        drop(names_lock);
+        crate::state::sync_files(&dir, &["config.json", "record.json"])
+            .map_err(|e| forget(e.into()))?;
         Ok(id)
     }
 

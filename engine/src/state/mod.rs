@@ -270,6 +270,13 @@ impl Store {
         write_atomic(&p, &data, true)
     }
 
+    /// [`Self::save`] without the fsync, for a caller that syncs later ([`sync_files`]).
+    pub fn save_unsynced(&self, rec: &Record) -> Result<()> {
+        let p = self.dir(&rec.id).join("record.json");
+        let data = serde_json::to_vec_pretty(rec).expect("records serialise");
+        write_atomic(&p, &data, false)
+    }
+
     /// Load, change, save under the lock.
     pub fn update<T>(&self, id: &str, f: impl FnOnce(&mut Record) -> T) -> Result<T> {
         let _l = self.lock(id)?;
@@ -343,6 +350,16 @@ pub fn write_atomic(path: &Path, data: &[u8], sync: bool) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     res.map_err(io(path))
+}
+
+/// Makes `names` in `dir` (written with [`write_atomic`] unsynced) and the directory's
+/// entries for them durable.
+pub fn sync_files(dir: &Path, names: &[&str]) -> Result<()> {
+    for n in names {
+        let p = dir.join(n);
+        File::open(&p).and_then(|f| f.sync_data()).map_err(io(&p))?;
+    }
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
 /// Start time of a live (non-zombie) process, or None.

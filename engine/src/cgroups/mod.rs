@@ -64,14 +64,14 @@ pub enum CgroupError {
         waited: Duration,
     },
     /// A bpf(2) call on a group's device filter failed.
-    #[error("cannot {op} the device filter program of cgroup {path}: {source}{}", bpf_hint(.source))]
+    #[error("cannot {op} the device filter program of cgroup {path}: {source}{}", bpf_hint(.source.errno()))]
     Bpf {
         op: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        source: berth_bpf::BpfError,
     },
     /// The kernel refused to load a device filter program.
-    #[error("the kernel refused the device filter program ({insns} instructions): {source}{}{}", bpf_hint(.source), verifier_log(.log))]
+    #[error("the kernel refused the device filter program ({insns} instructions): {source}{}{}", bpf_hint(.source.raw_os_error()), verifier_log(.log))]
     BpfLoad {
         insns: usize,
         source: std::io::Error,
@@ -84,8 +84,8 @@ pub enum CgroupError {
 }
 
 /// What to do about a failed bpf(2) call, by errno.
-fn bpf_hint(e: &std::io::Error) -> &'static str {
-    match e.raw_os_error() {
+fn bpf_hint(errno: Option<i32>) -> &'static str {
+    match errno {
         Some(libc::EPERM) => " (needs root with CAP_SYS_ADMIN or CAP_BPF; kernels before 5.11 also charge programs to RLIMIT_MEMLOCK)",
         Some(libc::EBADF) => " (is it a cgroup v2 directory?)",
         Some(libc::ENOSYS | libc::EOPNOTSUPP) => " (this kernel lacks cgroup device programs: it needs Linux 4.15+ with CONFIG_CGROUP_BPF)",

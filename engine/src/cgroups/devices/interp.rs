@@ -1,10 +1,10 @@
-//! A test interpreter for the instructions [`super::asm`] emits, with eBPF's register
+//! A test interpreter for the instructions [`super::program`] emits, with eBPF's register
 //! semantics (64-bit registers, 32-bit ALU ops zero-extending, compares on 64 bits
 //! against a sign-extended immediate), so generated programs can be run without the
 //! kernel. Unknown opcodes, out-of-bounds loads and running off the end panic: the
 //! kernel's verifier would refuse such a program.
 
-use super::asm::{op, Insn};
+use berth_bpf::asm::{op, Insn};
 use super::rules::{Access, DevType};
 
 /// Runs `prog` on one device access and returns whether it is allowed (R0 != 0).

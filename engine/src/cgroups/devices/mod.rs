@@ -4,11 +4,10 @@
 //! the group's processes). One job per module:
 //!
 //! * [`rules`]: the OCI rules reduced as the v1 controller would (default + exceptions);
-//! * [`program`]: that reduction as eBPF instructions, built with the [`asm`] assembler;
-//! * [`sys`]: the bpf(2) calls (load, attach, replace, detach, query), the only part
-//!   that needs the kernel.
+//! * [`program`]: that reduction as eBPF instructions, built with berth-bpf's assembler;
+//! * [`sys`]: load, attach, replace, detach, query through berth-bpf's bpf(2) calls,
+//!   the only part that needs the kernel.
 
-pub mod asm;
 #[cfg(test)]
 mod interp;
 pub mod program;
@@ -20,7 +19,7 @@ use std::path::Path;
 use oci_spec::runtime::LinuxDeviceCgroup;
 
 use super::Result;
-use asm::Insn;
+use berth_bpf::asm::Insn;
 
 /// A checked, generated filter, ready to load: [`compile`] before touching the host,
 /// [`install`] once the group exists.
@@ -42,7 +41,7 @@ pub fn compile(rules: &[LinuxDeviceCgroup]) -> Result<Filter> {
 /// earlier ones are detached, so the group is never left unfiltered. Returns the new
 /// program's kernel id.
 pub fn install(dir: &Path, filter: &Filter) -> Result<u32> {
-    sys::replace_device_program(dir, &filter.insns, program::LICENSE)
+    sys::replace_device_program(dir, &filter.insns)
 }
 
 /// Ids of the device programs attached to the group at `dir` itself.
@@ -53,5 +52,5 @@ pub fn attached(dir: &Path) -> Result<Vec<u32>> {
 /// Whether the kernel still holds the program with this id (false once the last group
 /// it was attached to is gone).
 pub fn program_exists(id: u32) -> bool {
-    sys::prog_fd_by_id(id).is_ok()
+    sys::program_exists(id)
 }

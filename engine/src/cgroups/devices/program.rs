@@ -7,13 +7,19 @@
 //! u32 major; u32 minor; }`, access_type = (BPF_DEVCG_ACC_* << 16) | BPF_DEVCG_DEV_*;
 //! returning 0 refuses the access with EPERM.
 
-use super::asm::{Asm, AsmError, Insn, Reg};
+use std::ffi::CStr;
+
+use berth_bpf::asm::{Asm, AsmError, Insn, Reg};
+
 use super::rules::{Access, RuleSet};
 use crate::cgroups::{CgroupError, Result};
 
 /// The license the kernel records for the program: Berth's. The program calls no
 /// helper, so no GPL-only one either.
-pub const LICENSE: &str = "Apache-2.0";
+pub const LICENSE: &CStr = c"Apache-2.0";
+
+/// The name the kernel shows for the program (`bpftool prog`).
+pub const NAME: &str = "berth_devices";
 
 /// Generates the filter for `set`.
 pub fn generate(set: &RuleSet) -> Result<Vec<Insn>> {
@@ -168,7 +174,7 @@ mod tests {
                 Insn {
                     off: 2,
                     ..Insn {
-                        code: super::super::asm::op::JNE_X,
+                        code: berth_bpf::asm::op::JNE_X,
                         regs: 0x31,
                         off: 0,
                         imm: 0,

@@ -40,7 +40,10 @@
 
 pub(crate) mod bpf;
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
+
+use berth_bpf::map::Map;
+use berth_bpf::BpfError;
 
 use crate::netlink::{Link, Netlink, NetlinkError};
 
@@ -67,16 +70,22 @@ pub enum FastPathError {
     Netlink(#[from] NetlinkError),
     #[error("fast path of bridge {bridge}: tc block {block} holds filters that are not Berth's; its members stay on the bridge")]
     Foreign { bridge: String, block: u32 },
+    #[error("fast path of bridge {bridge}: BPF program {prog} of its tc block is not Berth's: it {why}; its members stay on the bridge")]
+    ForeignProgram {
+        bridge: String,
+        prog: u32,
+        why: String,
+    },
     #[error("fast path of bridge {bridge}: {op}: {source}")]
     Bpf {
         bridge: String,
         op: &'static str,
         #[source]
-        source: std::io::Error,
+        source: BpfError,
     },
 }
 
-fn bpf_err(bridge: &Link, op: &'static str) -> impl FnOnce(std::io::Error) -> FastPathError {
+fn bpf_err(bridge: &Link, op: &'static str) -> impl FnOnce(BpfError) -> FastPathError {
     let bridge = bridge.name.clone();
     move |source| FastPathError::Bpf { bridge, op, source }
 }
@@ -84,7 +93,7 @@ fn bpf_err(bridge: &Link, op: &'static str) -> impl FnOnce(std::io::Error) -> Fa
 /// The map of `bridge`'s network, found through its block's filter; `None` when the
 /// block has no filter (no member joined yet). A block holding anything but Berth's one
 /// filter is not Berth's (another tool chose the same block index): an error.
-fn find_map(nl: &mut Netlink, bridge: &Link) -> Result<Option<OwnedFd>, FastPathError> {
+fn find_map(nl: &mut Netlink, bridge: &Link) -> Result<Option<Map>, FastPathError> {
     let filters = nl.block_filters(bridge.index)?;
     let prog = match filters.as_slice() {
         [] => return Ok(None),
@@ -96,9 +105,7 @@ fn find_map(nl: &mut Netlink, bridge: &Link) -> Result<Option<OwnedFd>, FastPath
         block: bridge.index,
     };
     let prog = prog.ok_or_else(foreign)?;
-    bpf::map_of_program(prog)
-        .map(Some)
-        .map_err(bpf_err(bridge, "find the map of the block's program"))
+    bpf::map_of_program(bridge, prog).map(Some)
 }
 
 /// Puts member `host_veth` (a port of `bridge`, the host end of the pair whose inner end
@@ -125,15 +132,14 @@ pub(crate) fn join(
         Some(map) => map,
         None => {
             let map = bpf::create_map().map_err(bpf_err(bridge, "create the map"))?;
-            let prog =
-                bpf::load_program(map.as_fd()).map_err(bpf_err(bridge, "load the program"))?;
+            let prog = bpf::load_program(&map).map_err(bpf_err(bridge, "load the program"))?;
             // The filter holds the program, which holds the map: both live as long as
             // the block has the filter, not as long as these fds.
             nl.add_bpf_filter(bridge.index, PRIO, HANDLE, prog.as_fd(), bpf::PROGRAM_NAME)?;
             map
         }
     };
-    bpf::map_set(map.as_fd(), &bpf::mac_key(member_mac), host_veth.index)
+    bpf::map_set(&map, &bpf::mac_key(member_mac), host_veth.index)
         .map_err(bpf_err(bridge, "add the member to the map"))
 }
 
@@ -162,8 +168,7 @@ pub(crate) fn leave(
         Ok(None) | Err(FastPathError::Foreign { .. }) => return Ok(()),
         Err(e) => return Err(e),
     };
-    let entries =
-        bpf::map_entries(map.as_fd()).map_err(bpf_err(&bridge, "list the map's entries"))?;
+    let entries = bpf::map_entries(&map).map_err(bpf_err(&bridge, "list the map's entries"))?;
     let stale: Vec<bpf::MacKey> = match veth {
         Some(v) => entries
             .into_iter()
@@ -187,7 +192,7 @@ pub(crate) fn leave(
         }
     };
     for k in stale {
-        bpf::map_delete(map.as_fd(), &k).map_err(bpf_err(&bridge, "delete a map entry"))?;
+        bpf::map_delete(&map, &k).map_err(bpf_err(&bridge, "delete a map entry"))?;
     }
     Ok(())
 }
@@ -204,8 +209,7 @@ pub(crate) fn members(
     let Some(map) = find_map(nl, &bridge)? else {
         return Ok(vec![]);
     };
-    let entries =
-        bpf::map_entries(map.as_fd()).map_err(bpf_err(&bridge, "list the map's entries"))?;
+    let entries = bpf::map_entries(&map).map_err(bpf_err(&bridge, "list the map's entries"))?;
     Ok(entries
         .into_iter()
         .map(|(k, ifindex)| {

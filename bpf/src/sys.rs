@@ -210,7 +210,11 @@ pub(crate) fn owned(fd: i64) -> OwnedFd {
 /// the kernel accepts), NUL-padded to 16.
 pub(crate) fn name16(name: &str) -> Result<[u8; 16], BpfError> {
     let b = name.as_bytes();
-    if b.len() > 15 || !b.iter().all(|c| c.is_ascii_alphanumeric() || b"_.".contains(c)) {
+    if b.len() > 15
+        || !b
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.".contains(c))
+    {
         return Err(BpfError::Invalid {
             what: format!("BPF object name {name:?}"),
             why: "the kernel takes at most 15 letters, digits, '_' or '.'".into(),

@@ -8,7 +8,7 @@
 //! kernel work. (netavark does the same with its own sync wrapper.)
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -22,13 +22,13 @@ use netlink_packet_route::address::{
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
-};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
+mod route;
 mod tc;
+
+pub use route::{Family, Route};
 
 /// What the kernel said no to, with the request that it refused.
 #[derive(Debug, thiserror::Error)]
@@ -93,15 +93,6 @@ fn ipv4_gso_attributes(size: u32) -> [LinkAttribute; 2] {
             size.to_ne_bytes().to_vec(),
         )),
     ]
-}
-
-/// An IPv4 route of the main table.
-#[derive(Debug, Clone)]
-pub struct Route {
-    pub dst: Ipv4Net,
-    pub gateway: Option<Ipv4Addr>,
-    /// Index of the link the route goes out of.
-    pub oif: Option<u32>,
 }
 
 /// One rtnetlink socket, bound to the namespace that opened it.
@@ -183,19 +174,32 @@ impl Netlink {
             .map_err(|source| NetlinkError { op: op(), source })
     }
 
+    /// Every object a dump request answers with.
+    fn dump(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        op: impl FnOnce() -> String,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
+        self.request(msg, NLM_F_DUMP)
+            .map_err(|source| NetlinkError { op: op(), source })
+    }
+
+    /// Creates an object (an address, a route); one already there is fine.
+    fn create(&mut self, msg: RouteNetlinkMessage, op: impl FnOnce() -> String) -> Result<()> {
+        match self.request(msg, NLM_F_CREATE | NLM_F_EXCL) {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            Err(source) => Err(NetlinkError { op: op(), source }),
+        }
+    }
+
     // ---------------------------------------------------------------- links
 
     /// Every link in this namespace.
     pub fn links(&mut self) -> Result<Vec<Link>> {
-        let msgs = self
-            .request(
-                RouteNetlinkMessage::GetLink(LinkMessage::default()),
-                NLM_F_DUMP,
-            )
-            .map_err(|source| NetlinkError {
-                op: "list links".into(),
-                source,
-            })?;
+        let msgs = self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()), || {
+            "list links".into()
+        })?;
         Ok(msgs
             .into_iter()
             .filter_map(|m| match m {
@@ -342,12 +346,9 @@ impl Netlink {
     pub fn addresses(&mut self, index: u32) -> Result<Vec<Ipv4Net>> {
         let mut req = AddressMessage::default();
         req.header.family = AddressFamily::Inet;
-        let msgs = self
-            .request(RouteNetlinkMessage::GetAddress(req), NLM_F_DUMP)
-            .map_err(|source| NetlinkError {
-                op: "list addresses".into(),
-                source,
-            })?;
+        let msgs = self.dump(RouteNetlinkMessage::GetAddress(req), || {
+            "list addresses".into()
+        })?;
         let mut out = Vec::new();
         for m in msgs {
             let RouteNetlinkMessage::NewAddress(a) = m else {
@@ -380,17 +381,9 @@ impl Netlink {
             msg.attributes
                 .push(AddressAttribute::Broadcast(addr.broadcast()));
         }
-        match self.request(
-            RouteNetlinkMessage::NewAddress(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-        ) {
-            Ok(_) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
-            Err(source) => Err(NetlinkError {
-                op: format!("add address {addr} to link #{index}"),
-                source,
-            }),
-        }
+        self.create(RouteNetlinkMessage::NewAddress(msg), || {
+            format!("add address {addr} to link #{index}")
+        })
     }
 
     /// Adds an IPv6 address to link `index`, without duplicate address detection (Berth
@@ -406,153 +399,9 @@ impl Netlink {
             .push(AddressAttribute::Address(IpAddr::V6(addr.addr())));
         msg.attributes
             .push(AddressAttribute::Flags(AddressFlags::Nodad));
-        match self.request(
-            RouteNetlinkMessage::NewAddress(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-        ) {
-            Ok(_) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
-            Err(source) => Err(NetlinkError {
-                op: format!("add address {addr} to link #{index}"),
-                source,
-            }),
-        }
-    }
-
-    // --------------------------------------------------------------- routes
-
-    /// Destinations of the IPv6 routes of the main table (link-local and the default
-    /// route left out).
-    pub fn routes_v6(&mut self) -> Result<Vec<Ipv6Net>> {
-        let mut req = RouteMessage::default();
-        req.header.address_family = AddressFamily::Inet6;
-        let msgs = self
-            .request(RouteNetlinkMessage::GetRoute(req), NLM_F_DUMP)
-            .map_err(|source| NetlinkError {
-                op: "list IPv6 routes".into(),
-                source,
-            })?;
-        let mut out = Vec::new();
-        for m in msgs {
-            let RouteNetlinkMessage::NewRoute(r) = m else {
-                continue;
-            };
-            if r.header.address_family != AddressFamily::Inet6 {
-                continue;
-            }
-            let mut table = u32::from(r.header.table);
-            let mut dst = None;
-            for a in &r.attributes {
-                match a {
-                    RouteAttribute::Table(t) => table = *t,
-                    RouteAttribute::Destination(RouteAddress::Inet6(d)) => dst = Some(*d),
-                    _ => {}
-                }
-            }
-            if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
-                continue;
-            }
-            if let Some(d) = dst {
-                if let Ok(net) = Ipv6Net::new(d, r.header.destination_prefix_length) {
-                    if net.prefix_len() > 0 && (d.segments()[0] & 0xffc0) != 0xfe80 {
-                        out.push(net);
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Adds the IPv6 default route via `gateway`; one already there is fine.
-    pub fn add_default_route6(&mut self, gateway: Ipv6Addr) -> Result<()> {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = AddressFamily::Inet6;
-        msg.header.table = RouteHeader::RT_TABLE_MAIN;
-        msg.header.protocol = RouteProtocol::Static;
-        msg.header.scope = RouteScope::Universe;
-        msg.header.kind = RouteType::Unicast;
-        msg.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet6(gateway)));
-        match self.request(
-            RouteNetlinkMessage::NewRoute(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-        ) {
-            Ok(_) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
-            Err(source) => Err(NetlinkError {
-                op: format!("add IPv6 default route via {gateway}"),
-                source,
-            }),
-        }
-    }
-
-    /// Destinations of the IPv4 routes in the main table (the default route shows as
-    /// `0.0.0.0/0`).
-    pub fn routes_v4(&mut self) -> Result<Vec<Route>> {
-        let mut req = RouteMessage::default();
-        req.header.address_family = AddressFamily::Inet;
-        let msgs = self
-            .request(RouteNetlinkMessage::GetRoute(req), NLM_F_DUMP)
-            .map_err(|source| NetlinkError {
-                op: "list routes".into(),
-                source,
-            })?;
-        let mut out = Vec::new();
-        for m in msgs {
-            let RouteNetlinkMessage::NewRoute(r) = m else {
-                continue;
-            };
-            if r.header.address_family != AddressFamily::Inet {
-                continue;
-            }
-            let mut table = u32::from(r.header.table);
-            let mut dst = Ipv4Addr::UNSPECIFIED;
-            let mut gw = None;
-            let mut oif = None;
-            for a in &r.attributes {
-                match a {
-                    RouteAttribute::Table(t) => table = *t,
-                    RouteAttribute::Oif(o) => oif = Some(*o),
-                    RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = *d,
-                    RouteAttribute::Gateway(RouteAddress::Inet(g)) => gw = Some(*g),
-                    _ => {}
-                }
-            }
-            if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
-                continue;
-            }
-            if let Ok(net) = Ipv4Net::new(dst, r.header.destination_prefix_length) {
-                out.push(Route {
-                    dst: net,
-                    gateway: gw,
-                    oif,
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    /// Adds the default route via `gateway`; one already there is fine.
-    pub fn add_default_route(&mut self, gateway: Ipv4Addr) -> Result<()> {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = AddressFamily::Inet;
-        msg.header.table = RouteHeader::RT_TABLE_MAIN;
-        msg.header.protocol = RouteProtocol::Static;
-        msg.header.scope = RouteScope::Universe;
-        msg.header.kind = RouteType::Unicast;
-        msg.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
-        match self.request(
-            RouteNetlinkMessage::NewRoute(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-        ) {
-            Ok(_) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
-            Err(source) => Err(NetlinkError {
-                op: format!("add default route via {gateway}"),
-                source,
-            }),
-        }
+        self.create(RouteNetlinkMessage::NewAddress(msg), || {
+            format!("add address {addr} to link #{index}")
+        })
     }
 }
 

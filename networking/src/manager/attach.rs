@@ -258,7 +258,7 @@ impl Networking {
                 if default_idx == Some(i) {
                     inner.add_default_route(state.gateway)?;
                     if let (Some(g6), Some(_)) = (state.gateway6, addr6) {
-                        inner.add_default_route6(g6)?;
+                        inner.add_default_route(g6)?;
                     }
                 }
                 out.push(Attachment {

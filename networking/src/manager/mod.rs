@@ -266,7 +266,7 @@ fn host_taken_subnets(nl: &mut Netlink, own_bridge: &str) -> Result<Vec<Taken>> 
             .map(|l| l.name.clone())
     };
     let mut out = Vec::new();
-    for r in nl.routes_v4()? {
+    for r in nl.routes::<Ipv4Addr>()? {
         if r.dst.prefix_len() == 0 {
             continue;
         }

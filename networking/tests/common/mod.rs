@@ -228,7 +228,7 @@ impl TestEnv {
                 .unwrap();
             nl.set_up(l.index).unwrap();
             nl.add_default_route(host_ip).unwrap();
-            nl.add_default_route6(host6).unwrap();
+            nl.add_default_route(host6).unwrap();
         })
         .unwrap();
         (ns, host_ip, peer_ip)
@@ -371,7 +371,11 @@ pub fn sh_in(ns: &Netns, cmd: &str, args: &[&str]) -> String {
 
 fn host_routes() -> Vec<Ipv4Net> {
     let mut nl = Netlink::open().unwrap();
-    nl.routes_v4().unwrap().into_iter().map(|r| r.dst).collect()
+    nl.routes::<Ipv4Addr>()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.dst)
+        .collect()
 }
 
 /// A TCP server in a namespace: answers every connection with `greeting` and closes.

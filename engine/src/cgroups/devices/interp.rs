@@ -4,8 +4,8 @@
 //! kernel. Unknown opcodes, out-of-bounds loads and running off the end panic: the
 //! kernel's verifier would refuse such a program.
 
-use berth_bpf::asm::{op, Insn};
 use super::rules::{Access, DevType};
+use berth_bpf::asm::{op, Insn};
 
 /// Runs `prog` on one device access and returns whether it is allowed (R0 != 0).
 pub fn run(prog: &[Insn], typ: DevType, major: u32, minor: u32, access: Access) -> bool {

@@ -64,9 +64,7 @@ pub fn replace_device_program(dir: &Path, insns: &[Insn]) -> Result<u32> {
     let d = open_dir(dir)?;
     let old = prog::query(d.as_fd(), DEVICE).map_err(failed("query", dir))?;
     let p = load(insns, dir)?;
-    let id = prog::info(p.as_fd())
-        .map_err(failed("identify", dir))?
-        .id;
+    let id = prog::info(p.as_fd()).map_err(failed("identify", dir))?.id;
     if let [one] = old[..] {
         if let Ok(old_fd) = prog::fd_by_id(one) {
             let flags = F_ALLOW_MULTI | F_REPLACE;

@@ -4,8 +4,7 @@
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use crate::sys::{
-    bpf, name16, name_of, owned, Cmd, GetFdByIdAttr, InfoByFdAttr, MapCreateAttr, MapElemAttr,
-    MapInfoHead, ATTR_SIZE,
+    self, bpf, name16, name_of, owned, Cmd, MapCreateAttr, MapElemAttr, MapInfoHead, ATTR_SIZE,
 };
 use crate::{BpfError, Result};
 
@@ -62,21 +61,10 @@ impl Map {
 
     /// Opens the map with this id (its sizes asked of the kernel).
     pub fn from_id(id: u32) -> Result<Map> {
-        let mut attr = GetFdByIdAttr {
-            id,
-            next_id: 0,
-            open_flags: 0,
-            _rest: [0; ATTR_SIZE - 12],
-        };
-        let fd = bpf(Cmd::MapGetFdById, &mut attr).map(owned)?;
+        let fd = sys::fd_by_id(Cmd::MapGetFdById, id)?;
         let mut head = MapInfoHead::default();
-        let mut attr = InfoByFdAttr {
-            bpf_fd: fd.as_raw_fd() as u32,
-            info_len: std::mem::size_of::<MapInfoHead>() as u32,
-            info: &mut head as *mut MapInfoHead as u64,
-            _rest: [0; ATTR_SIZE - 16],
-        };
-        bpf(Cmd::ObjGetInfoByFd, &mut attr)?;
+        // SAFETY: fd is a map, MapInfoHead the head of bpf_map_info (no pointers).
+        unsafe { sys::obj_info(fd.as_fd(), &mut head)? };
         Ok(Map {
             fd,
             key_size: head.key_size as usize,

@@ -5,8 +5,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use crate::asm::Insn;
 use crate::sys::{
-    bpf, name16, name_of, owned, AttachAttr, Cmd, GetFdByIdAttr, InfoByFdAttr, ProgInfoHead,
-    ProgLoadAttr, QueryAttr, ATTR_SIZE,
+    self, bpf, name16, name_of, owned, AttachAttr, Cmd, ProgInfoHead, ProgLoadAttr, QueryAttr,
+    ATTR_SIZE,
 };
 use crate::{BpfError, Result};
 
@@ -74,13 +74,7 @@ pub fn load(typ: ProgType, name: &str, license: &CStr, insns: &[Insn]) -> Result
 
 /// A new fd for the loaded program with this id.
 pub fn fd_by_id(id: u32) -> Result<OwnedFd> {
-    let mut attr = GetFdByIdAttr {
-        id,
-        next_id: 0,
-        open_flags: 0,
-        _rest: [0; ATTR_SIZE - 12],
-    };
-    bpf(Cmd::ProgGetFdById, &mut attr).map(owned)
+    sys::fd_by_id(Cmd::ProgGetFdById, id)
 }
 
 /// What the kernel tells of a loaded program.
@@ -101,13 +95,9 @@ pub fn info(prog: BorrowedFd<'_>) -> Result<ProgInfo> {
             map_ids: map_ids.as_mut_ptr() as u64,
             ..Default::default()
         };
-        let mut attr = InfoByFdAttr {
-            bpf_fd: prog.as_raw_fd() as u32,
-            info_len: std::mem::size_of::<ProgInfoHead>() as u32,
-            info: &mut head as *mut ProgInfoHead as u64,
-            _rest: [0; ATTR_SIZE - 16],
-        };
-        bpf(Cmd::ObjGetInfoByFd, &mut attr)?;
+        // SAFETY: prog is a program, ProgInfoHead the head of bpf_prog_info, and map_ids
+        // names a buffer of nr_map_ids ids.
+        unsafe { sys::obj_info(prog, &mut head)? };
         // The kernel fills at most the room given and says how many there are.
         let n = head.nr_map_ids as usize;
         if n > map_ids.len() {

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use crate::BpfError;
 
@@ -223,6 +223,32 @@ pub(crate) fn name16(name: &str) -> Result<[u8; 16], BpfError> {
     let mut n = [0u8; 16];
     n[..b.len()].copy_from_slice(b);
     Ok(n)
+}
+
+/// A new fd for the program or map (`cmd` says which) with this id.
+pub(crate) fn fd_by_id(cmd: Cmd, id: u32) -> Result<OwnedFd, BpfError> {
+    let mut attr = GetFdByIdAttr {
+        id,
+        next_id: 0,
+        open_flags: 0,
+        _rest: [0; ATTR_SIZE - 12],
+    };
+    bpf(cmd, &mut attr).map(owned)
+}
+
+/// The kernel's info struct of the object behind `fd`, up to `T`'s size.
+///
+/// # Safety
+/// `T` is the head of the kernel's info struct for the kind of object `fd` is, and every
+/// pointer in `info` names a buffer as large as the count next to it says.
+pub(crate) unsafe fn obj_info<T>(fd: BorrowedFd<'_>, info: &mut T) -> Result<(), BpfError> {
+    let mut attr = InfoByFdAttr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: std::mem::size_of::<T>() as u32,
+        info: info as *mut T as u64,
+        _rest: [0; ATTR_SIZE - 16],
+    };
+    bpf(Cmd::ObjGetInfoByFd, &mut attr).map(drop)
 }
 
 /// The name in a kernel's 16-byte name field.

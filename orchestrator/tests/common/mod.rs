@@ -291,7 +291,8 @@ pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 /// 25, picked by pid, so that parallel test processes (whose pids differ) and the tests
 /// of one file (whose seeds differ) never pick the same subnet. Blocks: 214 stack_e2e,
 /// 224 stack_cli_e2e, 225 stack_e2e's example/volume/IPv6 tests, 226 faults, 228 the
-/// hardening tests (escape.rs's gateway test, secrets).
+/// hardening tests (escape.rs's gateway test, secrets), 233 stack_cli_e2e's extra_hosts
+/// and profile tests.
 pub fn subnet_in(block: u8, seed: u32) -> String {
     assert!((1..=10).contains(&seed));
     format!(

@@ -478,3 +478,65 @@ fn extra_hosts_host_gateway_is_the_networks_gateway() {
     s.ok(&["down", "-t", "0"]);
     s.assert_nothing_left();
 }
+
+/// A service the active profiles leave out is still in the file: never an orphan, not
+/// for `up SERVICE` with another profile nor for `--remove-orphans`; one the file no
+/// longer has is.
+#[test]
+fn services_of_other_profiles_are_not_orphans() {
+    let net = subnet_in(233, 2);
+    let project = format!("prof{}", std::process::id());
+    let file = |with_gone: bool| {
+        format!(
+            "services:\n  holder:\n    image: busybox:latest\n    command: [sleep, '3600']\n    stop_grace_period: 1s\n  extra:\n    image: busybox:latest\n    command: [sleep, '3600']\n    stop_grace_period: 1s\n    profiles: [extra]\n{}{}",
+            if with_gone {
+                "  gone:\n    image: busybox:latest\n    command: [sleep, '3600']\n    stop_grace_period: 1s\n"
+            } else {
+                ""
+            },
+            network(&net)
+        )
+    };
+    let s = Stack::new(&project, &file(true));
+    s.ok(&["up", "-d"]);
+    s.set_compose(&file(false));
+    let o = s.berth(&["--profile", "extra", "up", "-d", "extra"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let said = text(&o);
+    assert!(
+        said.contains(&format!("orphan container {project}-gone-1")),
+        "the removed service is not reported as an orphan:\n{said}"
+    );
+    assert!(
+        !said.contains(&format!("{project}-holder-1")),
+        "holder, in the file, was called an orphan:\n{said}"
+    );
+    // --remove-orphans takes the removed service only.
+    let o = s.berth(&[
+        "--profile",
+        "extra",
+        "up",
+        "-d",
+        "--remove-orphans",
+        "extra",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let ps = s.ok(&["ps", "-a"]);
+    assert!(!ps.contains(&format!("{project}-gone-1")), "{ps}");
+    assert!(
+        ps.lines()
+            .any(|l| l.contains(&format!("{project}-holder-1")) && l.contains("running")),
+        "--remove-orphans took holder:\n{ps}"
+    );
+    // Without the profile, `down` keeps `extra` (as Compose does) and says why.
+    let o = s.berth(&["down", "-t", "0"]);
+    let said = text(&o);
+    assert!(
+        said.contains(&format!("container {project}-extra-1 kept"))
+            && said.contains("not enabled by the active profiles")
+            && !said.contains("orphan"),
+        "{said}"
+    );
+    s.ok(&["--profile", "extra", "down", "-t", "0"]);
+    s.assert_nothing_left();
+}

@@ -64,6 +64,9 @@ pub struct Tree {
     pub active_profiles: Vec<String>,
     /// Every profile named by any service, sorted, before profiles were applied.
     pub all_profiles: Vec<String>,
+    /// Every service the files define, whatever the profiles (in file order): a
+    /// container of one of these is never an orphan.
+    pub all_services: Vec<String>,
 }
 
 /// Finds the default stack file (and its override) from `dir` up to the root.
@@ -830,9 +833,15 @@ pub fn load_tree(opts: &Options) -> Result<Tree, StackError> {
         );
     }
     let all_profiles = all_profiles(&root);
+    let all_services = root
+        .get("services")
+        .and_then(Node::as_map)
+        .map(|m| m.keys().map(|k| k.name.clone()).collect())
+        .unwrap_or_default();
     apply_profiles(&mut root, &profiles, &opts.services)?;
     Ok(Tree {
         all_profiles,
+        all_services,
         root,
         name,
         working_dir,

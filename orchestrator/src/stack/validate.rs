@@ -104,8 +104,12 @@ fn check_environment_sources(loaded: &super::Loaded) -> Result<(), StackError> {
     Ok(())
 }
 
-fn edges(project: &Project, name: &str, strict: bool) -> Vec<(String, EdgeKind)> {
-    let svc = &project.services[name];
+/// The services `svc` names, each with how: `depends_on` (with its condition),
+/// `network_mode`/`ipc`/`pid: service:X`, `volumes_from` (not `container:`), `links`.
+/// The one list of service-to-service references: the dependency graph's edges, and
+/// what a service enabled by a profile or on the command line brings along
+/// (`load::apply_profiles`).
+pub fn references(svc: &Service) -> Vec<(String, EdgeKind)> {
     let mut out = Vec::new();
     for (dep, d) in &svc.depends_on {
         out.push((
@@ -149,6 +153,11 @@ fn edges(project: &Project, name: &str, strict: bool) -> Vec<(String, EdgeKind)>
             EdgeKind::Links,
         ));
     }
+    out
+}
+
+fn edges(project: &Project, name: &str, strict: bool) -> Vec<(String, EdgeKind)> {
+    let mut out = references(&project.services[name]);
     if !strict {
         out.retain(|(dep, _)| project.services.contains_key(dep));
     }

@@ -1,4 +1,4 @@
-//! What the end-to-end stack tests share (stack_e2e, stack_cli_e2e, faults): a project
+//! What the end-to-end stack tests share (stack_e2e, stack_cli_e2e, faults, build_e2e, …): a project
 //! directory with its own BERTH_ROOT, BERTH_RUN and busybox image ([`Stack`]), a guard
 //! that runs `berth down -v` however the test ends, and the check that nothing of the
 //! stack is left on the host, with `berth system check` as one more witness.
@@ -32,10 +32,12 @@ impl Stack {
     /// written there (the full-disk test mounts a small tmpfs on it).
     pub fn with_root(project: &str, compose: &str, prepare_root: impl FnOnce(&Path)) -> Stack {
         let bin = Path::new(berth_bin()).parent().unwrap();
-        assert!(
-            bin.join("berth-monitor").exists() && bin.join("berth-dns").exists(),
-            "build the whole workspace first (berth-monitor and berth-dns beside berth)"
-        );
+        for helper in ["berth-monitor", "berth-dns", "berth-runtime"] {
+            assert!(
+                bin.join(helper).exists(),
+                "build the whole workspace first ({helper} beside berth)"
+            );
+        }
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir()
@@ -50,27 +52,8 @@ impl Stack {
         }
         prepare_root(&s.root());
         s.set_compose(compose);
-        let rootfs = s.dir.path().join("rootfs");
-        berth_tests::busybox_rootfs(&rootfs).unwrap();
-        std::fs::write(rootfs.join("var/www/index.html"), "hello from berth\n").unwrap();
-        let tar = s.dir.path().join("rootfs.tar");
-        let st = Command::new("tar")
-            .args([
-                "-C",
-                rootfs.to_str().unwrap(),
-                "-cf",
-                tar.to_str().unwrap(),
-                ".",
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let o = s.berth(&["image", "import", tar.to_str().unwrap(), "busybox:latest"]);
-        assert!(
-            o.status.success(),
-            "import: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        let tar = berth_tests::busybox_tar(s.dir.path()).unwrap();
+        s.ok(&["image", "import", tar.to_str().unwrap(), "busybox:latest"]);
         let _ = std::fs::remove_file(&tar);
         s
     }
@@ -122,15 +105,20 @@ impl Stack {
         }
     }
 
+    /// Runs a verb that must succeed; returns its stdout.
     pub fn ok(&self, args: &[&str]) -> String {
+        self.ok_with_stderr(args).0
+    }
+
+    /// Runs a verb that must succeed; returns its stdout and stderr.
+    pub fn ok_with_stderr(&self, args: &[&str]) -> (String, String) {
         let o = self.berth(args);
-        assert!(
-            o.status.success(),
-            "berth {args:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
+        let (out, err) = (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
         );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        assert!(o.status.success(), "berth {args:?} failed:\n{out}\n{err}");
+        (out, err)
     }
 
     pub fn set_compose(&self, compose: &str) {
@@ -289,7 +277,7 @@ pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 
 /// A /24 of test block `10.BLOCK.0.0/16` for test `seed` (1..=10): each seed a band of
 /// 25, picked by pid, so that parallel test processes (whose pids differ) and the tests
-/// of one file (whose seeds differ) never pick the same subnet. Blocks: 214 stack_e2e,
+/// of one file (whose seeds differ) never pick the same subnet. Blocks: 214 stack_e2e, 222 build_e2e,
 /// 224 stack_cli_e2e, 225 stack_e2e's example/volume/IPv6 tests, 226 faults, 228 the
 /// hardening tests (escape.rs's gateway test, secrets), 233 stack_cli_e2e's extra_hosts
 /// and profile tests.

@@ -200,8 +200,7 @@ impl Stack {
         // And Berth's own leak check agrees.
         // Only what is this root's: other tests' stacks run beside this one.
         let check = self
-            .command(&["system", "check"])
-            .env("BERTH_CHECK_SCOPE", "root")
+            .command(&["system", "check", "--root-only"])
             .output()
             .unwrap();
         assert_eq!(

@@ -215,7 +215,17 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let _ = self.berth(&["down", "-v", "-t", "0"]);
+        // Every service whatever its profile, and orphans too: a test that failed
+        // half-way may have left either.
+        let _ = self.berth(&[
+            "--profile",
+            "*",
+            "down",
+            "-v",
+            "--remove-orphans",
+            "-t",
+            "0",
+        ]);
         // A root on a disk of its own (`with_root`) goes after the stack.
         let root = self.root().display().to_string();
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();

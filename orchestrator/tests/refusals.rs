@@ -213,6 +213,38 @@ fn two_services_publishing_one_host_port() {
     stack::load(&s.options()).unwrap().check_runnable().unwrap();
 }
 
+/// `extra_hosts` Docker refuses at create time is refused before `up` makes anything;
+/// what it accepts (`host-gateway` on a network or the host's) passes.
+#[test]
+fn extra_hosts_docker_would_refuse() {
+    let runnable = |text: &str| {
+        let s = Stack::new(&[("compose.yaml", text)]);
+        stack::load(&s.options())
+            .unwrap()
+            .check_runnable()
+            .map_err(|e| {
+                e.to_string()
+                    .replace(&s.dir.path().display().to_string(), "DIR")
+            })
+    };
+    assert_eq!(
+        runnable("services:\n  a:\n    image: x\n    extra_hosts: [\"db=10.0.0.300\"]\n").unwrap_err(),
+        "DIR/compose.yaml:4:18: services.a.extra_hosts: service \"a\": extra host db:10.0.0.300: \"10.0.0.300\" is not an IP address (nor host-gateway)"
+    );
+    let e = runnable("services:\n  a:\n    image: x\n    network_mode: none\n    extra_hosts: [\"gw:host-gateway\"]\n").unwrap_err();
+    assert!(
+        e.contains("with `network_mode: none` there is no network"),
+        "{e}"
+    );
+    let e = runnable("services:\n  a:\n    image: x\n  b:\n    image: x\n    network_mode: service:a\n    extra_hosts: [\"h=1.2.3.4\"]\n").unwrap_err();
+    assert!(
+        e.contains("services.b.extra_hosts")
+            && e.contains("cannot be combined with `network_mode: service:a`"),
+        "{e}"
+    );
+    runnable("services:\n  a:\n    image: x\n    extra_hosts: [\"gw:host-gateway\", \"v6=[::1]\"]\n  b:\n    image: x\n    network_mode: host\n    extra_hosts: {gw: host-gateway}\n").unwrap();
+}
+
 #[test]
 fn undefined_networks_and_volumes() {
     let e = refused("services:\n  web:\n    image: x\n    networks: [front]\n");

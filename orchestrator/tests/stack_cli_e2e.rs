@@ -12,7 +12,9 @@ use std::os::fd::OwnedFd;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{cli_subnet, free_port, http_get, pty_read_until, pty_wait_exit, wait_for, Stack};
+use common::{
+    cli_subnet, free_port, http_get, pty_read_until, pty_wait_exit, sh, subnet_in, wait_for, Stack,
+};
 
 fn network(subnet: &str) -> String {
     format!("networks:\n  default:\n    ipam:\n      config: [{{subnet: {subnet}}}]\n")
@@ -434,5 +436,107 @@ fn up_in_the_foreground_follows_logs_and_stops_gracefully_on_ctrl_c() {
         .success());
     assert!(s.ok(&["ps", "-a"]).contains("clifg-web-1"), "kept");
     s.ok(&["down", "-t", "0"]);
+    s.assert_nothing_left();
+}
+
+/// `extra_hosts: ["myhost:host-gateway"]` names the host as the container reaches it:
+/// the gateway of its network (a host address on the stack's bridge), or
+/// on the host's network the loopback, written into a copy of the host's /etc/hosts.
+#[test]
+fn extra_hosts_host_gateway_is_the_networks_gateway() {
+    let net = subnet_in(233, 1);
+    let gateway = net.replace(".0/24", ".1");
+    let s = Stack::new(
+        &format!("hgw{}", std::process::id()),
+        &format!(
+            "services:\n  web:\n    image: busybox:latest\n    command: [sleep, '3600']\n    stop_grace_period: 1s\n    extra_hosts: ['myhost:host-gateway', 'plain=10.233.250.9']\n  hostnet:\n    image: busybox:latest\n    command: [sleep, '3600']\n    stop_grace_period: 1s\n    network_mode: host\n    extra_hosts: {{myhost: host-gateway}}\n{}",
+            network(&net)
+        ),
+    );
+    s.ok(&["up", "-d"]);
+    let (code, hosts) = sh(&s, "web", "cat /etc/hosts");
+    assert_eq!(code, 0, "{hosts}");
+    assert!(
+        hosts.contains(&format!("{gateway}\tmyhost\n")) && hosts.contains("10.233.250.9\tplain\n"),
+        "web's /etc/hosts lacks myhost -> {gateway}:\n{hosts}"
+    );
+    // The name reaches the host: the stack's DNS responder there answers through it.
+    // (Other host services are out of reach: the networking's input chain lets only
+    // DNS, replies and published ports in, see escape.rs.)
+    let (code, out) = sh(&s, "web", "nslookup web myhost");
+    assert!(
+        code == 0 && out.contains(&format!("{gateway}:53")) && out.contains("web"),
+        "asking the host's DNS responder through myhost failed:\n{out}"
+    );
+    let (code, hosts) = sh(&s, "hostnet", "cat /etc/hosts");
+    assert_eq!(code, 0, "{hosts}");
+    let host_hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    assert!(
+        hosts.starts_with(&host_hosts) && hosts.ends_with("127.0.0.1\tmyhost\n"),
+        "hostnet's /etc/hosts is not the host's plus myhost -> 127.0.0.1:\n{hosts}"
+    );
+    s.ok(&["down", "-t", "0"]);
+    s.assert_nothing_left();
+}
+
+/// A service the active profiles leave out is still in the file: never an orphan, not
+/// for `up SERVICE` with another profile nor for `--remove-orphans`; one the file no
+/// longer has is.
+#[test]
+fn services_of_other_profiles_are_not_orphans() {
+    let net = subnet_in(233, 2);
+    let project = format!("prof{}", std::process::id());
+    let file = |with_gone: bool| {
+        format!(
+            "services:\n  holder:\n    image: busybox:latest\n    command: [sleep, '3600']\n    stop_grace_period: 1s\n  extra:\n    image: busybox:latest\n    command: [sleep, '3600']\n    stop_grace_period: 1s\n    profiles: [extra]\n{}{}",
+            if with_gone {
+                "  gone:\n    image: busybox:latest\n    command: [sleep, '3600']\n    stop_grace_period: 1s\n"
+            } else {
+                ""
+            },
+            network(&net)
+        )
+    };
+    let s = Stack::new(&project, &file(true));
+    s.ok(&["up", "-d"]);
+    s.set_compose(&file(false));
+    let o = s.berth(&["--profile", "extra", "up", "-d", "extra"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let said = text(&o);
+    assert!(
+        said.contains(&format!("orphan container {project}-gone-1")),
+        "the removed service is not reported as an orphan:\n{said}"
+    );
+    assert!(
+        !said.contains(&format!("{project}-holder-1")),
+        "holder, in the file, was called an orphan:\n{said}"
+    );
+    // --remove-orphans takes the removed service only.
+    let o = s.berth(&[
+        "--profile",
+        "extra",
+        "up",
+        "-d",
+        "--remove-orphans",
+        "extra",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let ps = s.ok(&["ps", "-a"]);
+    assert!(!ps.contains(&format!("{project}-gone-1")), "{ps}");
+    assert!(
+        ps.lines()
+            .any(|l| l.contains(&format!("{project}-holder-1")) && l.contains("running")),
+        "--remove-orphans took holder:\n{ps}"
+    );
+    // Without the profile, `down` keeps `extra` (as Compose does) and says why.
+    let o = s.berth(&["down", "-t", "0"]);
+    let said = text(&o);
+    assert!(
+        said.contains(&format!("container {project}-extra-1 kept"))
+            && said.contains("not enabled by the active profiles")
+            && !said.contains("orphan"),
+        "{said}"
+    );
+    s.ok(&["--profile", "extra", "down", "-t", "0"]);
     s.assert_nothing_left();
 }

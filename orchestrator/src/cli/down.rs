@@ -46,6 +46,15 @@ pub fn run(global: &GlobalArgs, args: &DownArgs) -> anyhow::Result<i32> {
         Default::default();
     for c in &observed.containers {
         let known = loaded.project.services.contains_key(&c.service);
+        // Defined, but left out by the active profiles: kept, as Compose keeps it (it
+        // is no orphan, so --remove-orphans does not take it either).
+        if !known && loaded.all_services.contains(&c.service) {
+            eprintln!(
+                "warning: container {} kept: its service {} is not enabled by the active profiles; `berth --profile PROFILE down` with one of its profiles removes it",
+                c.name, c.service
+            );
+            continue;
+        }
         if !known && !args.remove_orphans {
             eprintln!(
                 "warning: orphan container {} kept; `berth down --remove-orphans` removes it",

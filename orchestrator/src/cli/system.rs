@@ -14,6 +14,12 @@
 //! - nftables: a chain of Berth's table for one of this root's bridges that no longer
 //!   exists (another root's chains may be between their bridge's making and their own).
 //!
+//! `--root-only` leaves out the two host-wide kinds (empty cgroups of no container,
+//! veths with both ends on the host): nothing in them names a root, so beside another
+//! root's `berth` (parallel CI jobs, the test suite) they may be its objects of the
+//! moment. Marking them with their root would take the engine (cgroups) and networking
+//! (links) recording it; until then this is the honest split.
+//!
 //! Runs under the lock of every project of this root, so no `up` or `down` here is
 //! half-way through while it looks. Exit code 1 when leaks are found and left.
 
@@ -44,6 +50,8 @@ pub struct CheckArgs {
     /// Remove what is found
     #[arg(long)]
     pub fix: bool,
+    #[command(flatten)]
+    pub scope: Scope,
 }
 
 #[derive(Args, Debug)]
@@ -51,14 +59,18 @@ pub struct PruneArgs {
     /// Do not ask for confirmation
     #[arg(short, long)]
     pub force: bool,
+    #[command(flatten)]
+    pub scope: Scope,
 }
 
-/// `BERTH_CHECK_SCOPE=root`: judge only what is attributable to this root (its records,
-/// paths, bridges and containers' cgroups), not the host-wide kinds (empty cgroups of no
-/// container, veths with both ends on the host) that another root's run beside this one
-/// may own for a moment. Test suites whose stacks run side by side use it.
-fn root_scope_only() -> bool {
-    std::env::var("BERTH_CHECK_SCOPE").is_ok_and(|v| v == "root")
+/// Which objects are judged.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct Scope {
+    /// Judge only what this BERTH_ROOT can be shown to own: skip empty `berth-*` cgroups
+    /// of no container and veths with both ends on the host, which may belong to another
+    /// root's berth running beside this one (parallel CI jobs, test suites)
+    #[arg(long)]
+    pub root_only: bool,
 }
 
 /// Objects younger than this are not judged: they may be half-way through being made
@@ -100,24 +112,29 @@ struct Finding {
 }
 
 pub fn run(cmd: &SystemCommand) -> anyhow::Result<i32> {
-    let fix = match cmd {
-        SystemCommand::Check(a) => a.fix,
+    let (fix, scope) = match cmd {
+        SystemCommand::Check(a) => (a.fix, a.scope),
         SystemCommand::Prune(a) => {
             if !a.force && !confirm()? {
                 eprintln!("nothing removed");
                 return Ok(0);
             }
-            true
+            (true, a.scope)
         }
     };
     let paths = Paths::from_env();
     let _all = crate::project_lock::lock_all(&paths.run)?;
-    let findings = scan(&paths)?;
+    let findings = scan(&paths, scope)?;
     if findings.is_empty() {
         eprintln!(
-            "nothing leaked: every object under {} and {} belongs to a live container",
+            "nothing leaked: every object under {} and {} belongs to a live container{}",
             paths.root.display(),
-            paths.run.display()
+            paths.run.display(),
+            if scope.root_only {
+                " (host-wide cgroups and veths not judged: --root-only)"
+            } else {
+                ""
+            }
         );
         return Ok(0);
     }
@@ -198,7 +215,7 @@ struct Live {
     projects: BTreeSet<String>,
 }
 
-fn scan(paths: &Paths) -> anyhow::Result<Vec<Finding>> {
+fn scan(paths: &Paths, scope: Scope) -> anyhow::Result<Vec<Finding>> {
     let mut out = Vec::new();
     let store = Store::new(&paths.root, &paths.run);
     let engine = Engine::new(&paths.root, &paths.run).map_err(|e| anyhow!(e))?;
@@ -326,11 +343,11 @@ fn scan(paths: &Paths) -> anyhow::Result<Vec<Finding>> {
         });
     }
     image_tmp(paths, &mut out);
-    cgroups(&live, &mut out);
+    cgroups(&live, scope, &mut out);
     let bridges = networks(paths, &live, &mut out)?;
     let links = links()?;
     for (name, veth_peer_on_host) in &links {
-        if name.starts_with("berthv") && *veth_peer_on_host && !root_scope_only() {
+        if name.starts_with("berthv") && *veth_peer_on_host && !scope.root_only {
             out.push(Finding {
                 kind: "link",
                 what: name.clone(),
@@ -423,7 +440,7 @@ fn is_container_id(s: &str) -> bool {
 }
 
 /// `berth-<id>` cgroups in every hierarchy, grouped by id.
-fn cgroups(live: &Live, out: &mut Vec<Finding>) {
+fn cgroups(live: &Live, scope: Scope, out: &mut Vec<Finding>) {
     let mut by_id: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     let mut hierarchies: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
         .into_iter()
@@ -456,7 +473,7 @@ fn cgroups(live: &Live, out: &mut Vec<Finding>) {
                 continue;
             }
             "cgroup of a container that does not run"
-        } else if !root_scope_only() && dirs.iter().all(|d| age(d) >= min_age()) {
+        } else if !scope.root_only && dirs.iter().all(|d| age(d) >= min_age()) {
             "empty cgroup of no container"
         } else {
             continue;

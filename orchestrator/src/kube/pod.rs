@@ -757,7 +757,7 @@ fn pod_level(ctx: &mut Ctx<'_>, name: &str, svc: &Service, spec: &mut PodSpec, m
     let mut aliases: Vec<HostAlias> = Vec::new();
     for (host, ips) in &svc.extra_hosts.0 {
         for ip in ips {
-            if ip == "host-gateway" {
+            if ip == crate::stack::model::HOST_GATEWAY {
                 ctx.warnings.service(
                     name,
                     "extra_hosts",

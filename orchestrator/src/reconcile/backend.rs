@@ -17,6 +17,7 @@ use berth_networking::{
 };
 
 use super::execute::{Backend, Health};
+use super::hosts;
 use super::inline_files::InlineFiles;
 use super::plan::{container_name, Action, ContainerState, Observed, ObservedContainer};
 use super::translate::{
@@ -366,6 +367,8 @@ impl EngineBackend {
         let (own_ns, netns) = self.netns_for(svc, &name)?;
         crate::fault::point("up.after-netns");
         let mut etc_files = Vec::new();
+        // The container's /etc/resolv.conf and /etc/hosts, when Berth writes them.
+        let mut etc: Option<(String, String)> = None;
         if let Some(ns) = &own_ns {
             let mut requests = Vec::new();
             for (net_key, opts) in &svc.networks {
@@ -424,11 +427,6 @@ impl EngineBackend {
                 }
             }
             crate::fault::point("up.after-publish");
-            let dir = self.paths.etc(&name);
-            std::fs::create_dir_all(&dir).map_err(err)?;
-            if let Some(parent) = dir.parent() {
-                berth_engine::fsalloc::mark_top_dir(parent);
-            }
             let gateways: Vec<std::net::IpAddr> =
                 attachments.iter().map(|a| a.gateway.into()).collect();
             let servers: Vec<std::net::IpAddr> =
@@ -439,20 +437,27 @@ impl EngineBackend {
                 .map(|a| a.address.addr().into())
                 .collect();
             let host = svc.hostname.clone().unwrap_or_else(|| name.clone());
-            let extra: Vec<dns::ExtraHost> = svc
-                .extra_hosts
-                .0
-                .iter()
-                .flat_map(|(name, ips)| {
-                    ips.iter().filter_map(move |ip| {
-                        Some(dns::ExtraHost {
-                            name: name.clone(),
-                            address: ip.parse().ok()?,
-                        })
-                    })
+            // `host-gateway`: the host as the container reaches it, the gateway (a
+            // host address on the bridge) of its first network.
+            let host_gateway: Vec<std::net::IpAddr> = attachments
+                .first()
+                .map(|a| {
+                    std::iter::once(a.gateway.into())
+                        .chain(a.gateway6.map(Into::into))
+                        .collect()
                 })
-                .collect();
-            let hosts = dns::hosts_file(&host, &addrs, &extra);
+                .unwrap_or_default();
+            let extra = hosts::entries(svc, &host_gateway);
+            etc = Some((resolv, dns::hosts_file(&host, &addrs, &extra)));
+        } else if svc.network_mode.as_deref() == Some("host") {
+            etc = Some(hosts::host_network_files(svc)?);
+        }
+        if let Some((resolv, hosts)) = etc {
+            let dir = self.paths.etc(&name);
+            std::fs::create_dir_all(&dir).map_err(err)?;
+            if let Some(parent) = dir.parent() {
+                berth_engine::fsalloc::mark_top_dir(parent);
+            }
             std::fs::write(dir.join("resolv.conf"), resolv).map_err(err)?;
             std::fs::write(dir.join("hosts"), hosts).map_err(err)?;
             etc_files.push((dir.join("resolv.conf"), "/etc/resolv.conf".to_string()));

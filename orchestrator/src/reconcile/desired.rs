@@ -59,11 +59,18 @@ pub fn desired(loaded: &Loaded, image_digest: &dyn Fn(&str) -> Option<String>) -
         .filter(|v| v.external != Some(true))
         .filter_map(|v| v.name.clone())
         .collect();
+    let disabled = loaded
+        .all_services
+        .iter()
+        .filter(|s| !project.services.contains_key(s.as_str()))
+        .cloned()
+        .collect();
     Desired {
         project: loaded.name.clone(),
         services,
         networks,
         volumes,
+        disabled,
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod desired;
 pub mod execute;
+pub mod hosts;
 pub mod inline_files;
 pub mod plan;
 pub mod translate;

@@ -30,6 +30,9 @@ pub struct Desired {
     /// Networks and volumes by their engine names (`PROJECT_NAME`).
     pub networks: Vec<String>,
     pub volumes: Vec<String>,
+    /// Services the file defines but the active profiles leave out: their containers
+    /// are left alone, not orphans (Compose counts only services no file defines).
+    pub disabled: HashSet<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,7 +283,10 @@ pub fn plan_up(desired: &Desired, observed: &Observed, opts: &UpOptions) -> Plan
         }
         plan.services.insert(name.clone(), ServicePlan { actions });
     }
-    for (_, containers) in by_service {
+    for (service, containers) in by_service {
+        if desired.disabled.contains(service) {
+            continue;
+        }
         for c in containers {
             if opts.remove_orphans {
                 plan.cleanup.push(Action::Remove {
@@ -328,6 +334,7 @@ mod tests {
                 .collect(),
             networks: vec!["p_default".into()],
             volumes: vec!["p_data".into()],
+            disabled: HashSet::new(),
         }
     }
 
@@ -450,6 +457,14 @@ mod tests {
         assert_eq!(
             text(&plan_up(&d, &o, &opts)),
             "remove p-old-1 (orphan: its service is not in the stack file)\n"
+        );
+        // A service the file defines but the active profiles leave out is no orphan:
+        // neither reported nor removed, even with --remove-orphans.
+        let mut d = d;
+        d.disabled.insert("old".into());
+        assert_eq!(
+            text(&plan_up(&d, &o, &opts)),
+            "nothing to do: the stack is up to date\n"
         );
     }
 

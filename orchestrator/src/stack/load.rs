@@ -8,11 +8,14 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
+use super::de::{from_node, Path as KeyPath};
 use super::dotenv;
 use super::error::StackError;
 use super::interpolate;
 use super::merge::{clear_tags, merge_files, merge_service};
+use super::model::Service;
 use super::paths;
+use super::validate;
 use super::yaml::{self, Key, Map, Node, SourceFile, Value};
 
 /// The default file names, in the order Compose looks for them.
@@ -64,6 +67,9 @@ pub struct Tree {
     pub active_profiles: Vec<String>,
     /// Every profile named by any service, sorted, before profiles were applied.
     pub all_profiles: Vec<String>,
+    /// Every service the files define, whatever the profiles (in file order): a
+    /// container of one of these is never an orphan.
+    pub all_services: Vec<String>,
 }
 
 /// Finds the default stack file (and its override) from `dir` up to the root.
@@ -830,9 +836,15 @@ pub fn load_tree(opts: &Options) -> Result<Tree, StackError> {
         );
     }
     let all_profiles = all_profiles(&root);
+    let all_services = root
+        .get("services")
+        .and_then(Node::as_map)
+        .map(|m| m.keys().map(|k| k.name.clone()).collect())
+        .unwrap_or_default();
     apply_profiles(&mut root, &profiles, &opts.services)?;
     Ok(Tree {
         all_profiles,
+        all_services,
         root,
         name,
         working_dir,
@@ -953,7 +965,12 @@ fn apply_profiles(
         let Some(svc) = services.get(name.as_str()) else {
             continue;
         };
-        for dep in service_references(svc) {
+        // The typed service's references (the graph's edges, one list). A service that
+        // does not type brings nothing along: loading refuses it right after, in order.
+        let references = from_node::<Service>(svc, KeyPath::Root)
+            .map(|s| validate::references(&s))
+            .unwrap_or_default();
+        for (dep, _) in references {
             if services.contains_key(dep.as_str()) && enabled.insert(dep.clone()) {
                 queue.push(dep);
             }
@@ -963,43 +980,40 @@ fn apply_profiles(
     Ok(())
 }
 
-/// The services a service node names (depends_on, links, network_mode, volumes_from, …).
-pub fn service_references(svc: &Node) -> Vec<String> {
-    let mut out = Vec::new();
-    match svc.get("depends_on").map(|n| &n.value) {
-        Some(Value::Seq(items)) => {
-            out.extend(items.iter().filter_map(|n| n.as_str().map(str::to_string)))
-        }
-        Some(Value::Map(m)) => out.extend(m.keys().map(|k| k.name.clone())),
-        _ => {}
-    }
-    for key in ["network_mode", "ipc", "pid"] {
-        if let Some(s) = svc
-            .get(key)
-            .and_then(Node::as_str)
-            .and_then(|s| s.strip_prefix("service:"))
-        {
-            out.push(s.to_string());
-        }
-    }
-    if let Some(items) = svc.get("volumes_from").and_then(Node::as_seq) {
-        for v in items.iter().filter_map(Node::as_str) {
-            if !v.starts_with("container:") {
-                out.push(v.split(':').next().unwrap_or(v).to_string());
-            }
-        }
-    }
-    if let Some(items) = svc.get("links").and_then(Node::as_seq) {
-        for v in items.iter().filter_map(Node::as_str) {
-            out.push(v.split(':').next().unwrap_or(v).to_string());
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A service a profile enables brings along each service it references, by every
+    /// kind of reference the dependency graph knows; the rest stay out, but in
+    /// `all_services`.
+    #[test]
+    fn an_enabled_service_brings_every_service_it_references() {
+        let text = "services:\n  app:\n    image: x\n    profiles: [p]\n    depends_on: {db: {condition: service_healthy, required: false}}\n    network_mode: service:net\n    ipc: service:shm\n    pid: service:init\n    volumes_from: ['vol:ro', 'container:outside']\n    links: ['lnk:alias']\n  db: {image: x, profiles: [never]}\n  net: {image: x, profiles: [never]}\n  shm: {image: x, profiles: [never]}\n  init: {image: x, profiles: [never]}\n  vol: {image: x, profiles: [never]}\n  lnk: {image: x, profiles: [never]}\n  off: {image: x, profiles: [never]}\n  plain: {image: x}\n";
+        let tree = load_tree(&Options {
+            files: vec!["-".into()],
+            stdin: Some(text.into()),
+            project_name: Some("t".into()),
+            profiles: vec!["p".into()],
+            environment: Some(IndexMap::new()),
+            ..Options::default()
+        })
+        .unwrap();
+        let kept: Vec<&str> = tree
+            .root
+            .get("services")
+            .and_then(Node::as_map)
+            .unwrap()
+            .keys()
+            .map(|k| k.name.as_str())
+            .collect();
+        assert_eq!(
+            kept,
+            ["app", "db", "net", "shm", "init", "vol", "lnk", "plain"]
+        );
+        assert_eq!(tree.all_services.len(), 9);
+        assert!(tree.all_services.iter().any(|s| s == "off"));
+    }
 
     #[test]
     fn project_names_normalize_as_compose_does() {

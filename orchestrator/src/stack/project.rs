@@ -28,6 +28,9 @@ pub struct Loaded {
     pub warnings: Vec<String>,
     /// Every profile any service names, sorted.
     pub all_profiles: Vec<String>,
+    /// Every service the files define, whatever the profiles: the model holds only the
+    /// enabled ones, but a container of a disabled one is not an orphan (Compose's rule).
+    pub all_services: Vec<String>,
     pub graph: ServiceGraph,
     /// The merged tree the project was typed from: where each value was written, for
     /// errors found after loading.
@@ -63,6 +66,7 @@ pub fn load(opts: &Options) -> Result<Loaded, StackError> {
         environment: tree.environment,
         warnings,
         all_profiles: tree.all_profiles,
+        all_services: tree.all_services,
         graph,
         root: tree.root,
     })

@@ -3,9 +3,10 @@
 //! the dependency graph must have no cycle.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use super::error::StackError;
-use super::model::{Project, VolumeType};
+use super::model::{Project, Service, VolumeType, HOST_GATEWAY};
 use super::project::span_at;
 use super::yaml::Node;
 use crate::graph::{Condition, EdgeKind, GraphError, ServiceGraph};
@@ -36,10 +37,49 @@ pub fn check(
 }
 
 /// What must hold before a stack is brought up, beyond loading: no two services bind the
-/// same host port; every secret or config taken from an environment variable has it.
+/// same host port; `extra_hosts` Docker would accept; every secret or config taken from an
+/// environment variable has it.
 pub fn check_runnable(loaded: &super::Loaded) -> Result<(), StackError> {
     check_ports(&loaded.project, &loaded.root)?;
+    for (name, svc) in &loaded.project.services {
+        check_extra_hosts(name, svc).map_err(|m| {
+            StackError::at(
+                &span_at(&loaded.root, &["services", name, "extra_hosts"]),
+                format!("services.{name}.extra_hosts"),
+                m,
+            )
+        })?;
+    }
     check_environment_sources(loaded)
+}
+
+/// Refuses what Docker refuses at create time, before `up` makes anything: an address
+/// that is neither an IP nor `host-gateway`, `host-gateway` in a container with no
+/// network to reach the host through, and entries for a container that shares another
+/// one's network namespace (and so its /etc/hosts).
+fn check_extra_hosts(name: &str, svc: &Service) -> Result<(), String> {
+    let mode = svc.network_mode.as_deref().unwrap_or_default();
+    for (host, ips) in &svc.extra_hosts.0 {
+        if mode.starts_with("service:") || mode.starts_with("container:") {
+            return Err(format!(
+                "service {name:?}: `extra_hosts` cannot be combined with `network_mode: {mode}`: the container uses the /etc/hosts of the namespace it joins (Docker refuses this too); drop one of the two"
+            ));
+        }
+        for ip in ips {
+            if ip == HOST_GATEWAY {
+                if mode == "none" {
+                    return Err(format!(
+                        "service {name:?}: extra host {host}:{HOST_GATEWAY}: with `network_mode: none` there is no network to reach the host through"
+                    ));
+                }
+            } else if ip.parse::<IpAddr>().is_err() {
+                return Err(format!(
+                    "service {name:?}: extra host {host}:{ip}: {ip:?} is not an IP address (nor {HOST_GATEWAY})"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A secret or config a service uses with `environment: VAR` needs VAR set (in the
@@ -64,8 +104,12 @@ fn check_environment_sources(loaded: &super::Loaded) -> Result<(), StackError> {
     Ok(())
 }
 
-fn edges(project: &Project, name: &str, strict: bool) -> Vec<(String, EdgeKind)> {
-    let svc = &project.services[name];
+/// The services `svc` names, each with how: `depends_on` (with its condition),
+/// `network_mode`/`ipc`/`pid: service:X`, `volumes_from` (not `container:`), `links`.
+/// The one list of service-to-service references: the dependency graph's edges, and
+/// what a service enabled by a profile or on the command line brings along
+/// (`load::apply_profiles`).
+pub fn references(svc: &Service) -> Vec<(String, EdgeKind)> {
     let mut out = Vec::new();
     for (dep, d) in &svc.depends_on {
         out.push((
@@ -109,6 +153,11 @@ fn edges(project: &Project, name: &str, strict: bool) -> Vec<(String, EdgeKind)>
             EdgeKind::Links,
         ));
     }
+    out
+}
+
+fn edges(project: &Project, name: &str, strict: bool) -> Vec<(String, EdgeKind)> {
+    let mut out = references(&project.services[name]);
     if !strict {
         out.retain(|(dep, _)| project.services.contains_key(dep));
     }

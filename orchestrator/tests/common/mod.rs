@@ -1,4 +1,4 @@
-//! What the end-to-end stack tests share (stack_e2e, stack_cli_e2e, faults): a project
+//! What the end-to-end stack tests share (stack_e2e, stack_cli_e2e, faults, build_e2e, …): a project
 //! directory with its own BERTH_ROOT, BERTH_RUN and busybox image ([`Stack`]), a guard
 //! that runs `berth down -v` however the test ends, and the check that nothing of the
 //! stack is left on the host, with `berth system check` as one more witness.
@@ -32,10 +32,12 @@ impl Stack {
     /// written there (the full-disk test mounts a small tmpfs on it).
     pub fn with_root(project: &str, compose: &str, prepare_root: impl FnOnce(&Path)) -> Stack {
         let bin = Path::new(berth_bin()).parent().unwrap();
-        assert!(
-            bin.join("berth-monitor").exists() && bin.join("berth-dns").exists(),
-            "build the whole workspace first (berth-monitor and berth-dns beside berth)"
-        );
+        for helper in ["berth-monitor", "berth-dns", "berth-runtime"] {
+            assert!(
+                bin.join(helper).exists(),
+                "build the whole workspace first ({helper} beside berth)"
+            );
+        }
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir()
@@ -50,27 +52,8 @@ impl Stack {
         }
         prepare_root(&s.root());
         s.set_compose(compose);
-        let rootfs = s.dir.path().join("rootfs");
-        berth_tests::busybox_rootfs(&rootfs).unwrap();
-        std::fs::write(rootfs.join("var/www/index.html"), "hello from berth\n").unwrap();
-        let tar = s.dir.path().join("rootfs.tar");
-        let st = Command::new("tar")
-            .args([
-                "-C",
-                rootfs.to_str().unwrap(),
-                "-cf",
-                tar.to_str().unwrap(),
-                ".",
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let o = s.berth(&["image", "import", tar.to_str().unwrap(), "busybox:latest"]);
-        assert!(
-            o.status.success(),
-            "import: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        let tar = berth_tests::busybox_tar(s.dir.path()).unwrap();
+        s.ok(&["image", "import", tar.to_str().unwrap(), "busybox:latest"]);
         let _ = std::fs::remove_file(&tar);
         s
     }
@@ -122,15 +105,20 @@ impl Stack {
         }
     }
 
+    /// Runs a verb that must succeed; returns its stdout.
     pub fn ok(&self, args: &[&str]) -> String {
+        self.ok_with_stderr(args).0
+    }
+
+    /// Runs a verb that must succeed; returns its stdout and stderr.
+    pub fn ok_with_stderr(&self, args: &[&str]) -> (String, String) {
         let o = self.berth(args);
-        assert!(
-            o.status.success(),
-            "berth {args:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
+        let (out, err) = (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
         );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        assert!(o.status.success(), "berth {args:?} failed:\n{out}\n{err}");
+        (out, err)
     }
 
     pub fn set_compose(&self, compose: &str) {
@@ -212,8 +200,7 @@ impl Stack {
         // And Berth's own leak check agrees.
         // Only what is this root's: other tests' stacks run beside this one.
         let check = self
-            .command(&["system", "check"])
-            .env("BERTH_CHECK_SCOPE", "root")
+            .command(&["system", "check", "--root-only"])
             .output()
             .unwrap();
         assert_eq!(
@@ -228,7 +215,17 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let _ = self.berth(&["down", "-v", "-t", "0"]);
+        // Every service whatever its profile, and orphans too: a test that failed
+        // half-way may have left either.
+        let _ = self.berth(&[
+            "--profile",
+            "*",
+            "down",
+            "-v",
+            "--remove-orphans",
+            "-t",
+            "0",
+        ]);
         // A root on a disk of its own (`with_root`) goes after the stack.
         let root = self.root().display().to_string();
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -289,9 +286,10 @@ pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 
 /// A /24 of test block `10.BLOCK.0.0/16` for test `seed` (1..=10): each seed a band of
 /// 25, picked by pid, so that parallel test processes (whose pids differ) and the tests
-/// of one file (whose seeds differ) never pick the same subnet. Blocks: 214 stack_e2e,
+/// of one file (whose seeds differ) never pick the same subnet. Blocks: 214 stack_e2e, 222 build_e2e,
 /// 224 stack_cli_e2e, 225 stack_e2e's example/volume/IPv6 tests, 226 faults, 228 the
-/// hardening tests (escape.rs's gateway test, secrets).
+/// hardening tests (escape.rs's gateway test, secrets), 233 stack_cli_e2e's extra_hosts
+/// and profile tests.
 pub fn subnet_in(block: u8, seed: u32) -> String {
     assert!((1..=10).contains(&seed));
     format!(

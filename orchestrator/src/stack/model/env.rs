@@ -86,6 +86,10 @@ pub(crate) fn env_files<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<EnvFile>,
     d.deserialize_any(EnvFilesVisitor)
 }
 
+/// The `extra_hosts` address Docker (and Podman) replace by the host's address, as the
+/// container reaches it.
+pub const HOST_GATEWAY: &str = "host-gateway";
+
 /// `extra_hosts`: host name → addresses, in the order written.
 ///
 /// Read from a list of `HOST=IP` (or the older `HOST:IP`; `IP` may list several

@@ -63,7 +63,7 @@ pub use deploy::{
     Placement, PlacementPreference, ResourceLimits, ResourceReservations, Resources, UpdateConfig,
     UpdateOrder,
 };
-pub use env::{EnvFile, ExtraHosts};
+pub use env::{EnvFile, ExtraHosts, HOST_GATEWAY};
 pub use healthcheck::Healthcheck;
 pub use hooks::{Develop, PreStartHook, ServiceHook, WatchAction, WatchRule};
 pub use networks::{ServiceModel, ServiceNetwork};

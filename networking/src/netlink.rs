@@ -64,6 +64,20 @@ pub struct Link {
     pub mac: Option<[u8; 6]>,
 }
 
+impl Link {
+    /// A link known only by index and name (what [`Netlink::index_of`] gives).
+    pub fn known(index: u32, name: &str) -> Link {
+        Link {
+            index,
+            name: name.to_string(),
+            controller: None,
+            up: false,
+            gso_ipv4_max_size: None,
+            mac: None,
+        }
+    }
+}
+
 /// `IFLA_GSO_IPV4_MAX_SIZE` and `IFLA_GRO_IPV4_MAX_SIZE` (linux/if_link.h, kernel 6.3+),
 /// which netlink-packet-route does not name yet. Older kernels ignore attributes they do
 /// not know in link requests, so sending them is harmless there.
@@ -209,6 +223,18 @@ impl Netlink {
             .collect())
     }
 
+    /// The index of the link called `name` in the calling thread's namespace, or `None`
+    /// when there is none: an ioctl the kernel answers under RCU, so it neither waits for
+    /// the rtnl lock nor parses a full link message like [`Netlink::link_by_name`].
+    pub fn index_of(name: &str) -> Option<u32> {
+        let c = std::ffi::CString::new(name).ok()?;
+        // SAFETY: a NUL-terminated string that outlives the call.
+        match unsafe { libc::if_nametoindex(c.as_ptr()) } {
+            0 => None,
+            i => Some(i),
+        }
+    }
+
     /// The link called `name`, or `None` when there is none.
     pub fn link_by_name(&mut self, name: &str) -> Result<Option<Link>> {
         let mut msg = LinkMessage::default();
@@ -250,9 +276,10 @@ impl Netlink {
     }
 
     /// Creates a veth pair in one request: `host_name` here, a port of bridge `controller`
-    /// (if given)
-    /// and up; its peer `peer_name` directly inside the namespace `peer_netns` (so no
-    /// interface ever appears in the host namespace under a container's name).
+    /// (if given) and up; its peer `peer_name` directly inside the namespace `peer_netns`
+    /// (so no interface ever appears in the host namespace under a container's name). The
+    /// peer cannot come up in the same request (the kernel refuses with ENOTCONN: the
+    /// pair is not joined yet when it applies the peer's flags).
     pub fn create_veth(
         &mut self,
         host_name: &str,

@@ -19,6 +19,9 @@ use nix::sched::{setns, unshare, CloneFlags};
 
 use crate::error::{NetError, Result};
 
+/// The index the kernel gives each namespace's loopback device, its first link.
+const LOOPBACK_IFINDEX: u32 = 1;
+
 /// A network namespace kept alive by a bind mount at `path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Netns {
@@ -106,9 +109,8 @@ impl Netns {
         ns.run(|| -> Result<()> {
             let mut nl = crate::netlink::Netlink::open()
                 .map_err(|e| NetError::io("open netlink socket", e))?;
-            if let Some(lo) = nl.link_by_name("lo")? {
-                nl.set_up(lo.index)?;
-            }
+            // Every namespace's `lo` is made first, as index 1 (LOOPBACK_IFINDEX).
+            nl.set_up(LOOPBACK_IFINDEX)?;
             Ok(())
         })??;
         Ok(ns)

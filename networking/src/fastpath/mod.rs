@@ -40,7 +40,9 @@
 
 pub(crate) mod bpf;
 
+use std::collections::HashMap;
 use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex};
 
 use berth_bpf::map::Map;
 use berth_bpf::BpfError;
@@ -108,23 +110,60 @@ fn find_map(nl: &mut Netlink, bridge: &Link) -> Result<Option<Map>, FastPathErro
     bpf::map_of_program(bridge, prog).map(Some)
 }
 
-/// Puts member `host_veth` (a port of `bridge`, the host end of the pair whose inner end
-/// has MAC `member_mac`) on its network's fast path.
+/// The maps of the networks this process put members on, by block (the bridge's
+/// ifindex). Finding a map goes through a dump of the block's filters, for which the
+/// kernel takes the host-wide rtnl lock: once per network, not once per member, when a
+/// stack's containers attach in parallel. Forgotten when this process takes a member
+/// off (the block may go with its last member). A block another process emptied
+/// meanwhile leaves the entry stale: members then join a map no filter reads and their
+/// traffic goes through the bridge, as without the fast path.
+#[derive(Default)]
+pub(crate) struct Maps(Mutex<HashMap<u32, Arc<Map>>>);
+
+impl Maps {
+    fn get(&self, block: u32) -> Option<Arc<Map>> {
+        self.0.lock().expect("maps lock").get(&block).cloned()
+    }
+
+    fn put(&self, block: u32, map: Map) -> Arc<Map> {
+        let map = Arc::new(map);
+        self.0
+            .lock()
+            .expect("maps lock")
+            .insert(block, Arc::clone(&map));
+        map
+    }
+
+    /// Forgets the map of the network whose bridge is `bridge_name`.
+    pub(crate) fn forget(&self, bridge_name: &str) {
+        if let Some(block) = Netlink::index_of(bridge_name) {
+            self.0.lock().expect("maps lock").remove(&block);
+        }
+    }
+}
+
+/// Puts member `host_veth` (the index of a port of `bridge`, the host end of the pair
+/// whose inner end has MAC `member_mac`) on its network's fast path.
 pub(crate) fn join(
     nl: &mut Netlink,
     bridge: &Link,
-    host_veth: &Link,
+    host_veth: u32,
     member_mac: [u8; 6],
+    maps: &Maps,
 ) -> Result<(), FastPathError> {
     // The qdisc first: the block exists from its first qdisc on, and a filter can only be
     // added to an existing block.
-    nl.add_clsact_with_ingress_block(host_veth.index, bridge.index)?;
+    nl.add_clsact_with_ingress_block(host_veth, bridge.index)?;
+    if let Some(map) = maps.get(bridge.index) {
+        return bpf::map_set(&map, &bpf::mac_key(member_mac), host_veth)
+            .map_err(bpf_err(bridge, "add the member to the map"));
+    }
     let found = match find_map(nl, bridge) {
         Ok(found) => found,
         Err(e) => {
             // Not our block (or not usable): off it again, so no filter of someone
             // else's runs on our member's traffic.
-            let _ = nl.delete_clsact(host_veth.index);
+            let _ = nl.delete_clsact(host_veth);
             return Err(e);
         }
     };
@@ -135,11 +174,19 @@ pub(crate) fn join(
             let prog = bpf::load_program(&map).map_err(bpf_err(bridge, "load the program"))?;
             // The filter holds the program, which holds the map: both live as long as
             // the block has the filter, not as long as these fds.
-            nl.add_bpf_filter(bridge.index, PRIO, HANDLE, prog.as_fd(), bpf::PROGRAM_NAME)?;
-            map
+            match nl.add_bpf_filter(bridge.index, PRIO, HANDLE, prog.as_fd(), bpf::PROGRAM_NAME) {
+                Ok(()) => map,
+                // Members attach in parallel: another one's first join made the filter
+                // between our look and our add. Theirs is the network's map.
+                Err(e) => match find_map(nl, bridge) {
+                    Ok(Some(theirs)) => theirs,
+                    _ => return Err(e.into()),
+                },
+            }
         }
     };
-    bpf::map_set(&map, &bpf::mac_key(member_mac), host_veth.index)
+    let map = maps.put(bridge.index, map);
+    bpf::map_set(&map, &bpf::mac_key(member_mac), host_veth)
         .map_err(bpf_err(bridge, "add the member to the map"))
 }
 

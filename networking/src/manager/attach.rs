@@ -18,6 +18,122 @@ impl Networking {
                 });
             }
         }
+        let ns_file = ns.open()?;
+        let mut inner = ns
+            .run(Netlink::open)?
+            .map_err(|e| NetError::io("open netlink socket in namespace", e))?;
+        let mut host = host_netlink()?;
+        // Under the store lock only the bookkeeping: check every request, lease the
+        // addresses, record them. The pairs and the inside are made after letting go, so
+        // the containers of a stack attach in parallel instead of one after another.
+        // What is there already, looked up before taking the lock: netlink calls wait for
+        // the kernel's rtnl lock, which other attaches hold while they make their pairs.
+        let host_ifs: Vec<String> = requests
+            .iter()
+            .map(|r| names::host_veth_name(&self.config.root, &r.network, ns.name()))
+            .collect();
+        let host_links = host_ifs
+            .iter()
+            .map(|h| match Netlink::index_of(h) {
+                // Usually not there: the cheap look says so without the rtnl lock.
+                None => Ok(None),
+                Some(_) => host.link_by_name(h).map_err(NetError::from),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let taken_names: BTreeSet<String> = inner.links()?.into_iter().map(|l| l.name).collect();
+        let (states, planned, default_idx) = self.lease(ns, requests, &host_links, taken_names)?;
+        let made: Vec<(String, String)> = planned
+            .iter()
+            .zip(&states)
+            .filter(|(p, _)| p.new_pair)
+            .map(|(p, s)| (s.name.clone(), p.host_if.clone()))
+            .collect();
+        let mut out = Vec::new();
+        let result = (|| -> Result<()> {
+            for (i, (p, state)) in planned.iter().zip(&states).enumerate() {
+                let bridge = crate::netlink::Link::known(bridge_index(state)?, &state.bridge);
+                if p.new_pair {
+                    // A host end left by a crash (checked under the lock to be on our bridge).
+                    if p.leftover {
+                        host.delete_link(&p.host_if)?;
+                    }
+                    host.create_veth(
+                        &p.host_if,
+                        Some(bridge.index),
+                        &p.ifname,
+                        ns_file.as_fd(),
+                        state.mtu,
+                    )?;
+                    self.big_tcp_on_bridge(&mut host, &bridge);
+                }
+                crate::fault::point("attach-after-veth");
+                let link = inner.link_by_name(&p.ifname)?.ok_or_else(|| {
+                    NetError::io(
+                        format!("{} did not appear in {}", p.ifname, ns.path().display()),
+                        std::io::Error::from_raw_os_error(libc::ENODEV),
+                    )
+                })?;
+                let addr = Ipv4Net::new(p.address, state.subnet.prefix_len()).expect("prefix");
+                inner.add_address(link.index, addr)?;
+                inner.set_up(link.index)?;
+                let addr6 = match (p.address6, state.subnet6) {
+                    (Some(a), Some(net6)) => {
+                        let a = Ipv6Net::new(a, net6.prefix_len()).expect("prefix");
+                        inner.add_address6(link.index, a)?;
+                        Some(a)
+                    }
+                    _ => None,
+                };
+                if state.fast_path {
+                    self.fast_path_join(&mut host, state, &bridge, p, &link);
+                }
+                if default_idx == Some(i) {
+                    inner.add_default_route(state.gateway)?;
+                    if let (Some(g6), Some(_)) = (state.gateway6, addr6) {
+                        inner.add_default_route(g6)?;
+                    }
+                }
+                out.push(Attachment {
+                    network: state.name.clone(),
+                    interface: p.ifname.clone(),
+                    address: addr,
+                    gateway: state.gateway,
+                    address6: addr6,
+                    gateway6: state.gateway6,
+                    host_interface: p.host_if.clone(),
+                    default_route: default_idx == Some(i),
+                });
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            // Undo what this call made; the error that stopped it is the one reported.
+            for (network, host_if) in &made {
+                if let Some(s) = states.iter().find(|s| &s.name == network) {
+                    self.fast_maps.forget(&s.bridge);
+                    let _ = crate::fastpath::leave(&mut host, &s.bridge, host_if);
+                }
+                let _ = host.delete_link(host_if);
+            }
+            self.forget_leases(ns, made.iter().map(|(n, _)| n.as_str()));
+            return Err(e);
+        }
+        Ok(out)
+    }
+
+    /// The bookkeeping half of [`Self::attach`], under the store lock: loads the
+    /// networks, checks every request before anything is made (a bad address for the
+    /// second network must not leave the first one attached), and records a lease for
+    /// each pair still to be made — before the pair exists, so removal after a crash
+    /// finds it. Returns the networks as recorded, what to make on each, and which one
+    /// carries the default route.
+    fn lease(
+        &self,
+        ns: &Netns,
+        requests: &[AttachRequest],
+        host_links: &[Option<crate::netlink::Link>],
+        mut taken_names: BTreeSet<String>,
+    ) -> Result<(Vec<NetworkState>, Vec<Planned>, Option<usize>)> {
         let lock = self.store.lock()?;
         let mut states = Vec::with_capacity(requests.len());
         for r in requests {
@@ -37,18 +153,10 @@ impl Networking {
                 default_idx = Some(i);
             }
         }
-        let ns_file = ns.open()?;
-        let mut inner = ns
-            .run(Netlink::open)?
-            .map_err(|e| NetError::io("open netlink socket in namespace", e))?;
-        let mut host = host_netlink()?;
-        // Every request is checked before anything is made: a bad address for the second
-        // network must not leave the first one attached.
-        for (req, state) in requests.iter().zip(&states) {
+        for ((req, state), host_link) in requests.iter().zip(&states).zip(host_links) {
             let existing = state.leases.get(ns.name());
             if let (Some(l), Some(want)) = (existing, req.ipv4_address) {
-                let host_if = names::host_veth_name(&self.config.root, &state.name, ns.name());
-                if want != l.address && host.link_by_name(&host_if)?.is_some() {
+                if want != l.address && host_link.is_some() {
                     return Err(NetError::InvalidNetwork {
                         network: state.name.clone(),
                         problem: format!(
@@ -81,214 +189,159 @@ impl Networking {
                 });
             }
             if existing.is_none() || req.ipv4_address.is_some() {
-                let used: Vec<(Ipv4Addr, String)> = state
-                    .leases
-                    .iter()
-                    .filter(|(k, _)| k.as_str() != ns.name())
-                    .map(|(k, l)| (l.address, k.clone()))
-                    .collect();
                 ipam::allocate(
                     &state.name,
                     state.subnet,
                     state.gateway,
                     state.ip_range,
                     req.ipv4_address,
-                    &used,
+                    &used4(state, ns.name()),
                 )?;
             }
         }
-        let mut made: Vec<(String, String)> = Vec::new(); // (network, host_if) made by this call
-        let mut out = Vec::new();
+        // Inner names are given out in request order; pairs of this call are not made
+        // yet, so the names it gave count as taken too.
+        let mut planned = Vec::with_capacity(requests.len());
+        let mut leased: Vec<String> = Vec::new();
         let result = (|| -> Result<()> {
-            for (i, (req, state)) in requests.iter().zip(states.iter_mut()).enumerate() {
+            for ((req, state), host_link) in requests.iter().zip(states.iter_mut()).zip(host_links)
+            {
                 let host_if = names::host_veth_name(&self.config.root, &state.name, ns.name());
                 let existing = state.leases.get(ns.name()).cloned();
-                let host_link = host.link_by_name(&host_if)?;
                 // Already attached (a restarted container, or `up` run again): keep the
                 // pair and the address, and make sure the inside is configured (a crash may
                 // have come between making the pair and configuring it).
-                let reuse = match &existing {
-                    Some(l) if l.interface.is_some() && host_link.is_some() => {
-                        if req.ipv4_address.is_some_and(|want| want != l.address) {
-                            return Err(NetError::InvalidNetwork {
-                                network: state.name.clone(),
-                                problem: format!(
-                                    "namespace {} is attached with address {}; detach it to change its address",
-                                    ns.name(),
-                                    l.address
-                                ),
-                            });
-                        }
-                        Some(l.clone())
+                if let Some(l) = existing
+                    .as_ref()
+                    .filter(|l| l.interface.is_some() && host_link.is_some())
+                {
+                    if req.ipv4_address.is_some_and(|want| want != l.address) {
+                        return Err(NetError::InvalidNetwork {
+                            network: state.name.clone(),
+                            problem: format!(
+                                "namespace {} is attached with address {}; detach it to change its address",
+                                ns.name(),
+                                l.address
+                            ),
+                        });
                     }
-                    _ => None,
-                };
-                let (address, address6, ifname) = if let Some(lease) = reuse {
-                    if !req.dns_names.is_empty() && req.dns_names != lease.dns_names {
-                        let l = state.leases.get_mut(ns.name()).expect("present");
-                        l.dns_names = req.dns_names.clone();
+                    if !req.dns_names.is_empty() && req.dns_names != l.dns_names {
+                        let lease = state.leases.get_mut(ns.name()).expect("present");
+                        lease.dns_names = req.dns_names.clone();
                         self.store.save(&lock, state)?;
                     }
-                    (
-                        lease.address,
-                        lease.address6,
-                        lease.interface.expect("checked"),
-                    )
-                } else {
-                    let bridge = host.link_by_name(&state.bridge)?.ok_or_else(|| {
-                        NetError::UnknownNetwork(format!(
-                            "{} (its bridge {} is gone: ensure the network again)",
-                            state.name, state.bridge
-                        ))
-                    })?;
-                    // A host end by our name is a crash's leftover only if it is on our
-                    // bridge (pairs are made on it in the same request); else not ours.
-                    if host_link
-                        .as_ref()
-                        .is_some_and(|l| l.controller != Some(bridge.index))
-                    {
+                    planned.push(Planned {
+                        host_if,
+                        ifname: l.interface.clone().expect("checked"),
+                        address: l.address,
+                        address6: l.address6,
+                        new_pair: false,
+                        leftover: false,
+                    });
+                    continue;
+                }
+                // A host end by our name is a crash's leftover only if it is on our
+                // bridge (pairs are made on it in the same request); else not ours.
+                if let Some(l) = host_link {
+                    if l.controller != Some(bridge_index(state)?) {
                         return Err(NetError::NameTaken {
                             name: host_if.clone(),
                             what: "the host end of this namespace's veth pair",
                         });
                     }
-                    // A lease without its link is a crash's leftover: keep its address.
-                    let address = match (&existing, req.ipv4_address) {
-                        (Some(l), None) => l.address,
-                        (Some(l), Some(want)) if l.address == want => want,
-                        _ => {
-                            let used: Vec<(Ipv4Addr, String)> = state
-                                .leases
-                                .iter()
-                                .filter(|(k, _)| k.as_str() != ns.name())
-                                .map(|(k, l)| (l.address, k.clone()))
-                                .collect();
-                            ipam::allocate(
-                                &state.name,
-                                state.subnet,
-                                state.gateway,
-                                state.ip_range,
-                                req.ipv4_address,
-                                &used,
-                            )?
-                        }
-                    };
-                    let address6 = match (state.subnet6, state.gateway6) {
-                        (Some(subnet6), Some(gateway6)) => match (&existing, req.ipv6_address) {
-                            (
-                                Some(Lease {
-                                    address6: Some(a), ..
-                                }),
-                                None,
-                            ) => Some(*a),
-                            (
-                                Some(Lease {
-                                    address6: Some(a), ..
-                                }),
-                                Some(want),
-                            ) if *a == want => Some(want),
-                            _ => Some(ipam::allocate6(
-                                &state.name,
-                                subnet6,
-                                gateway6,
-                                req.ipv6_address,
-                                &used6(state, ns.name()),
-                            )?),
-                        },
-                        _ => None,
-                    };
-                    let taken_names: BTreeSet<String> =
-                        inner.links()?.into_iter().map(|l| l.name).collect();
-                    let ifname = (0..100)
-                        .map(|n| format!("eth{n}"))
-                        .find(|n| !taken_names.contains(n))
-                        .ok_or_else(|| NetError::NoInterfaceName(ns.name().to_string()))?;
-                    state.leases.insert(
-                        ns.name().to_string(),
-                        Lease {
-                            address,
-                            address6,
-                            host_interface: host_if.clone(),
-                            interface: Some(ifname.clone()),
-                            netns_path: ns.path().to_path_buf(),
-                            ports: existing.map(|l| l.ports).unwrap_or_default(),
-                            fixed: req.ipv4_address.is_some(),
-                            dns_names: req.dns_names.clone(),
-                        },
-                    );
-                    // Recorded before the pair exists, so removal after a crash finds it.
-                    self.store.save(&lock, state)?;
-                    made.push((state.name.clone(), host_if.clone()));
-                    crate::fault::point("attach-after-lease");
-                    // A host end left by a crash (checked above to be on our bridge).
-                    if host_link.is_some() {
-                        host.delete_link(&host_if)?;
-                    }
-                    host.create_veth(
-                        &host_if,
-                        Some(bridge.index),
-                        &ifname,
-                        ns_file.as_fd(),
-                        state.mtu,
-                    )?;
-                    big_tcp_on_bridge(&mut host, &bridge);
-                    (address, address6, ifname)
+                }
+                // A lease without its link is a crash's leftover: keep its address.
+                let address = match (&existing, req.ipv4_address) {
+                    (Some(l), None) => l.address,
+                    (Some(l), Some(want)) if l.address == want => want,
+                    _ => ipam::allocate(
+                        &state.name,
+                        state.subnet,
+                        state.gateway,
+                        state.ip_range,
+                        req.ipv4_address,
+                        &used4(state, ns.name()),
+                    )?,
                 };
-                crate::fault::point("attach-after-veth");
-                let link = inner.link_by_name(&ifname)?.ok_or_else(|| {
-                    NetError::io(
-                        format!("{ifname} did not appear in {}", ns.path().display()),
-                        std::io::Error::from_raw_os_error(libc::ENODEV),
-                    )
-                })?;
-                let addr = Ipv4Net::new(address, state.subnet.prefix_len()).expect("prefix");
-                inner.add_address(link.index, addr)?;
-                inner.set_up(link.index)?;
-                let addr6 = match (address6, state.subnet6) {
-                    (Some(a), Some(net6)) => {
-                        let a = Ipv6Net::new(a, net6.prefix_len()).expect("prefix");
-                        inner.add_address6(link.index, a)?;
-                        Some(a)
-                    }
+                let address6 = match (state.subnet6, state.gateway6) {
+                    (Some(subnet6), Some(gateway6)) => match (&existing, req.ipv6_address) {
+                        (
+                            Some(Lease {
+                                address6: Some(a), ..
+                            }),
+                            None,
+                        ) => Some(*a),
+                        (
+                            Some(Lease {
+                                address6: Some(a), ..
+                            }),
+                            Some(want),
+                        ) if *a == want => Some(want),
+                        _ => Some(ipam::allocate6(
+                            &state.name,
+                            subnet6,
+                            gateway6,
+                            req.ipv6_address,
+                            &used6(state, ns.name()),
+                        )?),
+                    },
                     _ => None,
                 };
-                if state.fast_path {
-                    fast_path_join(&mut host, state, &host_if, &link);
-                }
-                if default_idx == Some(i) {
-                    inner.add_default_route(state.gateway)?;
-                    if let (Some(g6), Some(_)) = (state.gateway6, addr6) {
-                        inner.add_default_route(g6)?;
-                    }
-                }
-                out.push(Attachment {
-                    network: state.name.clone(),
-                    interface: ifname,
-                    address: addr,
-                    gateway: state.gateway,
-                    address6: addr6,
-                    gateway6: state.gateway6,
-                    host_interface: host_if,
-                    default_route: default_idx == Some(i),
+                let ifname = (0..100)
+                    .map(|n| format!("eth{n}"))
+                    .find(|n| !taken_names.contains(n))
+                    .ok_or_else(|| NetError::NoInterfaceName(ns.name().to_string()))?;
+                taken_names.insert(ifname.clone());
+                state.leases.insert(
+                    ns.name().to_string(),
+                    Lease {
+                        address,
+                        address6,
+                        host_interface: host_if.clone(),
+                        interface: Some(ifname.clone()),
+                        netns_path: ns.path().to_path_buf(),
+                        ports: existing.map(|l| l.ports).unwrap_or_default(),
+                        fixed: req.ipv4_address.is_some(),
+                        dns_names: req.dns_names.clone(),
+                    },
+                );
+                self.store.save(&lock, state)?;
+                leased.push(state.name.clone());
+                crate::fault::point("attach-after-lease");
+                planned.push(Planned {
+                    host_if,
+                    ifname,
+                    address,
+                    address6,
+                    new_pair: true,
+                    leftover: host_link.is_some(),
                 });
             }
             Ok(())
         })();
         if let Err(e) = result {
-            // Undo what this call made; the error that stopped it is the one reported.
-            for (network, host_if) in made {
-                if let Some(s) = states.iter().find(|s| s.name == network) {
-                    let _ = crate::fastpath::leave(&mut host, &s.bridge, &host_if);
-                }
-                let _ = host.delete_link(&host_if);
-                if let Ok(Some(mut s)) = self.store.load(&lock, &network) {
+            for network in &leased {
+                if let Ok(Some(mut s)) = self.store.load(&lock, network) {
                     s.leases.remove(ns.name());
                     let _ = self.store.save(&lock, &s);
                 }
             }
             return Err(e);
         }
-        Ok(out)
+        Ok((states, planned, default_idx))
+    }
+
+    /// Removes `ns`'s leases on `networks` (an attach that failed half-way), reading
+    /// each network again under the lock: other namespaces' leases changed meanwhile.
+    fn forget_leases<'a>(&self, ns: &Netns, networks: impl Iterator<Item = &'a str>) {
+        let Ok(lock) = self.store.lock() else { return };
+        for network in networks {
+            if let Ok(Some(mut s)) = self.store.load(&lock, network) {
+                if s.leases.remove(ns.name()).is_some() {
+                    let _ = self.store.save(&lock, &s);
+                }
+            }
+        }
     }
 
     /// Takes namespace `ns` off `networks` (every network it is on when `None`): deletes
@@ -390,6 +443,7 @@ impl Networking {
             // Its fast-path entry first (the veth's qdisc goes with the veth; its entry, in
             // the network's shared map, does not).
             if let Some(host) = host.as_mut() {
+                self.fast_maps.forget(&state.bridge);
                 if let Err(e) = crate::fastpath::leave(host, &state.bridge, host_if) {
                     errors.push(e.into());
                     ok = false;
@@ -463,6 +517,38 @@ fn wait_links_gone(names: &[&str], within: std::time::Duration) {
     }
 }
 
+/// The index of the bridge of `state`'s network, which must be there to attach to it.
+fn bridge_index(state: &NetworkState) -> Result<u32> {
+    Netlink::index_of(&state.bridge).ok_or_else(|| {
+        NetError::UnknownNetwork(format!(
+            "{} (its bridge {} is gone: ensure the network again)",
+            state.name, state.bridge
+        ))
+    })
+}
+
+/// What [`Networking::attach`] makes on one network once the lease is recorded.
+struct Planned {
+    host_if: String,
+    ifname: String,
+    address: Ipv4Addr,
+    address6: Option<std::net::Ipv6Addr>,
+    /// A pair still to be made (else it exists and only the inside is checked).
+    new_pair: bool,
+    /// A host end by this name left by a crash, to delete before making the pair.
+    leftover: bool,
+}
+
+/// The IPv4 addresses leased on `state` to namespaces other than `ns`.
+fn used4(state: &NetworkState, ns: &str) -> Vec<(Ipv4Addr, String)> {
+    state
+        .leases
+        .iter()
+        .filter(|(k, _)| k.as_str() != ns)
+        .map(|(k, l)| (l.address, k.clone()))
+        .collect()
+}
+
 /// The IPv6 addresses leased on `state` to namespaces other than `ns`.
 fn used6(state: &NetworkState, ns: &str) -> Vec<(std::net::Ipv6Addr, String)> {
     state
@@ -473,44 +559,65 @@ fn used6(state: &NetworkState, ns: &str) -> Vec<(std::net::Ipv6Addr, String)> {
         .collect()
 }
 
-/// Gives the bridge the veth pairs' IPv4 GSO size (see [`BIG_TCP_IPV4_SIZE`]), for traffic
-/// between the host and containers, once it has a port: the kernel refuses it before,
-/// while an empty bridge's `tso_max_size` is 64 KiB. Only an optimization, so a refusal
-/// is logged, not returned.
-fn big_tcp_on_bridge(host: &mut Netlink, bridge: &crate::netlink::Link) {
-    if bridge
-        .gso_ipv4_max_size
-        .is_some_and(|size| size < BIG_TCP_IPV4_SIZE)
-    {
-        if let Err(e) = host.set_ipv4_gso_max_size(bridge.index, BIG_TCP_IPV4_SIZE) {
-            tracing::debug!("bridge {} keeps its GSO size: {e}", bridge.name);
+impl Networking {
+    /// Gives the bridge the veth pairs' IPv4 GSO size (see [`BIG_TCP_IPV4_SIZE`]), for
+    /// traffic between the host and containers, once it has a port: the kernel refuses it
+    /// before, while an empty bridge's `tso_max_size` is 64 KiB. Once per bridge and
+    /// process. Only an optimization, so a refusal is logged, not returned.
+    fn big_tcp_on_bridge(&self, host: &mut Netlink, bridge: &crate::netlink::Link) {
+        if !self
+            .tuned_bridges
+            .lock()
+            .expect("tuned bridges lock")
+            .insert(bridge.index)
+        {
+            return;
+        }
+        let size = match host.link_by_name(&bridge.name) {
+            Ok(Some(l)) => l.gso_ipv4_max_size,
+            _ => None,
+        };
+        if size.is_some_and(|size| size < BIG_TCP_IPV4_SIZE) {
+            if let Err(e) = host.set_ipv4_gso_max_size(bridge.index, BIG_TCP_IPV4_SIZE) {
+                tracing::debug!("bridge {} keeps its GSO size: {e}", bridge.name);
+            }
         }
     }
-}
 
-/// Puts a member on its network's L2 fast path (see [`crate::fastpath`]). Only an
-/// optimization: where the kernel refuses (no cls_bpf, no `bpf_redirect_peer`), the member's
-/// traffic keeps going through the bridge, so a refusal is logged, not returned.
-fn fast_path_join(
-    host: &mut Netlink,
-    state: &NetworkState,
-    host_if: &str,
-    inner: &crate::netlink::Link,
-) {
-    let joined = (|| {
-        let bridge = host.link_by_name(&state.bridge)?;
-        let veth = host.link_by_name(host_if)?;
-        match (bridge, veth, inner.mac) {
-            (Some(bridge), Some(veth), Some(mac)) if veth.controller == Some(bridge.index) => {
-                crate::fastpath::join(host, &bridge, &veth, mac)
+    /// Puts a member on its network's L2 fast path (see [`crate::fastpath`]). Only an
+    /// optimization: where the kernel refuses (no cls_bpf, no `bpf_redirect_peer`), the
+    /// member's traffic keeps going through the bridge, so a refusal is logged, not
+    /// returned.
+    fn fast_path_join(
+        &self,
+        host: &mut Netlink,
+        state: &NetworkState,
+        bridge: &crate::netlink::Link,
+        planned: &Planned,
+        inner: &crate::netlink::Link,
+    ) {
+        let host_if = &planned.host_if;
+        let joined = (|| {
+            // A pair this call made is a port of the bridge; one found there is checked.
+            let veth = match planned.new_pair {
+                true => Netlink::index_of(host_if),
+                false => host
+                    .link_by_name(host_if)?
+                    .filter(|v| v.controller == Some(bridge.index))
+                    .map(|v| v.index),
+            };
+            match (veth, inner.mac) {
+                (Some(veth), Some(mac)) => {
+                    crate::fastpath::join(host, bridge, veth, mac, &self.fast_maps)
+                }
+                _ => Ok(()),
             }
-            _ => Ok(()),
+        })();
+        if let Err(e) = joined {
+            tracing::warn!(
+                "{host_if} stays off the fast path of network {} (its traffic goes through the bridge): {e}",
+                state.name
+            );
         }
-    })();
-    if let Err(e) = joined {
-        tracing::warn!(
-            "{host_if} stays off the fast path of network {} (its traffic goes through the bridge): {e}",
-            state.name
-        );
     }
 }

@@ -163,6 +163,10 @@ pub struct Networking {
     firewall: Box<dyn FirewallDriver>,
     publish_mode: PublishMode,
     proxy: Option<crate::HelperProgram>,
+    /// Fast-path maps found or made by this process (see [`crate::fastpath::Maps`]).
+    fast_maps: crate::fastpath::Maps,
+    /// Bridges (by ifindex) this process gave the big GSO size (see `big_tcp_on_bridge`).
+    tuned_bridges: std::sync::Mutex<BTreeSet<u32>>,
 }
 
 impl Networking {
@@ -175,6 +179,8 @@ impl Networking {
             firewall,
             publish_mode: PublishMode::Kernel,
             proxy: None,
+            fast_maps: Default::default(),
+            tuned_bridges: Default::default(),
         }
     }
 

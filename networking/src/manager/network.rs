@@ -241,6 +241,7 @@ impl Networking {
             Ok(None) => {}
             Err(e) => errors.push(e.into()),
         }
+        self.fast_maps.forget(&bridge);
         for port in ports {
             if let Err(e) = host.delete_link(&port) {
                 errors.push(e.into());

@@ -109,6 +109,10 @@ pub fn waits(loaded: &Loaded) -> HashMap<String, Vec<Wait>> {
                 service: dep.to_string(),
                 condition,
                 required,
+                before_create: matches!(
+                    kind,
+                    EdgeKind::NetworkMode | EdgeKind::Ipc | EdgeKind::Pid | EdgeKind::VolumesFrom
+                ),
             });
         }
     }

@@ -100,6 +100,9 @@ pub struct EngineBackend {
     start_created: bool,
     /// `up -t`: how long a container being replaced or removed gets to stop.
     stop_timeout: Option<Duration>,
+    /// Containers this run created ahead of their start ([`Backend::prepare`]): one that
+    /// then fails to start goes, as a failed create does.
+    fresh: Mutex<std::collections::HashSet<String>>,
 }
 
 /// A one-off container of a service (`berth run`): its own name, and the service as the
@@ -136,6 +139,7 @@ impl EngineBackend {
             digests: Mutex::new(HashMap::new()),
             start_created: true,
             stop_timeout: None,
+            fresh: Mutex::new(Default::default()),
         })
     }
 
@@ -722,6 +726,14 @@ impl Backend for EngineBackend {
                 self.remove_container(container, self.stop_timeout)?;
                 self.create(service, *number)
             }
+            Action::Start { container } if self.fresh.lock().unwrap().remove(container) => {
+                self.engine.start(container).map_err(err).inspect_err(|_| {
+                    // As a failed create: the next `up` starts clean.
+                    let _ = self.remove_container(container, Some(Duration::ZERO));
+                })?;
+                crate::fault::point("up.after-start");
+                Ok(())
+            }
             Action::Start { container } => {
                 // A container whose monitor was killed reads as dead: its process may
                 // still run, unsupervised. Stop that, then start it under a new monitor.
@@ -738,6 +750,22 @@ impl Backend for EngineBackend {
                 .map_err(err),
             Action::Remove { container, .. } => self.remove_container(container, self.stop_timeout),
         }
+    }
+
+    fn prepare(&self, action: &Action) -> Result<Option<Action>, String> {
+        let Action::Create { service, number } = action else {
+            return Ok(Some(action.clone()));
+        };
+        let name = container_name(self.project(), service, *number);
+        self.create_container(service, *number, None)
+            .inspect_err(|_| {
+                let _ = self.remove_container(&name, Some(Duration::ZERO));
+            })?;
+        if !self.start_created {
+            return Ok(None);
+        }
+        self.fresh.lock().unwrap().insert(name.clone());
+        Ok(Some(Action::Start { container: name }))
     }
 
     fn containers(&self, service: &str) -> Vec<String> {

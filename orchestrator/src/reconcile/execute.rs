@@ -30,6 +30,13 @@ pub enum Health {
 /// the executor runs them on tokio's blocking pool.
 pub trait Backend: Send + Sync + 'static {
     fn run(&self, action: &Action) -> Result<(), String>;
+    /// Does the part of `action` that need not wait for the service's dependencies (a
+    /// container is created before its dependencies run, as `docker compose` creates
+    /// every container before it starts them in order) and returns what is left to do
+    /// once they are met, if anything.
+    fn prepare(&self, action: &Action) -> Result<Option<Action>, String> {
+        Ok(Some(action.clone()))
+    }
     /// The containers of a service that the plan's actions left (names).
     fn containers(&self, service: &str) -> Vec<String>;
     fn health(&self, container: &str) -> Result<Health, String>;
@@ -42,6 +49,9 @@ pub struct Wait {
     pub condition: Condition,
     /// `required: false`: a dependency that fails is a warning, not a failure.
     pub required: bool,
+    /// The dependant's container cannot even be created before this is met (it joins
+    /// the dependency's namespaces or mounts its volumes).
+    pub before_create: bool,
 }
 
 /// Why a service did not come up.
@@ -170,6 +180,56 @@ async fn run_service<B: Backend>(
     timing: Timing,
     warnings: &mut Vec<String>,
 ) -> Result<(), ServiceFailure> {
+    let (early, late): (Vec<_>, Vec<_>) = deps.into_iter().partition(|(w, _)| w.before_create);
+    await_dependencies(backend, name, early, timing, warnings).await?;
+    // Made while the dependencies come up; only what is left waits for them.
+    let mut left = Vec::new();
+    for action in actions {
+        let rest = run_blocking(backend, &action, |b, a| b.prepare(a)).await?;
+        left.extend(rest.map(|r| (action, r)));
+    }
+    await_dependencies(backend, name, late, timing, warnings).await?;
+    for (action, rest) in left {
+        run_blocking(backend, &rest, |b, a| b.run(a))
+            .await
+            // Named as the plan named it.
+            .map_err(|e| match e {
+                ServiceFailure::Action { message, .. } => ServiceFailure::Action {
+                    action: action.to_string(),
+                    message,
+                },
+                other => other,
+            })?;
+    }
+    Ok(())
+}
+
+/// Runs `f` (a blocking backend call) on tokio's blocking pool.
+async fn run_blocking<B: Backend, T: Send + 'static>(
+    backend: &Arc<B>,
+    action: &Action,
+    f: fn(&B, &Action) -> Result<T, String>,
+) -> Result<T, ServiceFailure> {
+    let b = Arc::clone(backend);
+    let a = action.clone();
+    tokio::task::spawn_blocking(move || f(&b, &a))
+        .await
+        .unwrap_or_else(|e| Err(format!("task failed: {e}")))
+        .map_err(|message| ServiceFailure::Action {
+            action: action.to_string(),
+            message,
+        })
+}
+
+/// Waits until each dependency meets its condition; a required one that does not fails
+/// the service, an optional one is a warning.
+async fn await_dependencies<B: Backend>(
+    backend: &Arc<B>,
+    name: &str,
+    deps: Vec<(Wait, Option<watch::Receiver<Progress>>)>,
+    timing: Timing,
+    warnings: &mut Vec<String>,
+) -> Result<(), ServiceFailure> {
     for (wait, rx) in deps {
         let result = match rx {
             // A dependency outside this plan (`--no-deps`, or up to date already) is
@@ -207,17 +267,6 @@ async fn run_service<B: Backend>(
                 wait.service
             ));
         }
-    }
-    for action in actions {
-        let b = Arc::clone(backend);
-        let a = action.clone();
-        tokio::task::spawn_blocking(move || b.run(&a))
-            .await
-            .unwrap_or_else(|e| Err(format!("task failed: {e}")))
-            .map_err(|message| ServiceFailure::Action {
-                action: action.to_string(),
-                message,
-            })?;
     }
     Ok(())
 }
@@ -355,6 +404,7 @@ mod tests {
                 service: d.to_string(),
                 condition: *c,
                 required: *r,
+                before_create: false,
             });
         }
         m
@@ -393,6 +443,64 @@ mod tests {
             web_begin >= db_done + Duration::from_millis(200),
             "web started before db was healthy"
         );
+    }
+
+    /// A backend that creates ahead (as the engine's does) and records each step.
+    #[derive(Default)]
+    struct Ahead {
+        steps: Mutex<Vec<String>>,
+    }
+
+    impl Backend for Ahead {
+        fn prepare(&self, action: &Action) -> Result<Option<Action>, String> {
+            let Action::Create { service, .. } = action else {
+                return Ok(Some(action.clone()));
+            };
+            // The dependency takes a while to create: its dependant is made meanwhile.
+            if service == "db" {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            self.steps.lock().unwrap().push(format!("create {service}"));
+            Ok(Some(Action::Start {
+                container: service.clone(),
+            }))
+        }
+        fn run(&self, action: &Action) -> Result<(), String> {
+            self.steps.lock().unwrap().push(action.to_string());
+            Ok(())
+        }
+        fn containers(&self, service: &str) -> Vec<String> {
+            vec![service.to_string()]
+        }
+        fn health(&self, _: &str) -> Result<Health, String> {
+            Ok(Health::Running)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn dependants_are_created_early_and_started_after_their_dependencies() {
+        let backend = Arc::new(Ahead::default());
+        let mut w = waits(&[("web", "db", Condition::Started, true)]);
+        // `network_mode: service:db`: not even created before db runs.
+        w.entry("sidecar".into()).or_default().push(Wait {
+            service: "db".into(),
+            condition: Condition::Started,
+            required: true,
+            before_create: true,
+        });
+        let report = execute(
+            Arc::clone(&backend),
+            &plan(&["db", "web", "sidecar"]),
+            &w,
+            timing(),
+        )
+        .await;
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        let steps = backend.steps.lock().unwrap().clone();
+        let at = |s: &str| steps.iter().position(|x| x == s).expect(s);
+        assert!(at("create web") < at("create db"), "{steps:?}");
+        assert!(at("start db") < at("start web"), "{steps:?}");
+        assert!(at("start db") < at("create sidecar"), "{steps:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -566,12 +566,31 @@ impl Engine {
                         return Err(e);
                     }
                 }
-                self.wait_monitor_gone(&rec, grace + Duration::from_secs(10))
+                // Stopped once its record says the container exited: the monitor's
+                // cleanup after that (cgroups, its last record write) is waited for by
+                // whoever needs the monitor gone (`start`, `remove`), so a `down` stopping
+                // a chain of dependants one after another does not wait for it each time.
+                self.wait_monitor(&rec, grace + Duration::from_secs(10), |r| {
+                    !matches!(
+                        r.status,
+                        Status::Running | Status::Paused | Status::Restarting
+                    )
+                })
             }
         }
     }
 
     fn wait_monitor_gone(&self, rec: &Record, limit: Duration) -> Result<()> {
+        self.wait_monitor(rec, limit, |_| false)
+    }
+
+    /// Waits until `rec`'s monitor is gone or its record meets `done`.
+    fn wait_monitor(
+        &self,
+        rec: &Record,
+        limit: Duration,
+        done: impl Fn(&Record) -> bool,
+    ) -> Result<()> {
         let start = Instant::now();
         // Woken by the monitor's exit (a pidfd) rather than by polling: the record still
         // decides, since the pid may have been reused before the pidfd was opened.
@@ -584,7 +603,8 @@ impl Engine {
                     Some(nix::sys::wait::WaitPidFlag::WNOHANG),
                 );
             }
-            if !Self::monitor_alive(&self.store.load(&rec.id)?) {
+            let now = self.store.load(&rec.id)?;
+            if !Self::monitor_alive(&now) || done(&now) {
                 return Ok(());
             }
             if start.elapsed() > limit {

@@ -218,16 +218,74 @@ impl Networking {
             .as_ref()
             .map(|s| s.bridge.clone())
             .unwrap_or_else(|| names::bridge_name(&self.config.root, name));
+        let fw = FirewallNetwork {
+            name,
+            bridge: &bridge,
+            subnet: state.as_ref().map(|s| s.subnet).unwrap_or_default(),
+            subnet6: state.as_ref().and_then(|s| s.subnet6),
+            gateway6: state.as_ref().and_then(|s| s.gateway6),
+            gateway: state
+                .as_ref()
+                .map(|s| s.gateway)
+                .unwrap_or(Ipv4Addr::UNSPECIFIED),
+            internal: state.as_ref().is_some_and(|s| s.internal),
+        };
+        // The helpers and the firewall rules go on a thread of their own while the links
+        // go here: neither needs the other gone, and deleting a bridge waits for an RCU
+        // grace period, stopping a helper for its exit, the rules for an `nft` process.
+        let (links, others) = std::thread::scope(|scope| {
+            let others = scope.spawn(|| {
+                let mut errors = Vec::new();
+                if let Err(e) = dns_helper(&self.config.run, name).stop() {
+                    errors.push(e);
+                }
+                for proxy in Helper::list(&self.config.run, &format!("proxy-{bridge}-")) {
+                    if let Err(e) = proxy.stop() {
+                        errors.push(e);
+                    }
+                }
+                if let Err(e) = self.firewall.teardown_network(&fw) {
+                    errors.push(e);
+                }
+                errors
+            });
+            let links = self.remove_bridge(&bridge, state.as_ref(), links_are_ours);
+            (links, others.join())
+        });
+        errors.extend(links);
+        match others {
+            Ok(e) => errors.extend(e),
+            Err(_) => errors.push(NetError::io(
+                "network teardown thread",
+                std::io::Error::other("panicked"),
+            )),
+        }
+        if errors.is_empty() {
+            if let Err(e) = self.store.remove(&lock, name) {
+                errors.push(e);
+            }
+        }
+        TeardownError::check(errors)
+    }
+
+    /// Deletes `bridge` (when `links_are_ours`) and every port of it, leased or not.
+    fn remove_bridge(
+        &self,
+        bridge: &str,
+        state: Option<&NetworkState>,
+        links_are_ours: bool,
+    ) -> Vec<NetError> {
+        let mut errors = Vec::new();
         let mut host = match host_netlink() {
             Ok(h) => h,
-            Err(e) => return Err(TeardownError(vec![e])),
+            Err(e) => return vec![e],
         };
         // Every port of the bridge, whether a lease names it or not.
         let mut ports: BTreeSet<String> = state
             .iter()
             .flat_map(|s| s.leases.values().map(|l| l.host_interface.clone()))
             .collect();
-        match host.link_by_name(&bridge) {
+        match host.link_by_name(bridge) {
             Ok(Some(_)) if !links_are_ours => {}
             Ok(Some(br)) => match host.links() {
                 Ok(links) => ports.extend(
@@ -241,46 +299,18 @@ impl Networking {
             Ok(None) => {}
             Err(e) => errors.push(e.into()),
         }
-        self.fast_maps.forget(&bridge);
+        self.fast_maps.forget(bridge);
         for port in ports {
             if let Err(e) = host.delete_link(&port) {
                 errors.push(e.into());
             }
         }
         if links_are_ours {
-            if let Err(e) = host.delete_link(&bridge) {
+            if let Err(e) = host.delete_link(bridge) {
                 errors.push(e.into());
             }
         }
-        if let Err(e) = dns_helper(&self.config.run, name).stop() {
-            errors.push(e);
-        }
-        for proxy in Helper::list(&self.config.run, &format!("proxy-{bridge}-")) {
-            if let Err(e) = proxy.stop() {
-                errors.push(e);
-            }
-        }
-        let fw = FirewallNetwork {
-            name,
-            bridge: &bridge,
-            subnet: state.as_ref().map(|s| s.subnet).unwrap_or_default(),
-            subnet6: state.as_ref().and_then(|s| s.subnet6),
-            gateway6: state.as_ref().and_then(|s| s.gateway6),
-            gateway: state
-                .as_ref()
-                .map(|s| s.gateway)
-                .unwrap_or(Ipv4Addr::UNSPECIFIED),
-            internal: state.as_ref().is_some_and(|s| s.internal),
-        };
-        if let Err(e) = self.firewall.teardown_network(&fw) {
-            errors.push(e);
-        }
-        if errors.is_empty() {
-            if let Err(e) = self.store.remove(&lock, name) {
-                errors.push(e);
-            }
-        }
-        TeardownError::check(errors)
+        errors
     }
 
     /// The members on the L2 fast path of `network` (see networking/README.md,

@@ -75,22 +75,21 @@ pub fn run(global: &GlobalArgs, args: &DownArgs) -> anyhow::Result<i32> {
             .or_default()
             .extend(oneoffs.iter().map(String::as_str));
     }
+    // Stopped in that order, then removed all at once: removing (namespaces, mounts,
+    // records) needs no order, and a wave of one container (a `depends_on` chain) would
+    // otherwise wait for a whole removal before the next wave is even stopped.
     for names in by_wave.values() {
-        let results: Vec<(String, Result<(), String>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = names
-                .iter()
-                .map(|name| {
-                    let backend = &backend;
-                    scope.spawn(move || (name.to_string(), backend.remove_container(name, timeout)))
-                })
-                .collect();
-            handles.into_iter().filter_map(|h| h.join().ok()).collect()
-        });
-        for (name, r) in results {
-            match r {
-                Ok(()) => eprintln!(" ✔ removed {name}"),
-                Err(e) => problems.push(format!("{name}: {e}")),
+        for (name, r) in each_at_once(names, |name| backend.stop_container(name, timeout)) {
+            if let Err(e) = r {
+                problems.push(format!("{name}: {e}"));
             }
+        }
+    }
+    let all: Vec<&str> = by_wave.values().flatten().copied().collect();
+    for (name, r) in each_at_once(&all, |name| backend.remove_container(name, timeout)) {
+        match r {
+            Ok(()) => eprintln!(" ✔ removed {name}"),
+            Err(e) => problems.push(format!("{name}: {e}")),
         }
     }
     crate::fault::point("down.after-containers");
@@ -149,4 +148,19 @@ pub fn run(global: &GlobalArgs, args: &DownArgs) -> anyhow::Result<i32> {
         bail!("`down` could not remove everything; run it again to finish");
     }
     Ok(0)
+}
+
+/// Runs `f` for each name on a thread of its own; the results in the names' order.
+fn each_at_once<'a>(
+    names: &[&'a str],
+    f: impl Fn(&str) -> Result<(), String> + Sync,
+) -> Vec<(&'a str, Result<(), String>)> {
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = names
+            .iter()
+            .map(|name| scope.spawn(move || (*name, f(name))))
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    })
 }

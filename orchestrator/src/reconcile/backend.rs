@@ -593,6 +593,15 @@ impl EngineBackend {
             .collect())
     }
 
+    /// Stops a container (if there is one by that name) as `down` does before removing.
+    pub fn stop_container(&self, name: &str, timeout: Option<Duration>) -> Result<(), String> {
+        if self.engine.resolve(name).is_ok() {
+            self.engine.stop(name, timeout).map_err(err)?;
+            crate::fault::point("down.after-stop");
+        }
+        Ok(())
+    }
+
     /// Stops and removes a container with everything made for it.
     pub fn remove_container(&self, name: &str, timeout: Option<Duration>) -> Result<(), String> {
         let mut problems = Vec::new();

@@ -223,7 +223,7 @@ fn bare_pair(a: &Netns, b: &Netns, ip_a: Ipv4Net, ip_b: Ipv4Net, gso: Option<u32
     a.run(|| {
         Netlink::open()
             .unwrap()
-            .create_veth("eth0", None, "eth0", bfile.as_fd(), None)
+            .create_veth("eth0", None, "eth0", bfile.as_fd(), None, None)
             .unwrap()
     })
     .unwrap();

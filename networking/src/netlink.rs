@@ -286,12 +286,16 @@ impl Netlink {
         controller: Option<u32>,
         peer_name: &str,
         peer_netns: BorrowedFd<'_>,
+        peer_mac: Option<[u8; 6]>,
         mtu: Option<u32>,
     ) -> Result<()> {
         let request = |gso: Option<u32>| {
             let mut peer = LinkMessage::default();
             peer.attributes
                 .push(LinkAttribute::IfName(peer_name.to_string()));
+            if let Some(mac) = peer_mac {
+                peer.attributes.push(LinkAttribute::Address(mac.to_vec()));
+            }
             peer.attributes
                 .push(LinkAttribute::NetNsFd(peer_netns.as_raw_fd()));
             let mut msg = LinkMessage::default();

@@ -62,6 +62,7 @@ impl Networking {
                         Some(bridge.index),
                         &p.ifname,
                         ns_file.as_fd(),
+                        Some(mac_for(p.address)),
                         state.mtu,
                     )?;
                     self.big_tcp_on_bridge(&mut host, &bridge);
@@ -527,6 +528,17 @@ fn bridge_index(state: &NetworkState) -> Result<u32> {
     })
 }
 
+/// The MAC address of the member with IPv4 `address`: locally administered `02:42`
+/// and the address's four bytes, as Docker gives them. The same address always has the
+/// same MAC, so the host's neighbour entry for an address stays right when a new
+/// container gets the address of one just removed (a random MAC left the host sending
+/// to the old one until the entry expired: seconds without a reply on published ports).
+/// Unique on the host, as subnets of networks do not overlap.
+fn mac_for(address: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = address.octets();
+    [0x02, 0x42, a, b, c, d]
+}
+
 /// What [`Networking::attach`] makes on one network once the lease is recorded.
 struct Planned {
     host_if: String,
@@ -619,5 +631,19 @@ impl Networking {
                 state.name
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_always_has_the_same_locally_administered_mac() {
+        let mac = mac_for(Ipv4Addr::new(172, 17, 0, 2));
+        assert_eq!(mac, [0x02, 0x42, 172, 17, 0, 2]);
+        // Locally administered, unicast: never a vendor's, never multicast.
+        assert_eq!(mac[0] & 0b11, 0b10);
+        assert_ne!(mac, mac_for(Ipv4Addr::new(172, 17, 0, 3)));
     }
 }

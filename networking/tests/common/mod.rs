@@ -211,7 +211,7 @@ impl TestEnv {
         let mut nl = Netlink::open().unwrap();
         let f = ns.open().unwrap();
         use std::os::fd::AsFd;
-        nl.create_veth(&host_if, None, "eth0", f.as_fd(), None)
+        nl.create_veth(&host_if, None, "eth0", f.as_fd(), None, None)
             .unwrap();
         let l = nl.link_by_name(&host_if).unwrap().unwrap();
         nl.add_address(l.index, Ipv4Net::new(host_ip, 30).unwrap())

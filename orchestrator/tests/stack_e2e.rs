@@ -528,3 +528,63 @@ networks:
     s.ok(&["down", "-v", "-t", "0"]);
     s.assert_nothing_left();
 }
+
+/// Dependency order and concurrency as a user sees them, through files the services
+/// write into a shared bind mount: a dependant starts only once its dependency is
+/// healthy (the dependency makes its marker when it turns healthy, the dependant looks
+/// for it as it starts), and an independent service starts while that dependency is
+/// still on its way to healthy (not queued behind the slow branch).
+#[test]
+fn a_dependant_waits_for_health_and_an_independent_service_does_not() {
+    let net = subnet(5);
+    let s = Stack::new(
+        "e2eorder",
+        &format!(
+            r#"services:
+  db:
+    image: busybox:latest
+    command: ["sh", "-c", "sleep 4; touch /shared/db-ready /tmp/ok; exec sleep 3600"]
+    volumes: ["./shared:/shared"]
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ok"]
+      interval: 1s
+      start_interval: 100ms
+      start_period: 10s
+  app:
+    image: busybox:latest
+    command: ["sh", "-c", "if [ -f /shared/db-ready ]; then echo after > /shared/app; else echo before > /shared/app; fi; exec sleep 3600"]
+    volumes: ["./shared:/shared"]
+    depends_on:
+      db:
+        condition: service_healthy
+  other:
+    image: busybox:latest
+    command: ["sh", "-c", "if [ -f /shared/db-ready ]; then echo after > /shared/other; else echo before > /shared/other; fi; exec sleep 3600"]
+    volumes: ["./shared:/shared"]
+networks:
+  default:
+    ipam:
+      config: [{{subnet: {net}}}]
+"#
+        ),
+    );
+    std::fs::create_dir_all(s.dir.path().join("proj").join("shared")).unwrap();
+    s.ok(&["up", "-d"]);
+    let seen = |who: &str| {
+        std::fs::read_to_string(s.dir.path().join("proj").join("shared").join(who))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    wait_for("app and other to look", || {
+        !seen("app").is_empty() && !seen("other").is_empty()
+    });
+    assert_eq!(seen("app"), "after", "app started before db was healthy");
+    assert_eq!(
+        seen("other"),
+        "before",
+        "other (no dependencies) waited for db to become healthy"
+    );
+    s.ok(&["down", "-t", "0"]);
+    s.assert_nothing_left();
+}

@@ -158,14 +158,7 @@ impl Networking {
             let existing = state.leases.get(ns.name());
             if let (Some(l), Some(want)) = (existing, req.ipv4_address) {
                 if want != l.address && host_link.is_some() {
-                    return Err(NetError::InvalidNetwork {
-                        network: state.name.clone(),
-                        problem: format!(
-                            "namespace {} is attached with address {}; detach it to change its address",
-                            ns.name(),
-                            l.address
-                        ),
-                    });
+                    return Err(address_kept(state, ns, l.address));
                 }
             }
             if let (Some(subnet6), Some(gateway6)) = (state.subnet6, state.gateway6) {
@@ -217,14 +210,7 @@ impl Networking {
                     .filter(|l| l.interface.is_some() && host_link.is_some())
                 {
                     if req.ipv4_address.is_some_and(|want| want != l.address) {
-                        return Err(NetError::InvalidNetwork {
-                            network: state.name.clone(),
-                            problem: format!(
-                                "namespace {} is attached with address {}; detach it to change its address",
-                                ns.name(),
-                                l.address
-                            ),
-                        });
+                        return Err(address_kept(state, ns, l.address));
                     }
                     if !req.dns_names.is_empty() && req.dns_names != l.dns_names {
                         let lease = state.leases.get_mut(ns.name()).expect("present");
@@ -515,6 +501,17 @@ fn wait_links_gone(names: &[&str], within: std::time::Duration) {
     while names.iter().any(|n| class.join(n).exists()) && start.elapsed() < within {
         std::thread::sleep(pause);
         pause = (pause * 2).min(std::time::Duration::from_millis(10));
+    }
+}
+
+/// A namespace attached with `address` asked for another: refused, the lease stays.
+fn address_kept(state: &NetworkState, ns: &Netns, address: Ipv4Addr) -> NetError {
+    NetError::InvalidNetwork {
+        network: state.name.clone(),
+        problem: format!(
+            "namespace {} is attached with address {address}; detach it to change its address",
+            ns.name(),
+        ),
     }
 }
 

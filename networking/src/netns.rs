@@ -70,6 +70,9 @@ impl Netns {
     pub fn create(run_dir: &Path, name: &str) -> Result<Self> {
         let ns = Self::at(run_dir, name)?;
         if ns.exists() {
+            // Made by a run killed before it brought `lo` up (another thread of it may
+            // have been where the kill came): up now, idempotent.
+            ns.loopback_up()?;
             return Ok(ns);
         }
         let dir = ns.path.parent().expect("netns path has a parent");
@@ -105,15 +108,19 @@ impl Netns {
                 e,
             ));
         }
-        // `lo` up: a namespace without it cannot even talk to itself.
-        ns.run(|| -> Result<()> {
+        ns.loopback_up()?;
+        Ok(ns)
+    }
+
+    /// `lo` up: a namespace without it cannot even talk to itself.
+    fn loopback_up(&self) -> Result<()> {
+        self.run(|| -> Result<()> {
             let mut nl = crate::netlink::Netlink::open()
                 .map_err(|e| NetError::io("open netlink socket", e))?;
             // Every namespace's `lo` is made first, as index 1 (LOOPBACK_IFINDEX).
             nl.set_up(LOOPBACK_IFINDEX)?;
             Ok(())
-        })??;
-        Ok(ns)
+        })?
     }
 
     /// The namespace's name (the file name under `BERTH_RUN/netns`).

@@ -666,3 +666,31 @@ fn bridge_and_both_veth_ends_get_the_big_tcp_gso_size() {
     let host = nl.link_by_name(&e.host_interface).unwrap().unwrap();
     assert_eq!(host.gso_ipv4_max_size, Some(65_536));
 }
+
+/// A run killed between making a namespace and bringing its `lo` up (another thread of
+/// it took the kill) leaves a namespace whose 127.0.0.1 answers nothing: making it again
+/// brings `lo` up (the fault tests hung on a healthcheck of 127.0.0.1 without this).
+#[test]
+fn making_a_namespace_again_brings_its_loopback_up() {
+    let env = TestEnv::new(61);
+    let ns = Netns::create(&env.net.config().run, &env.name("lo")).unwrap();
+    env.track_netns(&ns);
+    let lo_up = |ns: &Netns| {
+        ns.run(|| {
+            let mut nl = berth_networking::netlink::Netlink::open().unwrap();
+            nl.link_by_name("lo").unwrap().unwrap().up
+        })
+        .unwrap()
+    };
+    assert!(lo_up(&ns));
+    ns.run(|| {
+        Command::new("ip")
+            .args(["link", "set", "lo", "down"])
+            .status()
+            .unwrap()
+    })
+    .unwrap();
+    assert!(!lo_up(&ns), "lo did not go down");
+    let again = Netns::create(&env.net.config().run, ns.name()).unwrap();
+    assert!(lo_up(&again));
+}

@@ -53,16 +53,34 @@ networks:
     )
 }
 
-fn container_pid(pattern: &str) -> u32 {
+/// The host pid of the process matching `pattern` in container `name` of stack `s`
+/// (other tests run processes with the same command line: the container's cgroup,
+/// named after its id, tells them apart).
+fn container_pid(s: &Stack, name: &str, pattern: &str) -> u32 {
+    let id = std::fs::read_dir(s.root().join("containers"))
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            std::fs::read_to_string(e.path().join("record.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .is_some_and(|r| r["config"]["name"] == name)
+        })
+        .unwrap_or_else(|| panic!("no record of {name}"))
+        .file_name()
+        .to_string_lossy()
+        .into_owned();
     let out = Command::new("pgrep")
         .args(["-f", pattern])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .next()
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no process matches {pattern}"))
+        .filter_map(|l| l.trim().parse().ok())
+        .find(|pid: &u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(&id))
+        })
+        .unwrap_or_else(|| panic!("no process of {name} matches {pattern}"))
 }
 
 #[test]
@@ -106,7 +124,7 @@ fn up_runs_the_stack_in_order_and_down_leaves_nothing() {
     assert!(logs.lines().all(|l| l.starts_with("client-1 | ")), "{logs}");
 
     // The memory limit is in web's own cgroup.
-    let pid = container_pid("httpd -f -p 8080 -h /var/www");
+    let pid = container_pid(&s, "e2eup-web-1", "httpd -f -p 8080 -h /var/www");
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let mem = cgroup
         .lines()
@@ -379,8 +397,11 @@ fn the_webapp_example_runs_and_keeps_its_volume_across_down() {
     });
     // Limits are in each service's own cgroup (gone after `down`).
     let mut cgroups = Vec::new();
-    for (pattern, bytes) in [("sh /app/worker.sh", 32), ("httpd -f -p 80 -h /www", 32)] {
-        let pid = container_pid(pattern);
+    for (name, pattern, bytes) in [
+        ("e2eweb-worker-1", "sh /app/worker.sh", 32),
+        ("e2eweb-web-1", "httpd -f -p 80 -h /www", 32),
+    ] {
+        let pid = container_pid(&s, name, pattern);
         let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
         let mem = cgroup
             .lines()

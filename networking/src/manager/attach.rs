@@ -183,14 +183,7 @@ impl Networking {
                 });
             }
             if existing.is_none() || req.ipv4_address.is_some() {
-                ipam::allocate(
-                    &state.name,
-                    state.subnet,
-                    state.gateway,
-                    state.ip_range,
-                    req.ipv4_address,
-                    &used4(state, ns.name()),
-                )?;
+                allocate4(state, req, ns)?;
             }
         }
         // Inner names are given out in request order; pairs of this call are not made
@@ -241,14 +234,7 @@ impl Networking {
                 let address = match (&existing, req.ipv4_address) {
                     (Some(l), None) => l.address,
                     (Some(l), Some(want)) if l.address == want => want,
-                    _ => ipam::allocate(
-                        &state.name,
-                        state.subnet,
-                        state.gateway,
-                        state.ip_range,
-                        req.ipv4_address,
-                        &used4(state, ns.name()),
-                    )?,
+                    _ => allocate4(state, req, ns)?,
                 };
                 let address6 = match (state.subnet6, state.gateway6) {
                     (Some(subnet6), Some(gateway6)) => match (&existing, req.ipv6_address) {
@@ -546,6 +532,19 @@ struct Planned {
     new_pair: bool,
     /// A host end by this name left by a crash, to delete before making the pair.
     leftover: bool,
+}
+
+/// An IPv4 address on `state`'s network for `ns`: the one `req` asks for if free, else
+/// the first free one (checked before anything is made, then again to lease it).
+fn allocate4(state: &NetworkState, req: &AttachRequest, ns: &Netns) -> Result<Ipv4Addr> {
+    ipam::allocate(
+        &state.name,
+        state.subnet,
+        state.gateway,
+        state.ip_range,
+        req.ipv4_address,
+        &used4(state, ns.name()),
+    )
 }
 
 /// The IPv4 addresses leased on `state` to namespaces other than `ns`.

@@ -9,7 +9,7 @@
 //! free inodes) instead of its parent's. Best effort: other file systems refuse the
 //! ioctl, and nothing changes.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -22,15 +22,13 @@ pub const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
 /// per directory and process: callers ask on every container they make, and the look
 /// is an open and an ioctl.
 pub fn mark_top_dir(dir: &Path) {
-    static MARKED: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+    static MARKED: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
     let marked = || MARKED.lock().unwrap_or_else(|e| e.into_inner());
-    if marked().as_ref().is_some_and(|m| m.contains(dir)) {
+    if marked().contains(dir) {
         return;
     }
     let Ok(f) = File::open(dir) else { return };
-    marked()
-        .get_or_insert_with(HashSet::new)
-        .insert(dir.to_path_buf());
+    marked().insert(dir.to_path_buf());
     let Some(flags) = inode_flags(&f) else { return };
     if flags & FS_TOPDIR_FL == 0 {
         let flags = flags | FS_TOPDIR_FL;

@@ -23,25 +23,26 @@ impl Networking {
             .run(Netlink::open)?
             .map_err(|e| NetError::io("open netlink socket in namespace", e))?;
         let mut host = host_netlink()?;
-        // Under the store lock only the bookkeeping: check every request, lease the
-        // addresses, record them. The pairs and the inside are made after letting go, so
-        // the containers of a stack attach in parallel instead of one after another.
-        // What is there already, looked up before taking the lock: netlink calls wait for
-        // the kernel's rtnl lock, which other attaches hold while they make their pairs.
-        let host_ifs: Vec<String> = requests
+        // What is there already (each request's host end, the namespace's interfaces),
+        // looked up before taking the store lock: netlink calls wait for the kernel's
+        // rtnl lock, which other attaches hold while they make their pairs.
+        let host_ends = requests
             .iter()
-            .map(|r| names::host_veth_name(&self.config.root, &r.network, ns.name()))
-            .collect();
-        let host_links = host_ifs
-            .iter()
-            .map(|h| match Netlink::index_of(h) {
-                // Usually not there: the cheap look says so without the rtnl lock.
-                None => Ok(None),
-                Some(_) => host.link_by_name(h).map_err(NetError::from),
+            .map(|r| {
+                let name = names::host_veth_name(&self.config.root, &r.network, ns.name());
+                let link = match Netlink::index_of(&name) {
+                    // Usually not there: the cheap look says so without the rtnl lock.
+                    None => None,
+                    Some(_) => host.link_by_name(&name)?,
+                };
+                Ok(HostEnd { name, link })
             })
             .collect::<Result<Vec<_>>>()?;
         let taken_names: BTreeSet<String> = inner.links()?.into_iter().map(|l| l.name).collect();
-        let (states, planned, default_idx) = self.lease(ns, requests, &host_links, taken_names)?;
+        // Under the store lock only the bookkeeping: check every request, lease the
+        // addresses, record them. The pairs and the inside are made after letting go, so
+        // the containers of a stack attach in parallel instead of one after another.
+        let (states, planned, default_idx) = self.lease(ns, requests, &host_ends, taken_names)?;
         let made: Vec<(String, String)> = planned
             .iter()
             .zip(&states)
@@ -132,7 +133,7 @@ impl Networking {
         &self,
         ns: &Netns,
         requests: &[AttachRequest],
-        host_links: &[Option<crate::netlink::Link>],
+        host_ends: &[HostEnd],
         mut taken_names: BTreeSet<String>,
     ) -> Result<(Vec<NetworkState>, Vec<Planned>, Option<usize>)> {
         let lock = self.store.lock()?;
@@ -154,10 +155,10 @@ impl Networking {
                 default_idx = Some(i);
             }
         }
-        for ((req, state), host_link) in requests.iter().zip(&states).zip(host_links) {
+        for ((req, state), end) in requests.iter().zip(&states).zip(host_ends) {
             let existing = state.leases.get(ns.name());
             if let (Some(l), Some(want)) = (existing, req.ipv4_address) {
-                if want != l.address && host_link.is_some() {
+                if want != l.address && end.link.is_some() {
                     return Err(address_kept(state, ns, l.address));
                 }
             }
@@ -191,9 +192,8 @@ impl Networking {
         let mut planned = Vec::with_capacity(requests.len());
         let mut leased: Vec<String> = Vec::new();
         let result = (|| -> Result<()> {
-            for ((req, state), host_link) in requests.iter().zip(states.iter_mut()).zip(host_links)
-            {
-                let host_if = names::host_veth_name(&self.config.root, &state.name, ns.name());
+            for ((req, state), end) in requests.iter().zip(states.iter_mut()).zip(host_ends) {
+                let (host_if, host_link) = (end.name.clone(), &end.link);
                 let existing = state.leases.get(ns.name()).cloned();
                 // Already attached (a restarted container, or `up` run again): keep the
                 // pair and the address, and make sure the inside is configured (a crash may
@@ -520,6 +520,13 @@ fn bridge_index(state: &NetworkState) -> Result<u32> {
 fn mac_for(address: Ipv4Addr) -> [u8; 6] {
     let [a, b, c, d] = address.octets();
     [0x02, 0x42, a, b, c, d]
+}
+
+/// The host end of a namespace's veth pair on one network: its name, and the link if
+/// one by that name exists.
+struct HostEnd {
+    name: String,
+    link: Option<crate::netlink::Link>,
 }
 
 /// What [`Networking::attach`] makes on one network once the lease is recorded.

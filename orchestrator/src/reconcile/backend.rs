@@ -326,6 +326,15 @@ impl EngineBackend {
         }
     }
 
+    /// Whether `container` was created by this run's [`Backend::prepare`] and not yet
+    /// started (once: the start takes it off the list).
+    fn take_fresh(&self, container: &str) -> bool {
+        self.fresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(container)
+    }
+
     fn create(&self, service: &str, number: u32) -> Result<(), String> {
         let id = self.create_container(service, number, None)?;
         if self.start_created {
@@ -719,13 +728,11 @@ impl Backend for EngineBackend {
                 crate::fault::point("up.after-volume");
                 Ok(())
             }
-            Action::Create { service, number } => {
-                let name = container_name(self.project(), service, *number);
-                self.create(service, *number).inspect_err(|_| {
-                    // Leave nothing half-made: the next `up` starts clean.
-                    let _ = self.remove_container(&name, Some(Duration::ZERO));
-                })
-            }
+            // The whole action: what `prepare` does, then the start it leaves.
+            Action::Create { .. } => match self.prepare(action)? {
+                Some(rest) => self.run(&rest),
+                None => Ok(()),
+            },
             Action::Recreate {
                 service,
                 number,
@@ -735,7 +742,7 @@ impl Backend for EngineBackend {
                 self.remove_container(container, self.stop_timeout)?;
                 self.create(service, *number)
             }
-            Action::Start { container } if self.fresh.lock().unwrap().remove(container) => {
+            Action::Start { container } if self.take_fresh(container) => {
                 self.engine.start(container).map_err(err).inspect_err(|_| {
                     // As a failed create: the next `up` starts clean.
                     let _ = self.remove_container(container, Some(Duration::ZERO));
@@ -768,12 +775,16 @@ impl Backend for EngineBackend {
         let name = container_name(self.project(), service, *number);
         self.create_container(service, *number, None)
             .inspect_err(|_| {
+                // Leave nothing half-made: the next `up` starts clean.
                 let _ = self.remove_container(&name, Some(Duration::ZERO));
             })?;
         if !self.start_created {
             return Ok(None);
         }
-        self.fresh.lock().unwrap().insert(name.clone());
+        self.fresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.clone());
         Ok(Some(Action::Start { container: name }))
     }
 
